@@ -1,0 +1,53 @@
+# p4lb: `make demo` and `make test` do all set-up on a fresh machine (system packages need root).
+SHELL := /bin/bash
+PYTHON_SYS ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages: Mininet and friends for the real-network tier and the demo.
+SYSTEM_PACKAGES := mininet bridge-utils iproute2 ethtool iputils-ping psmisc python3-venv python3-dev
+
+.PHONY: setup test lint typecheck unit demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.system-deps:
+	@mkdir -p $(VENV)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing system packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	else echo "not root: system packages not installed (the Mininet tier will skip)"; fi
+	@touch $@
+
+$(BIN)/python: | $(VENV)/.system-deps
+	$(PYTHON_SYS) -m venv --system-site-packages $(VENV)
+
+$(VENV)/.installed: $(VENV)/.system-deps $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+test: lint typecheck
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/p4lb-demo
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache demo-out

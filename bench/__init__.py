@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [NAME ...]` prints a table per benchmark and can write JSON."""
