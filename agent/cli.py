@@ -1,0 +1,150 @@
+"""`p4lb-agent`: sample this server's load and push a report to the controller every interval.
+
+A plain blocking loop: it sleeps in zmq.Poller on the PUSH socket's monitor (connection events)
+and a self-pipe the SIGTERM/SIGINT handlers write to, so a signal ends it at once and cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import zmq
+import zmq.auth
+
+from agent.parsing import SamplerError
+from agent.pusher import CurveClientKeys, ReportPusher
+from agent.report import ReportBuilder
+from agent.samplers import established_connections, make_scope, passive_opens
+from agent.wire import ProtocolError, encode_report, parse_dip
+
+log = logging.getLogger("p4lb.agent")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p4lb-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--controller", help="controller load feed, e.g. tcp://10.0.0.1:5555")
+    parser.add_argument("--dip", help="this server as IP:PORT (the service port is counted)")
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between reports")
+    parser.add_argument(
+        "--cpu-scope",
+        default="system",
+        help="system | pid:N (process tree) | cgroup:PATH (usage ÷ quota)",
+    )
+    parser.add_argument("--state", choices=("up", "drain"), default="up")
+    parser.add_argument("--curve-server-key", type=Path, help="controller's public .key file")
+    parser.add_argument("--curve-key", type=Path, help="this agent's .key_secret file")
+    parser.add_argument(
+        "--make-keys",
+        type=Path,
+        metavar="DIR/NAME",
+        help="write a CURVE key pair DIR/NAME.key and DIR/NAME.key_secret, then exit",
+    )
+    parser.add_argument("--count", type=int, default=0, help="stop after N reports (0: never)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the agent until SIGTERM/SIGINT; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s p4lb-agent %(levelname)s %(message)s",
+    )
+    if args.make_keys is not None:
+        args.make_keys.parent.mkdir(parents=True, exist_ok=True)
+        public, secret = zmq.auth.create_certificates(args.make_keys.parent, args.make_keys.name)
+        print(f"wrote {public} and {secret}")
+        return 0
+    if not args.controller or not args.dip:
+        parser.error("--controller and --dip are required")
+    try:
+        parse_dip(args.dip)
+    except ProtocolError as exc:
+        parser.error(str(exc))
+    if not 0.01 <= args.interval <= 3600:
+        parser.error(f"--interval must be in [0.01, 3600] seconds, got {args.interval!r}")
+    if (args.curve_server_key is None) != (args.curve_key is None):
+        parser.error("--curve-server-key and --curve-key go together")
+    try:
+        scope = make_scope(args.cpu_scope)
+        curve = None
+        if args.curve_server_key is not None:
+            curve = CurveClientKeys.from_files(args.curve_server_key, args.curve_key)
+        pusher = ReportPusher(args.controller, curve)
+    except (SamplerError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    builder = ReportBuilder(args.dip, scope, established_connections, passive_opens, args.state)
+    log.info(
+        "reporting %s (cpu scope %s) to %s every %ss",
+        args.dip,
+        scope.name,
+        args.controller,
+        args.interval,
+    )
+    try:
+        run(builder, pusher, args.interval, args.count)
+    finally:
+        log.info(
+            "stopping: %d reports sent, %d superseded while unreachable, %d dropped",
+            pusher.sent,
+            pusher.superseded,
+            pusher.dropped,
+        )
+        pusher.close()
+    return 0
+
+
+def run(builder: ReportBuilder, pusher: ReportPusher, interval: float, count: int = 0) -> None:
+    """Report every `interval` seconds until SIGTERM/SIGINT (or `count` reports if > 0)."""
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        with contextlib.suppress(OSError):  # pipe full: a wake-up is already pending
+            os.write(wake_write, b"\0")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    poller = zmq.Poller()
+    poller.register(pusher.monitor_socket, zmq.POLLIN)
+    poller.register(wake_read, zmq.POLLIN)
+    try:
+        builder.prime(time.monotonic())
+        next_tick = time.monotonic() + interval
+        sent = 0
+        while not stopping:
+            timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
+            poller.poll(int(timeout_ms) + 1)
+            pusher.poll_events()
+            now = time.monotonic()
+            if stopping or now < next_tick:
+                continue
+            # Skip ticks missed while stalled instead of bursting to catch up.
+            next_tick = max(next_tick + interval, now)
+            pusher.send(encode_report(builder.build(now, time.time())))
+            sent += 1
+            if count and sent >= count:
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        poller.unregister(wake_read)
+        os.close(wake_read)
+        os.close(wake_write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The agent's ZeroMQ PUSH side: never blocks, keeps only the newest report, reconnects by itself.
+
+Queueing policy ("drop oldest", honestly): the socket uses ZMQ_CONFLATE, so ZeroMQ keeps at most
+one outgoing report — a new report replaces one not yet written to the connection. Reports are
+single-frame, which is what CONFLATE supports. While the controller is unreachable each report
+therefore supersedes the previous one, and on reconnection the controller receives the newest
+report only. `superseded` counts reports sent while no connection was up (an upper bound on the
+reports replaced); `dropped` counts sends ZeroMQ refused outright (EAGAIN; not expected with
+CONFLATE). ZeroMQ reconnects on its own; a socket monitor turns its connection events into one
+log line per state change ("reachable" after a completed handshake, "unreachable" on disconnect).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
+
+log = logging.getLogger(__name__)
+
+_MONITOR_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+RECONNECT_MAX_MS = 2000
+
+
+@dataclass(frozen=True)
+class CurveClientKeys:
+    """CURVE keys of an agent: the controller's public key and the agent's own key pair."""
+
+    server_public: bytes
+    public: bytes
+    secret: bytes
+
+    @classmethod
+    def from_files(cls, server_key: Path, client_key: Path) -> CurveClientKeys:
+        """Load zmq.auth certificates (server .key, client .key_secret); raises ValueError."""
+        try:
+            server_public, _ = zmq.auth.load_certificate(str(server_key))
+            public, secret = zmq.auth.load_certificate(str(client_key))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot load CURVE certificates: {exc}") from None
+        if secret is None:
+            raise ValueError(f"{str(client_key)!r} holds no secret key (need the .key_secret file)")
+        return cls(server_public, public, secret)
+
+
+class ReportPusher:
+    """A connected PUSH socket that sends without blocking and logs connection state changes."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        curve: CurveClientKeys | None = None,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._own_context = context is None
+        self._context: zmq.Context[Any] = zmq.Context() if context is None else context
+        sock: zmq.Socket[Any] = self._context.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.CONFLATE, 1)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+        if curve is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+        self._monitor: zmq.Socket[Any] = sock.get_monitor_socket(_MONITOR_EVENTS)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self._monitor.close(linger=0)
+            sock.close(linger=0)
+            raise ValueError(f"cannot connect to {endpoint!r}: {exc}") from None
+        self._socket = sock
+        self.reachable: bool | None = None
+        """None until the first connection event, then whether a handshake is up."""
+        self.sent = 0
+        self.superseded = 0
+        self.dropped = 0
+
+    @property
+    def monitor_socket(self) -> zmq.Socket[Any]:
+        """The monitor socket, for polling alongside other sources."""
+        return self._monitor
+
+    def send(self, data: bytes) -> bool:
+        """Queue one report without blocking; False if ZeroMQ refused it (counted as dropped)."""
+        self.poll_events()
+        try:
+            self._socket.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        if not self.reachable:
+            self.superseded += 1
+        return True
+
+    def poll_events(self) -> bool | None:
+        """Consume pending monitor events, logging each reachability change; returns `reachable`."""
+        while self._monitor.poll(0):
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            kind = event["event"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._set_reachable(True, "controller reachable")
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self._set_reachable(False, "controller unreachable (disconnected)")
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._set_reachable(False, "controller rejected our CURVE key")
+            elif kind in (
+                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+            ):
+                self._set_reachable(False, "handshake with controller failed (keys or protocol)")
+        return self.reachable
+
+    def _set_reachable(self, reachable: bool, message: str) -> None:
+        if self.reachable is reachable:
+            return
+        self.reachable = reachable
+        (log.info if reachable else log.warning)("%s: %s", message, self.endpoint)
+
+    def close(self) -> None:
+        """Close the sockets (queued reports are discarded: LINGER 0)."""
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._socket.close(linger=0)
+        if self._own_context:
+            self._context.term()

@@ -1,0 +1,91 @@
+"""Turns successive samples of one server into LoadReports (the agent's per-tick logic)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from agent.parsing import CpuSample, SamplerError, rate, utilisation
+from agent.samplers import CpuScope
+from agent.wire import LoadReport, ReportState, parse_dip
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ReportBuilder:
+    """Samples a CPU scope, the service port's connections and accepted-connection counter."""
+
+    def __init__(
+        self,
+        dip: str,
+        scope: CpuScope,
+        count_connections: Callable[[int], int],
+        accepted_total: Callable[[], int] | None,
+        state: ReportState = "up",
+    ) -> None:
+        self.dip = dip
+        self.port = parse_dip(dip)[1]
+        self.state: ReportState = state
+        self._scope = scope
+        self._count_connections = count_connections
+        self._accepted_total = accepted_total
+        self._seq = 0
+        self._previous_cpu: CpuSample | None = None
+        self._previous_accepts: tuple[float, int] | None = None
+        self._failures: dict[str, str] = {}
+
+    def prime(self, now: float) -> None:
+        """Take the baseline samples the first report's rates are measured against."""
+        self._cpu()
+        self._accepts(now)
+
+    def build(self, now: float, wall: float) -> LoadReport:
+        """The next report: `now` is the monotonic time of the sample, `wall` its epoch time."""
+        cpu = self._cpu()
+        state: ReportState = self.state if cpu is not None else "down"
+        conns = self._guard("connections", lambda: self._count_connections(self.port))
+        report = LoadReport(
+            dip=self.dip,
+            seq=self._seq,
+            ts=wall,
+            cpu=0.0 if cpu is None else cpu,
+            conns=conns or 0,
+            conn_rate=self._accepts(now),
+            memory=self._guard("memory", self._scope.memory),
+            state=state,
+        )
+        self._seq += 1
+        return report
+
+    def _cpu(self) -> float | None:
+        current = self._guard("cpu", self._scope.sample)
+        previous, self._previous_cpu = self._previous_cpu, current
+        if current is None:
+            return None
+        return 0.0 if previous is None else utilisation(previous, current)
+
+    def _accepts(self, now: float) -> float | None:
+        if self._accepted_total is None:
+            return None
+        total = self._guard("conn_rate", self._accepted_total)
+        if total is None:
+            self._previous_accepts = None
+            return None
+        previous, self._previous_accepts = self._previous_accepts, (now, total)
+        return rate(previous, (now, total))
+
+    def _guard(self, what: str, read: Callable[[], T]) -> T | None:
+        """Run a sampler; log only when its failure state changes (not once per report)."""
+        try:
+            value = read()
+        except SamplerError as exc:
+            if self._failures.get(what) != str(exc):
+                log.warning("%s sampling failed: %s", what, exc)
+            self._failures[what] = str(exc)
+            return None
+        if self._failures.pop(what, None) is not None:
+            log.info("%s sampling recovered", what)
+        return value

@@ -1,0 +1,416 @@
+"""Controller configuration: the TOML schema, validated into frozen dataclasses.
+
+Every problem in a file is collected (with its location, e.g. `vip[0].dip[2].port`) and reported
+together in one `ConfigError`, so `p4lb-controller --check-config FILE` shows them all at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROTOCOLS: Mapping[str, int] = {"tcp": 6, "udp": 17}
+MEMBER_STATES = ("active", "standby")
+HASH_BITS_DEFAULT = 16
+VIP_LIMIT_DEFAULT = 256
+
+
+class ConfigError(ValueError):
+    """A configuration file has one or more problems; `problems` lists each with its location."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems: tuple[str, ...] = tuple(problems)
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """The `[controller]` table; times in seconds."""
+
+    policy: str = "ratio"
+    """Key of policy.POLICIES; the CLI's --policy overrides it."""
+    weight_bits: int = 8
+    """Each pool's integer weights sum to 2**weight_bits (at most HASH_BITS)."""
+    report_interval: float = 0.5
+    """The agents' report interval; a DIP is down after 3 missed reports."""
+    min_rollout_interval: float = 1.0
+    """Minimum time between two rollouts."""
+    quiet_period: float = 2.0
+    """A version slot must have been inactive (no digests either) this long before reuse."""
+    tcp_idle_timeout: float = 120.0
+    """Idle time after which a TCP conn_table entry is removed."""
+    udp_idle_timeout: float = 30.0
+    """Idle time after which a UDP conn_table entry is removed."""
+    teardown_linger: float = 2.0
+    """Time a TCP entry stays after FIN/RST (TIME_WAIT-like)."""
+    load_listen: str = "tcp://0.0.0.0:5555"
+    """ZeroMQ PULL endpoint for agents' load reports."""
+    metrics_listen: str = "127.0.0.1:9100"
+    """HOST:PORT of the Prometheus endpoint; empty disables it."""
+    min_weight_change: float = 0.02
+    """Dead-band: roll out only if some weight moves by more than this fraction of the total."""
+    drain_timeout: float = 300.0
+    """A draining member is removed after this long even if connections remain."""
+    restart_hold: float = 30.0
+    """After attaching to a switch that kept state, hold slot reuse this long."""
+
+
+@dataclass(frozen=True)
+class AutoscaleConfig:
+    """The optional `[autoscale]` table (parameters of policy.autoscale.AutoscaleParams)."""
+
+    enabled: bool = False
+    target: float = 0.6
+    tolerance: float = 0.1
+    min_active: int = 1
+    max_active: int = 4
+    max_step_up: int = 2
+    stabilisation_window: float = 300.0
+    cooldown_up: float = 10.0
+    cooldown_down: float = 60.0
+
+
+@dataclass(frozen=True)
+class DipConfig:
+    """One `[[vip.dip]]`: a backend server and its initial weight and state."""
+
+    ip: str
+    port: int
+    weight: int = 1
+    state: str = "active"
+
+    @property
+    def name(self) -> str:
+        """The DIP's name everywhere (reports, records, metrics): "ip:port"."""
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class VipConfig:
+    """One `[[vip]]`: a virtual service and its pool of DIPs (pool id = index in the file)."""
+
+    name: str
+    ip: str
+    port: int
+    protocol: str
+    dips: tuple[DipConfig, ...]
+
+    @property
+    def protocol_number(self) -> int:
+        """IP protocol number (6 or 17)."""
+        return PROTOCOLS[self.protocol]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole validated configuration file."""
+
+    controller: ControllerSettings
+    vips: tuple[VipConfig, ...]
+    policy_params: Mapping[str, float] = field(default_factory=dict)
+    autoscale: AutoscaleConfig = AutoscaleConfig()
+
+
+def load_config(
+    path: Path,
+    *,
+    hash_bits: int = HASH_BITS_DEFAULT,
+    policy_catalog: Mapping[str, Mapping[str, float]] | None = None,
+) -> Config:
+    """Read and validate a TOML file; raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_config(text, source=str(path), hash_bits=hash_bits, policy_catalog=policy_catalog)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    hash_bits: int = HASH_BITS_DEFAULT,
+    policy_catalog: Mapping[str, Mapping[str, float]] | None = None,
+) -> Config:
+    """Validate TOML text; `policy_catalog` maps policy names to their parameter defaults."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: TOML syntax: {exc}"]) from exc
+    checker = _Checker(hash_bits, policy_catalog if policy_catalog is not None else _catalog())
+    config = checker.config(data)
+    if checker.problems or config is None:
+        raise ConfigError(checker.problems)
+    return config
+
+
+def _catalog() -> dict[str, Mapping[str, float]]:
+    import policy  # noqa: PLC0415 - only needed when no catalog is given
+
+    return {name: policy.policy_params(name) for name in policy.POLICIES}
+
+
+_FLOAT_FIELDS = {
+    "report_interval",
+    "min_rollout_interval",
+    "quiet_period",
+    "tcp_idle_timeout",
+    "udp_idle_timeout",
+    "teardown_linger",
+    "drain_timeout",
+    "restart_hold",
+}
+
+
+class _Checker:
+    """Walks parsed TOML, collecting problems instead of stopping at the first."""
+
+    def __init__(self, hash_bits: int, catalog: Mapping[str, Mapping[str, float]]) -> None:
+        self.hash_bits = hash_bits
+        self.catalog = catalog
+        self.problems: list[str] = []
+
+    def bad(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.bad(key, f"{value!r} is not a table")
+            return {}
+        return value
+
+    def unknown(self, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                prefix = f"{where}." if where else ""
+                self.bad(f"{prefix}{key}", "unknown key")
+
+    def config(self, data: Mapping[str, Any]) -> Config | None:
+        self.unknown("", data, {"controller", "policy_params", "autoscale", "vip"})
+        settings = self.settings(self.table(data, "controller"))
+        params = self.policy_params(self.table(data, "policy_params"), settings.policy)
+        autoscale = self.autoscale(self.table(data, "autoscale"))
+        vips = self.vips(data.get("vip", []))
+        if self.problems:
+            return None
+        return Config(settings, vips, params, autoscale)
+
+    def settings(self, table: Mapping[str, Any]) -> ControllerSettings:
+        defaults = ControllerSettings()
+        allowed = set(defaults.__dataclass_fields__)
+        self.unknown("controller", table, allowed)
+        values: dict[str, Any] = {}
+        for key in allowed & set(table):
+            where, value = f"controller.{key}", table[key]
+            if key in _FLOAT_FIELDS:
+                ok = self.number(where, value, minimum=0.0, strict=key != "quiet_period")
+            elif key == "min_weight_change":
+                ok = self.number(where, value, minimum=0.0, maximum=1.0)
+            elif key == "weight_bits":
+                ok = self.integer(where, value, 1, self.hash_bits)
+            elif key == "policy":
+                ok = self.choice(where, value, self.catalog)
+            elif key == "load_listen":
+                ok = self.zmq_endpoint(where, value)
+            else:  # metrics_listen
+                ok = self.host_port(where, value, allow_empty=True)
+            if ok:
+                values[key] = float(value) if key in _FLOAT_FIELDS else value
+        return ControllerSettings(**values)
+
+    def policy_params(self, table: Mapping[str, Any], policy: str) -> dict[str, float]:
+        known = self.catalog.get(policy, {})
+        params: dict[str, float] = {}
+        for key, value in table.items():
+            where = f"policy_params.{key}"
+            if key not in known:
+                self.bad(where, f"unknown parameter for policy {policy!r}")
+            elif self.number(where, value):
+                params[key] = float(value)
+        return params
+
+    def autoscale(self, table: Mapping[str, Any]) -> AutoscaleConfig:
+        defaults = AutoscaleConfig()
+        allowed = set(defaults.__dataclass_fields__)
+        self.unknown("autoscale", table, allowed)
+        values: dict[str, Any] = {}
+        for key in allowed & set(table):
+            where, value = f"autoscale.{key}", table[key]
+            current = getattr(defaults, key)
+            if isinstance(current, bool):
+                ok = self.boolean(where, value)
+            elif isinstance(current, int):
+                ok = self.integer(where, value, 0 if key == "min_active" else 1, 1 << 16)
+            elif key in ("target", "tolerance"):
+                ok = self.number(where, value, minimum=0.0, maximum=1.0, strict=key == "target")
+            else:
+                ok = self.number(where, value, minimum=0.0)
+            if ok:
+                values[key] = float(value) if isinstance(current, float) else value
+        result = AutoscaleConfig(**values)
+        if result.min_active > result.max_active:
+            self.bad("autoscale.min_active", f"{result.min_active!r} exceeds max_active")
+        return result
+
+    def vips(self, raw: Any) -> tuple[VipConfig, ...]:
+        if not isinstance(raw, list) or not raw:
+            self.bad("vip", "at least one [[vip]] is required")
+            return ()
+        if len(raw) > VIP_LIMIT_DEFAULT:
+            self.bad("vip", f"{len(raw)} VIPs exceed the vip_table size {VIP_LIMIT_DEFAULT}")
+        vips: list[VipConfig] = []
+        services: dict[tuple[str, int, str], str] = {}
+        owners: dict[tuple[str, int, str], str] = {}
+        names: dict[str, str] = {}
+        for i, item in enumerate(raw):
+            where = f"vip[{i}]"
+            if not isinstance(item, dict):
+                self.bad(where, f"{item!r} is not a table")
+                continue
+            vip = self.vip(where, item)
+            if vip is None:
+                continue
+            service = (vip.ip, vip.port, vip.protocol)
+            if service in services:
+                self.bad(
+                    where, f"{vip.ip}:{vip.port}/{vip.protocol} already used by {services[service]}"
+                )
+            services.setdefault(service, where)
+            if vip.name in names:
+                self.bad(f"{where}.name", f"{vip.name!r} already used by {names[vip.name]}")
+            names.setdefault(vip.name, where)
+            for j, dip in enumerate(vip.dips):
+                key = (dip.ip, dip.port, vip.protocol)
+                if key in owners:
+                    self.bad(f"{where}.dip[{j}]", f"{dip.name} already belongs to {owners[key]}")
+                owners.setdefault(key, f"{where}.dip[{j}]")
+            vips.append(vip)
+        return tuple(vips)
+
+    def vip(self, where: str, item: Mapping[str, Any]) -> VipConfig | None:
+        self.unknown(where, item, {"name", "ip", "port", "protocol", "dip"})
+        before = len(self.problems)
+        name = item.get("name", where)
+        if not isinstance(name, str) or not name:
+            self.bad(f"{where}.name", f"{name!r} is not a non-empty string")
+        ip = self.required(where, item, "ip", self.ipv4)
+        port = self.required(where, item, "port", self.port)
+        protocol = item.get("protocol", "tcp")
+        self.choice(f"{where}.protocol", protocol, PROTOCOLS)
+        raw_dips = item.get("dip", [])
+        dips: list[DipConfig] = []
+        if not isinstance(raw_dips, list) or not raw_dips:
+            self.bad(f"{where}.dip", "at least one [[vip.dip]] is required")
+            raw_dips = []
+        for j, raw in enumerate(raw_dips):
+            dip = self.dip(f"{where}.dip[{j}]", raw)
+            if dip is not None:
+                dips.append(dip)
+        if raw_dips and len(dips) == len(raw_dips):
+            if not any(d.state == "active" for d in dips):
+                self.bad(f"{where}.dip", "no DIP is active")
+            elif not any(d.weight > 0 for d in dips if d.state == "active"):
+                self.bad(f"{where}.dip", "every active DIP has weight 0")
+        if len(self.problems) != before:
+            return None
+        return VipConfig(str(name), str(ip), int(port), str(protocol), tuple(dips))
+
+    def dip(self, where: str, raw: Any) -> DipConfig | None:
+        if not isinstance(raw, dict):
+            self.bad(where, f"{raw!r} is not a table")
+            return None
+        self.unknown(where, raw, {"ip", "port", "weight", "state"})
+        before = len(self.problems)
+        ip = self.required(where, raw, "ip", self.ipv4)
+        port = self.required(where, raw, "port", self.port)
+        weight = raw.get("weight", 1)
+        self.integer(f"{where}.weight", weight, 0, 1 << 16)
+        state = raw.get("state", "active")
+        self.choice(f"{where}.state", state, MEMBER_STATES)
+        if len(self.problems) != before:
+            return None
+        return DipConfig(str(ip), int(port), int(weight), str(state))
+
+    # -- scalar checks: each reports its own problem and returns whether the value is good
+
+    def required(
+        self, where: str, item: Mapping[str, Any], key: str, check: Callable[[str, Any], bool]
+    ) -> Any:
+        if key not in item:
+            self.bad(f"{where}.{key}", "missing")
+            return None
+        value = item[key]
+        return value if check(f"{where}.{key}", value) else None
+
+    def ipv4(self, where: str, value: Any) -> bool:
+        try:
+            ipaddress.IPv4Address(value if isinstance(value, str) else "x")
+        except ValueError:
+            self.bad(where, f"{value!r} is not an IPv4 address")
+            return False
+        return True
+
+    def port(self, where: str, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            self.bad(where, f"{value!r} is not a port")
+            return False
+        return True
+
+    def integer(self, where: str, value: Any, low: int, high: int) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.bad(where, f"{value!r} is not an integer in [{low}, {high}]")
+            return False
+        return True
+
+    def number(
+        self,
+        where: str,
+        value: Any,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        strict: bool = False,
+    ) -> bool:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and minimum is not None:
+            ok = value > minimum if strict else value >= minimum
+        if ok and maximum is not None:
+            ok = value <= maximum
+        if not ok:
+            low = "" if minimum is None else (f" > {minimum}" if strict else f" >= {minimum}")
+            high = "" if maximum is None else f" <= {maximum}"
+            self.bad(where, f"{value!r} is not a number{low}{high}")
+        return ok
+
+    def boolean(self, where: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            self.bad(where, f"{value!r} is not true or false")
+            return False
+        return True
+
+    def choice(self, where: str, value: Any, choices: Mapping[str, Any] | tuple[str, ...]) -> bool:
+        if not isinstance(value, str) or value not in choices:
+            self.bad(where, f"{value!r} is not one of {', '.join(sorted(choices))}")
+            return False
+        return True
+
+    def zmq_endpoint(self, where: str, value: Any) -> bool:
+        if not isinstance(value, str) or "://" not in value:
+            self.bad(where, f"{value!r} is not a ZeroMQ endpoint like tcp://HOST:PORT")
+            return False
+        return True
+
+    def host_port(self, where: str, value: Any, *, allow_empty: bool) -> bool:
+        if allow_empty and value == "":
+            return True
+        host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            self.bad(where, f"{value!r} is not HOST:PORT")
+            return False
+        return True

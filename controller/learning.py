@@ -1,0 +1,403 @@
+"""Connection learning: `new_conn` digests → `conn_table` entries, teardown and idle expiry.
+
+Pure bookkeeping: digests and write outcomes come in with `now`, `due(now)` returns the writes to
+issue. Each connection is pending (counted against the version slot its first packet chose) until
+its table_add is acknowledged; the rollout gate reads `pending_count(slot)` and
+`last_digest(slot)` so a slot is never reused while a connection learned under it could still
+depend on it. Entries expire after a teardown (FIN/RST) plus a linger, or when the switch reports
+them idle (entry ageing) for longer than the protocol's idle timeout; a connection that never got
+installed is forgotten once no digest has been seen for that timeout. When `conn_table` is full,
+new connections wait (holding their slot, hence rollouts) instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from controller.shadow import DipTarget
+
+TCP = 6
+RETRY_BASE = 0.05
+RETRY_MAX = 1.0
+DELETE_ATTEMPTS = 5
+FOREIGN_GRACE = 1.0
+
+
+@dataclass(frozen=True, order=True)
+class ConnKey:
+    """A connection's 5-tuple as the client sent it (dst = the VIP)."""
+
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    protocol: int
+
+    def match_keys(self) -> list[str]:
+        """conn_table keys in contract order."""
+        return [self.src, self.dst, str(self.sport), str(self.dport), str(self.protocol)]
+
+
+class ConnState(Enum):
+    """Where a connection's conn_table entry is."""
+
+    PENDING = "pending"  # known from a digest, table_add not yet issued (or to be retried)
+    ADDING = "adding"  # table_add in flight
+    INSTALLED = "installed"  # acknowledged
+    DELETING = "deleting"  # table_delete in flight
+
+
+@dataclass
+class Connection:
+    """The controller's record of one connection."""
+
+    key: ConnKey
+    version: int
+    dip: DipTarget
+    state: ConnState
+    last_digest: float
+    handle: int | None = None
+    installed_at: float | None = None
+    add_issued_at: float | None = None
+    delete_at: float | None = None
+    teardown_seen: bool = False
+    attempts: int = 0
+    relearn: tuple[int, DipTarget, float] | None = None
+
+
+class OpKind(Enum):
+    """Kinds of conn_table writes learning asks for."""
+
+    ADD = "add"
+    SET_TIMEOUT = "set_timeout"
+    DELETE = "delete"
+    DELETE_FOREIGN = "delete_foreign"
+
+
+@dataclass(frozen=True)
+class ConnOp:
+    """One conn_table write: ADD uses key and dip; the others use handle (and timeout_ms)."""
+
+    kind: OpKind
+    key: ConnKey | None
+    dip: DipTarget | None = None
+    handle: int | None = None
+    timeout_ms: int = 0
+
+
+@dataclass
+class LearningCounters:
+    """Monotonic counters (exported as metrics)."""
+
+    learned: int = 0
+    installed: int = 0
+    duplicate_digests: int = 0
+    conflicting_digests: int = 0
+    add_failures: int = 0
+    table_full: int = 0
+    expired_idle: int = 0
+    expired_teardown: int = 0
+    forgotten_pending: int = 0
+    foreign_adopted: int = 0
+    foreign_deleted: int = 0
+    unknown_teardown: int = 0
+    delete_failures: int = 0
+    timeout_failures: int = 0
+    by_dip: Counter[str] = field(default_factory=Counter)
+
+
+class ConnectionLearner:
+    """Tracks every connection from its first digest to the deletion of its entry."""
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        tcp_idle_timeout: float,
+        udp_idle_timeout: float,
+        teardown_linger: float,
+        foreign_entries: int = 0,
+        ageing: bool = True,
+    ) -> None:
+        self.capacity = capacity
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.udp_idle_timeout = udp_idle_timeout
+        self.teardown_linger = teardown_linger
+        self.ageing = ageing
+        self.counters = LearningCounters()
+        self.full = False
+        self._foreign = foreign_entries
+        self.adopt_unknown = foreign_entries > 0
+        self._conns: dict[ConnKey, Connection] = {}
+        self._by_handle: dict[int, ConnKey] = {}
+        self._pending: dict[int, set[ConnKey]] = {}
+        self._last_digest: dict[int, float] = {}
+        self._per_dip: Counter[str] = Counter()
+        self._ready: deque[ConnKey] = deque()
+        self._timers: list[tuple[float, int, str, ConnKey | int]] = []
+        self._seq = 0
+        self._in_use = 0
+        self._out: list[ConnOp] = []
+        self._foreign_checks: dict[int, float] = {}
+
+    # -- queries
+
+    def pending_count(self, slot: int) -> int:
+        """Connections learned under `slot` whose entry is not yet acknowledged."""
+        return len(self._pending.get(slot, ()))
+
+    def last_digest(self, slot: int) -> float | None:
+        """When a new_conn digest for `slot` last arrived."""
+        return self._last_digest.get(slot)
+
+    def connection(self, key: ConnKey) -> Connection | None:
+        """The record of one connection, if known."""
+        return self._conns.get(key)
+
+    def dip_connections(self, dip: str) -> int:
+        """Known connections (any state) pinned to a DIP."""
+        return self._per_dip[dip]
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    @property
+    def waiting(self) -> int:
+        """Connections ready to install but held back (table full or retrying)."""
+        return sum(len(s) for s in self._pending.values()) - sum(
+            1 for c in self._conns.values() if c.state is ConnState.ADDING
+        )
+
+    @property
+    def in_use(self) -> int:
+        """conn_table entries held or being written (ours and a previous controller's)."""
+        return self._in_use + self._foreign
+
+    def adopt_foreign(self, entries: int) -> None:
+        """Attach to a switch holding `entries` conn_table entries this controller did not write."""
+        self._foreign = entries
+        self.adopt_unknown = True
+
+    # -- inputs
+
+    def on_new_conn(self, now: float, key: ConnKey, version: int, dip: DipTarget) -> None:
+        """A new_conn digest: learn the connection unless it is already known."""
+        self._last_digest[version] = max(now, self._last_digest.get(version, now))
+        conn = self._conns.get(key)
+        if conn is None:
+            self._learn(now, key, version, dip)
+            return
+        self.counters.duplicate_digests += 1
+        if conn.state is ConnState.DELETING:
+            # The entry is on its way out; a digest now may be a new connection on the same tuple.
+            conn.relearn = (version, dip, now)
+            return
+        if (conn.version, conn.dip) != (version, dip):
+            self.counters.conflicting_digests += 1
+        conn.last_digest = max(conn.last_digest, now)
+
+    def on_teardown(self, now: float, key: ConnKey) -> None:
+        """A teardown digest (FIN/RST): delete the entry after the linger."""
+        conn = self._conns.get(key)
+        if conn is None:
+            self.counters.unknown_teardown += 1
+            return
+        conn.teardown_seen = True
+        if conn.state is ConnState.INSTALLED and conn.delete_at is None and conn.handle is not None:
+            self._schedule_delete(conn, now + self.teardown_linger)
+
+    def on_aged(self, now: float, handles: Iterable[int]) -> None:
+        """The switch reports entries idle for longer than their timeout."""
+        for handle in handles:
+            key = self._by_handle.get(handle)
+            if key is None:
+                if self.adopt_unknown and handle not in self._foreign_checks:
+                    # Possibly a previous controller's entry; recheck once in-flight adds settle.
+                    self._foreign_checks[handle] = now
+                    self._push(now + FOREIGN_GRACE, "foreign", handle)
+                continue
+            conn = self._conns[key]
+            if conn.state is not ConnState.INSTALLED or conn.delete_at is not None:
+                continue
+            assert conn.installed_at is not None
+            if now - conn.installed_at >= self._idle_timeout(conn.key):
+                # Guards against a stale notification for a handle the switch has since reused.
+                self.counters.expired_idle += 1
+                self._schedule_delete(conn, now)
+
+    # -- outcomes of writes
+
+    def add_done(self, now: float, key: ConnKey, handle: int) -> None:
+        """table_add acknowledged."""
+        conn = self._conns[key]
+        self._installed(now, conn, handle)
+        self.counters.installed += 1
+        if self.ageing:
+            ms = int(self._idle_timeout(key) * 1000)
+            self._out.append(ConnOp(OpKind.SET_TIMEOUT, key, handle=handle, timeout_ms=ms))
+        if conn.teardown_seen:
+            self._schedule_delete(conn, now + self.teardown_linger)
+
+    def add_failed(self, now: float, key: ConnKey, error: str) -> None:
+        """table_add refused: an existing entry counts as installed; otherwise retry later."""
+        conn = self._conns[key]
+        lowered = error.lower()
+        if "duplicate" in lowered:
+            # Already on the switch (a previous controller's entry): pinned, handle unknown.
+            # Forget our record; the entry ages out through the foreign-handle path.
+            self.counters.foreign_adopted += 1
+            self._pending[conn.version].discard(key)
+            self._per_dip[conn.dip.name] -= 1
+            del self._conns[key]
+            self._in_use -= 1
+            self._foreign += 1
+            self.adopt_unknown = True
+            return
+        self.counters.add_failures += 1
+        if "full" in lowered:
+            self.counters.table_full += 1
+            self.full = True
+        self._in_use -= 1
+        conn.state = ConnState.PENDING
+        conn.attempts += 1
+        self._push(now + min(RETRY_BASE * 2 ** (conn.attempts - 1), RETRY_MAX), "retry", key)
+
+    def delete_done(self, now: float, key: ConnKey) -> None:
+        """table_delete acknowledged: forget the connection (relearn if a digest came meanwhile)."""
+        conn = self._conns.pop(key)
+        self._in_use -= 1
+        self._per_dip[conn.dip.name] -= 1
+        if conn.handle is not None:
+            self._by_handle.pop(conn.handle, None)
+        if conn.relearn is not None:
+            version, dip, seen = conn.relearn
+            self._learn(seen, key, version, dip)
+
+    def delete_failed(self, now: float, key: ConnKey, error: str) -> None:
+        """table_delete refused: a vanished handle counts as deleted; otherwise retry."""
+        lowered = error.lower()
+        conn = self._conns[key]
+        conn.attempts += 1
+        if "handle" in lowered or conn.attempts >= DELETE_ATTEMPTS:
+            if "handle" not in lowered:
+                self.counters.delete_failures += 1
+            self.delete_done(now, key)
+            return
+        conn.state = ConnState.INSTALLED
+        conn.delete_at = None
+        self._schedule_delete(conn, now + RETRY_BASE * 2**conn.attempts)
+
+    def timeout_failed(self) -> None:
+        """table_set_timeout refused (ageing unsupported): count it; entries then need teardown."""
+        self.counters.timeout_failures += 1
+
+    def foreign_deleted(self, handle: int) -> None:
+        """A previous controller's idle entry was deleted (or was already gone)."""
+        self._foreign = max(0, self._foreign - 1)
+        self._foreign_checks.pop(handle, None)
+        self.counters.foreign_deleted += 1
+
+    # -- output
+
+    def due(self, now: float) -> list[ConnOp]:
+        """Writes to issue now: timers that fell due, then installs the table has room for."""
+        while self._timers and self._timers[0][0] <= now:
+            _, _, what, ref = heapq.heappop(self._timers)
+            self._fire(now, what, ref)
+        self.full = False
+        while self._ready:
+            if self.in_use >= self.capacity:
+                self.full = True
+                self.counters.table_full += 1
+                break
+            conn = self._conns.get(self._ready.popleft())
+            if conn is None or conn.state is not ConnState.PENDING:
+                continue
+            conn.state = ConnState.ADDING
+            conn.add_issued_at = now
+            self._in_use += 1
+            self._out.append(ConnOp(OpKind.ADD, conn.key, dip=conn.dip))
+        out, self._out = self._out, []
+        return out
+
+    # -- internals
+
+    def _learn(self, now: float, key: ConnKey, version: int, dip: DipTarget) -> None:
+        conn = Connection(key, version, dip, ConnState.PENDING, last_digest=now)
+        self._conns[key] = conn
+        self._pending.setdefault(version, set()).add(key)
+        self._per_dip[dip.name] += 1
+        self.counters.learned += 1
+        self.counters.by_dip[dip.name] += 1
+        self._ready.append(key)
+        self._push(now + self._idle_timeout(key), "stale", key)
+
+    def _installed(self, now: float, conn: Connection, handle: int | None) -> None:
+        conn.state = ConnState.INSTALLED
+        conn.handle = handle
+        conn.installed_at = now
+        conn.attempts = 0
+        self._pending[conn.version].discard(conn.key)
+        if handle is not None:
+            self._by_handle[handle] = conn.key
+
+    def _schedule_delete(self, conn: Connection, when: float) -> None:
+        conn.delete_at = when
+        self._push(when, "delete", conn.key)
+
+    def _push(self, when: float, what: str, ref: ConnKey | int) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, what, ref))
+
+    def _fire(self, now: float, what: str, ref: ConnKey | int) -> None:
+        if what == "foreign":
+            assert isinstance(ref, int)
+            self._check_foreign(now, ref)
+            return
+        assert isinstance(ref, ConnKey)
+        conn = self._conns.get(ref)
+        if conn is None:
+            return
+        if what == "retry" and conn.state is ConnState.PENDING:
+            self._ready.append(conn.key)
+        elif what == "delete" and conn.state is ConnState.INSTALLED and conn.delete_at is not None:
+            if conn.delete_at > now:
+                return  # superseded by a later schedule; that timer is queued too
+            if conn.teardown_seen:
+                self.counters.expired_teardown += 1
+            conn.state = ConnState.DELETING
+            self._out.append(ConnOp(OpKind.DELETE, conn.key, handle=conn.handle))
+        elif what == "stale" and conn.state is ConnState.PENDING:
+            idle = self._idle_timeout(conn.key)
+            if now - conn.last_digest >= idle:
+                # Never installed and silent for an idle timeout: the connection is gone.
+                self.counters.forgotten_pending += 1
+                self._pending[conn.version].discard(conn.key)
+                self._per_dip[conn.dip.name] -= 1
+                del self._conns[conn.key]
+            else:
+                self._push(conn.last_digest + idle, "stale", conn.key)
+        elif what == "stale" and conn.state is ConnState.ADDING:
+            self._push(now + self._idle_timeout(conn.key), "stale", conn.key)
+
+    def _check_foreign(self, now: float, handle: int) -> None:
+        noticed = self._foreign_checks.get(handle)
+        if noticed is None or handle in self._by_handle:
+            self._foreign_checks.pop(handle, None)
+            return
+        racing = any(
+            c.state is ConnState.ADDING and (c.add_issued_at or 0.0) <= noticed
+            for c in self._conns.values()
+        )
+        if racing:
+            # An add issued before the notification might yet return this handle.
+            self._push(now + FOREIGN_GRACE, "foreign", handle)
+            return
+        self._out.append(ConnOp(OpKind.DELETE_FOREIGN, None, handle=handle))
+
+    def _idle_timeout(self, key: ConnKey) -> float:
+        return self.tcp_idle_timeout if key.protocol == TCP else self.udp_idle_timeout

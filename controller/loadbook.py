@@ -1,0 +1,243 @@
+"""Per-DIP load state built from agent reports: validation, ordering, EWMA and liveness (pure).
+
+Liveness, with `down_after = 3 x interval`:
+
+* never reported → "down" (`last_seen` None, `report_age` inf);
+* the first report ever → straight to "up" (a new agent is not recovering from anything);
+* no report for `down_after` seconds, or the agent itself reports "down" → "down";
+* reports resuming after "down" → "blackout" for `blackout` seconds of uninterrupted reports,
+  then "up" (or "drain" if the agent asks for it) — so a flapping server earns no traffic.
+
+Ordering: a report is accepted when its `seq` is above the last accepted one. A lower `seq` is
+taken as an agent restart (seq restarts at 0) when its `ts` is newer than the last accepted report
+or the DIP has been silent for `down_after`; otherwise it is stale (reordered or replayed). The
+same `seq` again is a duplicate. `last_seen` is the controller's clock (`now`), never the agent's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from agent.wire import ProtocolError, decode_report, parse_dip
+
+DipState = Literal["up", "down", "blackout", "drain"]
+Outcome = Literal["accepted", "malformed", "unknown_dip", "stale", "duplicate"]
+
+MALFORMED_REASONS: Final = (
+    "oversized",
+    "not_json",
+    "bad_version",
+    "missing_field",
+    "bad_field",
+    "bad_dip",
+)
+COUNTER_NAMES: Final = (
+    "accepted",
+    "malformed",
+    *(f"malformed_{reason}" for reason in MALFORMED_REASONS),
+    "unknown_dip",
+    "stale",
+    "duplicate",
+    "restarts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What happened to one message: `outcome` "accepted" or the rejection kind."""
+
+    outcome: Outcome
+    dip: str | None = None
+    """The report's DIP when the message decoded (None for malformed input)."""
+    detail: str = ""
+    """Human-readable reason for a rejection (the ProtocolError text for malformed input)."""
+
+    @property
+    def accepted(self) -> bool:
+        """True if the report updated the book."""
+        return self.outcome == "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class DipLoad:
+    """A DIP's load and liveness as seen at one instant."""
+
+    dip: str
+    state: DipState
+    cpu: float
+    """Latest reported CPU utilisation (0 if never reported)."""
+    cpu_ewma: float
+    """Exponentially weighted CPU (reset when the DIP comes back from down or restarts)."""
+    conns: int
+    conn_rate: float | None
+    memory: float | None
+    last_seen: float | None
+    """Controller time of the last accepted report."""
+    report_age: float
+    """Seconds since `last_seen` (inf if never)."""
+    seq: int | None
+    reported_state: str | None
+    """The state field of the latest report ("up", "drain", "down")."""
+
+
+@dataclass(slots=True)
+class _DipRecord:
+    seq: int = -1
+    ts: float = -math.inf
+    cpu: float = 0.0
+    cpu_ewma: float = 0.0
+    conns: int = 0
+    conn_rate: float | None = None
+    memory: float | None = None
+    reported_state: str | None = None
+    last_seen: float | None = None
+    recovering_since: float | None = None
+
+
+class LoadBook:
+    """Latest load per DIP, fed with raw report bytes and queried with an explicit `now`."""
+
+    def __init__(
+        self,
+        dips: Iterable[str],
+        interval: float,
+        blackout: float | None = None,
+        ewma_alpha: float = 0.3,
+    ) -> None:
+        if not interval > 0 or not math.isfinite(interval):
+            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        if blackout is None:
+            blackout = 2 * interval
+        if not 0 <= blackout < math.inf:
+            raise ValueError(f"blackout must be >= 0 seconds, got {blackout!r}")
+        if not 0 < ewma_alpha <= 1:
+            raise ValueError(f"ewma_alpha must be in (0, 1], got {ewma_alpha!r}")
+        self.interval = float(interval)
+        self.down_after = 3.0 * self.interval
+        self.blackout = float(blackout)
+        self.ewma_alpha = float(ewma_alpha)
+        self._records: dict[str, _DipRecord] = {}
+        self._counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self._reported_states: dict[str, DipState] = {}
+        for dip in dips:
+            self.add_dip(dip)
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """Counts of accepted reports, restarts and every kind of rejected input."""
+        return dict(self._counters)
+
+    @property
+    def dips(self) -> tuple[str, ...]:
+        """The DIPs this book tracks, in insertion order."""
+        return tuple(self._records)
+
+    def add_dip(self, dip: str) -> None:
+        """Start tracking a DIP (no-op if tracked); raises ValueError for a malformed name."""
+        try:
+            parse_dip(dip)
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        self._records.setdefault(dip, _DipRecord())
+
+    def remove_dip(self, dip: str) -> None:
+        """Stop tracking a DIP; its later reports count as unknown_dip."""
+        self._records.pop(dip, None)
+        self._reported_states.pop(dip, None)
+
+    def ingest(self, now: float, data: bytes) -> IngestResult:
+        """Decode and apply one message; never raises on bad input (it is counted instead)."""
+        counters = self._counters
+        try:
+            report = decode_report(data)
+        except ProtocolError as exc:
+            counters["malformed"] += 1
+            key = f"malformed_{exc.reason}"
+            counters[key] = counters.get(key, 0) + 1
+            return IngestResult("malformed", None, str(exc))
+        dip = report.dip
+        record = self._records.get(dip)
+        if record is None:
+            counters["unknown_dip"] += 1
+            return IngestResult("unknown_dip", dip, f"{dip!r} is not a configured DIP")
+        silent = record.last_seen is None or now - record.last_seen >= self.down_after
+        restarted = False
+        if report.seq <= record.seq:
+            if report.seq == record.seq and report.ts == record.ts:
+                counters["duplicate"] += 1
+                return IngestResult("duplicate", dip, f"seq {report.seq} seen already")
+            if not (report.ts > record.ts or silent):
+                counters["stale"] += 1
+                return IngestResult(
+                    "stale", dip, f"seq {report.seq} <= {record.seq} and ts not newer"
+                )
+            restarted = True
+            counters["restarts"] += 1
+        was_down = record.last_seen is not None and (silent or record.reported_state == "down")
+        if was_down and report.state != "down":
+            record.recovering_since = now
+        if record.last_seen is None or was_down or restarted:
+            record.cpu_ewma = report.cpu
+        else:
+            record.cpu_ewma += self.ewma_alpha * (report.cpu - record.cpu_ewma)
+        record.seq = report.seq
+        record.ts = report.ts
+        record.cpu = report.cpu
+        record.conns = report.conns
+        record.conn_rate = report.conn_rate
+        record.memory = report.memory
+        record.reported_state = report.state
+        record.last_seen = now
+        counters["accepted"] += 1
+        return IngestResult("accepted", dip)
+
+    def state(self, now: float, dip: str) -> DipState:
+        """Liveness of one tracked DIP at `now` (KeyError if untracked)."""
+        return self._state(now, self._records[dip])
+
+    def _state(self, now: float, record: _DipRecord) -> DipState:
+        if record.last_seen is None or now - record.last_seen >= self.down_after:
+            return "down"
+        if record.reported_state == "down":
+            return "down"
+        since = record.recovering_since
+        if since is not None and now - since < self.blackout:
+            return "blackout"
+        return "drain" if record.reported_state == "drain" else "up"
+
+    def state_changes(self, now: float) -> list[tuple[str, DipState, DipState]]:
+        """(dip, before, after) for each DIP whose state changed since the previous call.
+
+        A DIP's first "before" is "down" (never heard from), so only DIPs that came up show.
+        """
+        changes: list[tuple[str, DipState, DipState]] = []
+        for dip, record in self._records.items():
+            current = self._state(now, record)
+            before = self._reported_states.get(dip, "down")
+            if current != before:
+                changes.append((dip, before, current))
+            self._reported_states[dip] = current
+        return changes
+
+    def snapshot(self, now: float) -> dict[str, DipLoad]:
+        """Every tracked DIP's load and state at `now`, in insertion order."""
+        result: dict[str, DipLoad] = {}
+        for dip, record in self._records.items():
+            last = record.last_seen
+            result[dip] = DipLoad(
+                dip=dip,
+                state=self._state(now, record),
+                cpu=record.cpu,
+                cpu_ewma=record.cpu_ewma,
+                conns=record.conns,
+                conn_rate=record.conn_rate,
+                memory=record.memory,
+                last_seen=last,
+                report_age=math.inf if last is None else max(0.0, now - last),
+                seq=None if record.seq < 0 else record.seq,
+                reported_state=record.reported_state,
+            )
+        return result

@@ -1,0 +1,145 @@
+"""Controller counters and gauges, rendered in the Prometheus text format and served over HTTP.
+
+`Metrics` is a plain registry (no I/O). `MetricsResource` serves it with twisted.web;
+`listen_metrics(reactor, metrics, "127.0.0.1:9100")` binds it (localhost by default).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+MetricKind = Literal["counter", "gauge"]
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_PREFIX = "p4lb_"
+_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+LabelKey = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class _Family:
+    kind: MetricKind
+    help: str
+    samples: dict[LabelKey, float] = field(default_factory=dict)
+
+
+def _label_key(labels: Mapping[str, object]) -> LabelKey:
+    for name in labels:
+        if not _LABEL.match(name) or name.startswith("__"):
+            raise ValueError(f"bad metric label name {name!r}")
+    return tuple(sorted((name, str(value)) for name, value in labels.items()))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(value)
+
+
+class Metrics:
+    """Named counters (only go up) and gauges (set to any value), each with optional labels."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self._prefix = prefix
+        self._families: dict[str, _Family] = {}
+
+    def declare(self, name: str, kind: MetricKind, help: str) -> None:
+        """Declare a metric (idempotent for the same kind)."""
+        full = self._prefix + name
+        if not _NAME.match(full):
+            raise ValueError(f"bad metric name {name!r}")
+        existing = self._families.get(full)
+        if existing is None:
+            self._families[full] = _Family(kind, help)
+        elif existing.kind != kind:
+            raise ValueError(f"metric {name!r} is a {existing.kind}, not a {kind}")
+
+    def _family(self, name: str, kind: MetricKind) -> _Family:
+        family = self._families.get(self._prefix + name)
+        if family is None:
+            self.declare(name, kind, name.replace("_", " "))
+            family = self._families[self._prefix + name]
+        elif family.kind != kind:
+            raise ValueError(f"metric {name!r} is a {family.kind}, not a {kind}")
+        return family
+
+    def inc(self, name: str, amount: float = 1.0, **labels: object) -> None:
+        """Add `amount` (>= 0) to a counter."""
+        if amount < 0:
+            raise ValueError(f"counter {name!r} cannot decrease (amount {amount!r})")
+        samples = self._family(name, "counter").samples
+        key = _label_key(labels)
+        samples[key] = samples.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: object) -> None:
+        """Set a gauge."""
+        self._family(name, "gauge").samples[_label_key(labels)] = float(value)
+
+    def value(self, name: str, **labels: object) -> float | None:
+        """Current value of one sample, None if never set."""
+        family = self._families.get(self._prefix + name)
+        return None if family is None else family.samples.get(_label_key(labels))
+
+    def render(self) -> str:
+        """The whole registry in Prometheus text exposition format 0.0.4."""
+        lines: list[str] = []
+        for full in sorted(self._families):
+            family = self._families[full]
+            lines.append(f"# HELP {full} {family.help.replace(chr(92), chr(92) * 2)}")
+            lines.append(f"# TYPE {full} {family.kind}")
+            for key in sorted(family.samples):
+                labels = ",".join(f'{k}="{_escape(v)}"' for k, v in key)
+                shown = f"{full}{{{labels}}}" if labels else full
+                lines.append(f"{shown} {_number(family.samples[key])}")
+        return "\n".join(lines) + "\n" if lines else ""
+
+
+class MetricsResource(Resource):
+    """twisted.web resource answering GET with `metrics.render()`."""
+
+    isLeaf = True  # noqa: N815 - twisted.web attribute
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        """Serve the current counters."""
+        request.setHeader(b"content-type", CONTENT_TYPE)  # type: ignore[no-untyped-call]
+        return self._metrics.render().encode("utf-8")
+
+
+class TCPReactor(Protocol):
+    """The reactor method `listen_metrics` needs."""
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        """Listen on `interface:port`; returns an IListeningPort."""
+        ...
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """Split "HOST:PORT" (HOST defaults to 127.0.0.1 when empty)."""
+    host, colon, port_text = address.rpartition(":")
+    if not colon or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"metrics address {address!r} is not HOST:PORT")
+    return (host.strip("[]") or "127.0.0.1"), int(port_text)
+
+
+def listen_metrics(reactor: TCPReactor, metrics: Metrics, address: str = "127.0.0.1:9100") -> Any:
+    """Serve `metrics` over HTTP at `address` (every path answers); returns the listening port."""
+    host, port = parse_listen(address)
+    site = Site(MetricsResource(metrics))  # type: ignore[no-untyped-call]
+    return reactor.listenTCP(port, site, interface=host)

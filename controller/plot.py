@@ -1,0 +1,140 @@
+"""`p4lb-plot FILE.jsonl -o out.png`: per-DIP utilisation, weight and new-connection share over
+time from a controller record, with "phase" events as vertical markers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.record import read_events
+
+Series = dict[str, tuple[list[float], list[float]]]
+
+
+@dataclass(frozen=True)
+class PlotData:
+    """Per-DIP series (times relative to the first event) and phase markers."""
+
+    utilisation: Series = field(default_factory=dict)
+    weight_share: Series = field(default_factory=dict)
+    conn_share: Series = field(default_factory=dict)
+    phases: tuple[tuple[float, str], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to draw."""
+        return not (self.utilisation or self.weight_share or self.conn_share)
+
+
+def _append(series: Series, dip: str, t: float, value: float) -> None:
+    times, values = series.setdefault(dip, ([], []))
+    times.append(t)
+    values.append(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def series_from_events(events: Iterable[Mapping[str, Any]]) -> PlotData:
+    """Collect the plotted series from record events (unknown kinds and bad values are skipped)."""
+    data = PlotData()
+    phases: list[tuple[float, str]] = []
+    start: float | None = None
+    for event in events:
+        t = _number(event.get("t"))
+        if t is None:
+            continue
+        start = t if start is None else start
+        t -= start
+        kind = event.get("kind")
+        if kind == "load":
+            cpu = _number(event.get("cpu"))
+            if cpu is not None and isinstance(event.get("dip"), str):
+                _append(data.utilisation, event["dip"], t, cpu)
+        elif kind in ("weights", "share"):
+            key = "weights" if kind == "weights" else "shares"
+            values = event.get(key)
+            if not isinstance(values, Mapping):
+                continue
+            numbers = {str(d): v for d, raw in values.items() if (v := _number(raw)) is not None}
+            total = sum(numbers.values())
+            target = data.weight_share if kind == "weights" else data.conn_share
+            for dip, value in sorted(numbers.items()):
+                # weights are integers summing to 2**bits; shares already sum to 1
+                _append(target, dip, t, value / total if kind == "weights" and total else value)
+        elif kind == "phase":
+            phases.append((t, str(event.get("name", ""))))
+    return PlotData(data.utilisation, data.weight_share, data.conn_share, tuple(phases))
+
+
+def render(data: PlotData, out: str | Path, title: str | None = None) -> None:
+    """Draw the three panels to a PNG file."""
+    import matplotlib  # noqa: PLC0415 - heavy; only the plot command needs it
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # noqa: PLC0415
+
+    panels = (
+        (data.utilisation, "utilisation (CPU 0-1)"),
+        (data.weight_share, "weight share"),
+        (data.conn_share, "new-connection share"),
+    )
+    figure, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(10, 8))
+    colours: dict[str, Any] = {}
+    palette = plt.get_cmap("tab10")
+    for axis, (series, label) in zip(axes, panels, strict=True):
+        for dip in sorted(series):
+            colour = colours.setdefault(dip, palette(len(colours) % 10))
+            times, values = series[dip]
+            axis.step(times, values, where="post", label=dip, color=colour)
+        for t, name in data.phases:
+            axis.axvline(t, color="grey", linestyle="--", linewidth=0.8)
+            if axis is axes[0]:
+                axis.annotate(
+                    name,
+                    (t, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    va="top",
+                    ha="right",
+                    fontsize=8,
+                )
+        axis.set_ylabel(label)
+        axis.grid(True, alpha=0.3)
+        if series:
+            axis.legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("time (s)")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(str(out), dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of `p4lb-plot`."""
+    parser = argparse.ArgumentParser(prog="p4lb-plot", description=__doc__)
+    parser.add_argument("record", type=Path, help="JSON-lines record written by --record")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+    parser.add_argument("--title", help="figure title")
+    args = parser.parse_args(argv)
+    try:
+        data = series_from_events(read_events(args.record))
+    except OSError as exc:
+        print(f"p4lb-plot: cannot read {str(args.record)!r}: {exc}", file=sys.stderr)
+        return 2
+    if data.empty:
+        print(
+            f"p4lb-plot: no load, weights or share events in {str(args.record)!r}", file=sys.stderr
+        )
+        return 1
+    render(data, args.output, args.title)
+    return 0

@@ -1,0 +1,234 @@
+"""The rollout commit protocol, pure: when a version slot may be reused, and the steps to switch.
+
+A rollout moves the active version from slot `a` to `s = (a + 1) % VERSION_SLOTS` (always the
+next one, so "oldest Bloom match wins" in the data plane stays meaningful). Slot `s` may be
+reused only when (1) every connection learned under `s` has its conn_table entry written and
+acknowledged, and (2) `s` left the active position, and its last new_conn digest arrived, more
+than `quiet_period` ago (covering digests still in flight). Then:
+
+1. `register_reset(bloom_s)` — first, so that while `s` is being filled no packet can match it
+   (it is not active, so nothing adds bits to it);
+2. the dip_table writes that turn `s` into the new weights (issued together; nothing reads `s`);
+3. `register_write(active_version, 0, s)` — the one atomic step, issued only after every write
+   above was acknowledged.
+
+Any failure before step 3 aborts with the active version untouched. A failed step 3 is
+ambiguous, so the protocol reads `active_version` back and commits or aborts on what it finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from controller.shadow import DipWrite
+
+
+@dataclass(frozen=True)
+class ResetBloom:
+    """Step 1: clear the slot's Bloom filter."""
+
+    slot: int
+
+    @property
+    def register(self) -> str:
+        """The Bloom register's name."""
+        return f"bloom_{self.slot}"
+
+
+@dataclass(frozen=True)
+class FlipVersion:
+    """Step 3: make the slot active."""
+
+    slot: int
+
+
+@dataclass(frozen=True)
+class ReadActive:
+    """Read active_version back after an ambiguous flip."""
+
+
+Step = ResetBloom | DipWrite | FlipVersion | ReadActive
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """A decided rollout: the slot, its writes and the weights it installs (per pool)."""
+
+    slot: int
+    version: int
+    writes: tuple[DipWrite, ...]
+    weights: Mapping[int, tuple[int, ...]]
+    decided_at: float
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """How a rollout ended."""
+
+    plan: RolloutPlan
+    committed: bool
+    finished_at: float
+    entries_written: int
+    reason: str = ""
+
+    @property
+    def duration(self) -> float:
+        """Seconds from decision to the flip's acknowledgement (or the abort)."""
+        return self.finished_at - self.plan.decided_at
+
+
+class SlotLedger:
+    """Which slot is active and since when each other slot has been out of service."""
+
+    def __init__(
+        self, slots: int, active: int, now: float, *, hold_until: float | None = None
+    ) -> None:
+        self.slots = slots
+        self.active = active
+        # None = never active since this controller took over (its Bloom filter needs no grace).
+        self.deactivated_at: list[float | None] = [None] * slots
+        self.hold_until = hold_until
+        self.clean: list[bool] = [False] * slots
+
+    def next_slot(self) -> int:
+        """The slot a rollout writes."""
+        return (self.active + 1) % self.slots
+
+    def blocker(
+        self, slot: int, now: float, quiet_period: float, pending: int, last_digest: float | None
+    ) -> str | None:
+        """Why `slot` may not be reused yet, or None if it may."""
+        if slot == self.active:
+            return f"slot {slot} is active"
+        if pending:
+            return f"slot {slot}: {pending} connections not yet installed"
+        if self.hold_until is not None and now < self.hold_until:
+            return f"restart hold for {self.hold_until - now:.1f} s"
+        since = [t for t in (self.deactivated_at[slot], last_digest) if t is not None]
+        if since and now - max(since) <= quiet_period:
+            return f"slot {slot} quiet in {quiet_period - (now - max(since)):.2f} s"
+        return None
+
+    def flipped(self, slot: int, now: float) -> None:
+        """The switch now uses `slot`; the previous active slot starts its quiet period."""
+        if slot != self.active:
+            self.deactivated_at[self.active] = now
+            self.clean[self.active] = False
+        self.active = slot
+        self.clean[slot] = False
+
+
+def skip_reason(
+    current: Mapping[int, Sequence[int]],
+    desired: Mapping[int, Sequence[int]],
+    total: int,
+    min_change: float,
+) -> str | None:
+    """Why a rollout to `desired` is not worth it (None = roll out).
+
+    A member going to or from weight 0 always rolls out; otherwise some weight must move by more
+    than `min_change` of the pool's total.
+    """
+    largest = 0
+    for pool, weights in desired.items():
+        held = current.get(pool)
+        if held is None or len(held) != len(weights):
+            return None
+        for old, new in zip(held, weights, strict=True):
+            if (old == 0) != (new == 0):
+                return None
+            largest = max(largest, abs(int(old) - int(new)))
+    if largest == 0:
+        return "weights unchanged"
+    if largest <= min_change * total:
+        return f"largest change {largest}/{total} within the dead-band"
+    return None
+
+
+class _Phase(Enum):
+    RESET = "reset"
+    FILL = "fill"
+    FLIP = "flip"
+    VERIFY = "verify"
+    DONE = "done"
+
+
+class CommitProtocol:
+    """Drives one rollout through reset → writes → flip; feed it each step's outcome."""
+
+    def __init__(self, plan: RolloutPlan, previous_active: int) -> None:
+        self.plan = plan
+        self.previous_active = previous_active
+        self.phase = _Phase.RESET
+        self._outstanding = 0
+        self._written = 0
+        self._failure: str | None = None
+        self.outcome: RolloutOutcome | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the rollout has committed or aborted."""
+        return self.outcome is not None
+
+    def begin(self) -> list[Step]:
+        """The first step."""
+        self._outstanding = 1
+        return [ResetBloom(self.plan.slot)]
+
+    def step_done(self, now: float, step: Step, value: object = None) -> list[Step]:
+        """A step was acknowledged (`value` = what a read returned); returns the next steps."""
+        self._outstanding -= 1
+        if isinstance(step, ResetBloom):
+            if not self.plan.writes:
+                return self._flip()
+            self.phase = _Phase.FILL
+            self._outstanding = len(self.plan.writes)
+            return list(self.plan.writes)
+        if isinstance(step, DipWrite):
+            self._written += 1
+            return self._after_write(now)
+        if isinstance(step, FlipVersion):
+            self._finish(now, committed=True)
+            return []
+        # ReadActive
+        if value == self.plan.slot:
+            self._finish(now, committed=True)
+        elif value == self.previous_active:
+            self._finish(now, committed=False, reason=self._failure or "flip failed")
+        else:
+            self._finish(now, committed=False, reason=f"active_version reads {value!r}")
+        return []
+
+    def step_failed(self, now: float, step: Step, error: str) -> list[Step]:
+        """A step failed; returns the next steps (none once aborted)."""
+        self._outstanding -= 1
+        if isinstance(step, ResetBloom):
+            self._finish(now, committed=False, reason=f"register_reset: {error}")
+            return []
+        if isinstance(step, DipWrite):
+            self._failure = self._failure or f"dip_table {step.kind.value}: {error}"
+            return self._after_write(now)
+        # FlipVersion or ReadActive: ask the switch what happened (again, until it answers).
+        self._failure = self._failure or f"register_write(active_version): {error}"
+        self.phase = _Phase.VERIFY
+        self._outstanding = 1
+        return [ReadActive()]
+
+    def _after_write(self, now: float) -> list[Step]:
+        if self._outstanding > 0:
+            return []
+        if self._failure is not None:
+            self._finish(now, committed=False, reason=self._failure)
+            return []
+        return self._flip()
+
+    def _flip(self) -> list[Step]:
+        self.phase = _Phase.FLIP
+        self._outstanding = 1
+        return [FlipVersion(self.plan.slot)]
+
+    def _finish(self, now: float, *, committed: bool, reason: str = "") -> None:
+        self.phase = _Phase.DONE
+        self.outcome = RolloutOutcome(self.plan, committed, now, self._written, reason)

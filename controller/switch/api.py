@@ -1,0 +1,240 @@
+"""The controller's switch interface: errors, digests, the async client protocol and shared helpers.
+
+Every switch client (in-process model, remote model, BMv2 over Thrift, fault injection) implements
+`SwitchClient`. Controller code outside `controller/switch/` sees only this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+
+from twisted.internet import defer
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T")
+
+DigestKind = Literal["new_conn", "teardown"]
+DIGEST_KINDS: tuple[DigestKind, ...] = ("new_conn", "teardown")
+
+
+class SwitchError(Exception):
+    """A switch operation failed (bad argument, table full, transport lost, switch absent)."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One digest raised by the data plane (same fields as `p4model.Digest`)."""
+
+    kind: DigestKind
+    src_ip: str
+    dst_ip: str
+    src_port: int
+    dst_port: int
+    protocol: int
+    version: int
+    dip_ip: str
+    dip_port: int
+
+
+DigestCallback = Callable[[Digest], None]
+AgedCallback = Callable[[Sequence[int]], None]
+
+
+class SwitchClient(Protocol):
+    """Asynchronous runtime API of one switch; every method raises `SwitchError` on failure."""
+
+    async def table_add(
+        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
+    ) -> int:
+        """Add an entry and return its handle."""
+        ...
+
+    async def table_modify(
+        self, table: str, action: str, handle: int, params: Sequence[str]
+    ) -> None:
+        """Change the action and parameters of the entry `handle`."""
+        ...
+
+    async def table_delete(self, table: str, handle: int) -> None:
+        """Delete the entry `handle`."""
+        ...
+
+    async def table_clear(self, table: str) -> None:
+        """Delete every entry of `table` (the default action stays)."""
+        ...
+
+    async def table_set_default(self, table: str, action: str, params: Sequence[str]) -> None:
+        """Set the default action of `table`."""
+        ...
+
+    async def table_set_timeout(self, table: str, handle: int, ms: int) -> None:
+        """Give the entry `handle` an idle timeout (the table must support timeouts)."""
+        ...
+
+    async def table_num_entries(self, table: str) -> int:
+        """Return the number of entries in `table`."""
+        ...
+
+    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
+        """Read one cell, or the whole array when `index` is None."""
+        ...
+
+    async def register_write(self, name: str, index: int, value: int) -> None:
+        """Write one register cell."""
+        ...
+
+    async def register_reset(self, name: str) -> None:
+        """Set every cell of a register array to zero."""
+        ...
+
+    async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
+        """Deliver digests and aged conn_table handles to the callbacks, in the reactor thread."""
+        ...
+
+    async def close(self) -> None:
+        """Stop deliveries and release the connection; later calls raise `SwitchError`."""
+        ...
+
+
+class TimeReactor(Protocol):
+    """The part of a Twisted reactor (or `task.Clock`) the switch clients schedule with."""
+
+    def seconds(self) -> float:
+        """Current reactor time."""
+        ...
+
+    def callLater(self, delay: float, callable: Callable[..., Any], /, *args: Any) -> Any:
+        """Call `callable(*args)` after `delay` seconds; returns an IDelayedCall."""
+        ...
+
+
+class ThreadReactor(TimeReactor, Protocol):
+    """A reactor that accepts calls from other threads."""
+
+    def callFromThread(self, callable: Callable[..., Any], /, *args: Any) -> Any:
+        """Run `callable(*args)` in the reactor thread soon."""
+        ...
+
+
+def digest_from(raw: object) -> Digest:
+    """Copy a digest-shaped object (e.g. `p4model.Digest`) into the controller's `Digest`."""
+    try:
+        values = {f.name: getattr(raw, f.name) for f in dataclasses.fields(Digest)}
+    except AttributeError as exc:
+        raise SwitchError(f"not a digest: {raw!r}") from exc
+    if values["kind"] not in DIGEST_KINDS:
+        raise SwitchError(f"unknown digest kind {values['kind']!r}")
+    return Digest(**values)
+
+
+def describe_call(operation: str, *args: object) -> str:
+    """Render a runtime call for error messages, e.g. "table_delete('conn_table', 7)"."""
+    shown = ", ".join(repr(list(a) if isinstance(a, tuple) else a) for a in args)
+    return f"{operation}({shown})"
+
+
+def guarded(what: str, call: Callable[[], _T]) -> _T:
+    """Run `call`, turning any exception into a `SwitchError` that names the call `what`."""
+    try:
+        return call()
+    except SwitchError as exc:
+        raise SwitchError(f"{what}: {exc}") from exc
+    except Exception as exc:
+        raise SwitchError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def sleep(reactor: TimeReactor, seconds: float) -> defer.Deferred[None]:
+    """A Deferred that fires with None after `seconds` of reactor time."""
+    waiting: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(max(0.0, seconds), waiting.callback, None)
+    return waiting
+
+
+class WorkerThread:
+    """Runs blocking calls on ONE dedicated thread, strictly in submission order.
+
+    Results come back to the reactor thread through `callFromThread`. BMv2's Thrift client and
+    ZeroMQ sockets must not be used from several threads at once; this keeps them on one.
+    """
+
+    def __init__(self, reactor: ThreadReactor, name: str, executor: Executor | None = None) -> None:
+        self._reactor = reactor
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._name = name
+        self._stopped = False
+
+    def run(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> defer.Deferred[_R]:
+        """Queue `fn(*args, **kwargs)`; the Deferred fires in the reactor thread."""
+        if self._stopped:
+            return defer.fail(SwitchError(f"{self._name}: client is closed"))
+        result: defer.Deferred[_R] = defer.Deferred()
+
+        def settle(future: Future[_R]) -> None:
+            exc = future.exception()
+            if exc is None:
+                result.callback(future.result())
+            else:
+                result.errback(exc)
+
+        future = self._executor.submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda f: self._reactor.callFromThread(settle, f))
+        return result
+
+    def stop(self) -> None:
+        """Refuse new calls; queued calls still run, then the thread ends."""
+        self._stopped = True
+        self._executor.shutdown(wait=False)
+
+
+class PollingThread:
+    """Calls a blocking `receive()` in a loop on its own thread; hands results to the reactor.
+
+    `receive` should return within about a second (a timeout) so that `stop` takes effect;
+    it returns None or an empty list when nothing arrived. An exception from `receive` ends the
+    loop and is passed to `on_error` in the reactor thread.
+    """
+
+    def __init__(
+        self,
+        reactor: ThreadReactor,
+        name: str,
+        receive: Callable[[], _T | None],
+        deliver: Callable[[_T], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._reactor = reactor
+        self._receive = receive
+        self._deliver = deliver
+        self._on_error = on_error
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the receiving thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current `receive` returns."""
+        self._stopping.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end (call from a worker thread, not the reactor)."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                item = self._receive()
+            except Exception as exc:
+                if not self._stopping.is_set():
+                    self._reactor.callFromThread(self._on_error, exc)
+                return
+            if item is not None and not self._stopping.is_set():
+                self._reactor.callFromThread(self._deliver, item)

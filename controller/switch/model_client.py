@@ -1,0 +1,143 @@
+"""`SwitchClient` over the in-process reference model `p4model.Switch`.
+
+Calls run synchronously (the coroutine completes before its Deferred is returned). Digests raised
+while the model processes a packet are handed to the reactor with `callLater(0, ...)`, so the
+controller never runs inside `Switch.process()`. Idle conn_table entries are found by calling
+`sweep_aged()` once per `sweep_interval` (BMv2 checks every second too).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.internet import task
+
+from controller.switch.api import (
+    AgedCallback,
+    Digest,
+    DigestCallback,
+    SwitchError,
+    TimeReactor,
+    describe_call,
+    digest_from,
+    guarded,
+)
+
+if TYPE_CHECKING:
+    import p4model
+
+log = logging.getLogger(__name__)
+
+
+class ModelSwitchClient:
+    """Async adapter for a `p4model.Switch` living in this process."""
+
+    def __init__(
+        self, switch: p4model.Switch, reactor: TimeReactor, sweep_interval: float = 1.0
+    ) -> None:
+        self._switch = switch
+        self._reactor = reactor
+        self._sweep_interval = sweep_interval
+        self._on_digest: DigestCallback | None = None
+        self._on_aged: AgedCallback | None = None
+        self._subscribed = False
+        self._ageing: task.LoopingCall | None = None
+        self._closed = False
+
+    @property
+    def switch(self) -> p4model.Switch:
+        """The wrapped model (the embedded demo feeds packets to it)."""
+        return self._switch
+
+    def _call(self, operation: str, *args: Any) -> Any:
+        if self._closed:
+            raise SwitchError(f"{describe_call(operation, *args)}: client is closed")
+        method = getattr(self._switch, operation)
+        return guarded(describe_call(operation, *args), lambda: method(*args))
+
+    async def table_add(
+        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
+    ) -> int:
+        """Add an entry and return its handle."""
+        return int(self._call("table_add", table, action, list(keys), list(params), prio))
+
+    async def table_modify(
+        self, table: str, action: str, handle: int, params: Sequence[str]
+    ) -> None:
+        """Change the action and parameters of the entry `handle`."""
+        self._call("table_modify", table, action, handle, list(params))
+
+    async def table_delete(self, table: str, handle: int) -> None:
+        """Delete the entry `handle`."""
+        self._call("table_delete", table, handle)
+
+    async def table_clear(self, table: str) -> None:
+        """Delete every entry of `table`."""
+        self._call("table_clear", table)
+
+    async def table_set_default(self, table: str, action: str, params: Sequence[str]) -> None:
+        """Set the default action of `table`."""
+        self._call("table_set_default", table, action, list(params))
+
+    async def table_set_timeout(self, table: str, handle: int, ms: int) -> None:
+        """Give the entry `handle` an idle timeout."""
+        self._call("table_set_timeout", table, handle, ms)
+
+    async def table_num_entries(self, table: str) -> int:
+        """Return the number of entries in `table`."""
+        return int(self._call("table_num_entries", table))
+
+    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
+        """Read one cell, or the whole array when `index` is None."""
+        value = self._call("register_read", name, index)
+        return [int(v) for v in value] if isinstance(value, list) else int(value)
+
+    async def register_write(self, name: str, index: int, value: int) -> None:
+        """Write one register cell."""
+        self._call("register_write", name, index, value)
+
+    async def register_reset(self, name: str) -> None:
+        """Set every cell of a register array to zero."""
+        self._call("register_reset", name)
+
+    async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
+        """Deliver digests (next reactor turn) and aged handles (every sweep) to the callbacks."""
+        if self._closed:
+            raise SwitchError("subscribe: client is closed")
+        self._on_digest = on_digest
+        self._on_aged = on_aged
+        if not self._subscribed:
+            self._switch.subscribe(self._raised)
+            self._subscribed = True
+        if self._ageing is None:
+            self._ageing = task.LoopingCall(self._sweep)
+            # LoopingCall.clock is typed as the zope interface; our protocol is structurally it.
+            self._ageing.clock = cast(Any, self._reactor)
+            self._ageing.start(self._sweep_interval, now=False)
+
+    async def close(self) -> None:
+        """Stop the ageing sweep and drop later digests (the model has no unsubscribe)."""
+        self._closed = True
+        if self._ageing is not None and self._ageing.running:
+            self._ageing.stop()
+
+    def _raised(self, raw: object) -> None:
+        # Called from inside Switch.process(): defer so the controller never re-enters the model.
+        self._reactor.callLater(0, self._deliver, digest_from(raw))
+
+    def _deliver(self, digest: Digest) -> None:
+        if not self._closed and self._on_digest is not None:
+            self._on_digest(digest)
+
+    def _sweep(self) -> None:
+        if self._closed:
+            return
+        try:
+            handles = list(self._switch.sweep_aged())
+        except Exception:  # keep the loop alive: a failed sweep is retried next second
+            log.exception("sweep_aged failed")
+            return
+        if handles and self._on_aged is not None:
+            self._on_aged(handles)

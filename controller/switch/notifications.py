@@ -1,0 +1,179 @@
+"""Decoding of BMv2 notification messages (learning digests `LEA|`, entry ageing `AGE|`).
+
+Pure functions over bytes. Layout (BMv2 `learning.h` / `ageing.h`): a 32-byte little-endian
+header, then the payload. Learning samples hold each digest field in ceil(width / 8) big-endian
+bytes, byte-aligned per field; ageing payloads are little-endian u32 entry handles.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controller.switch.api import Digest, SwitchError
+
+LEARN_TOPIC = b"LEA|"
+AGEING_TOPIC = b"AGE|"
+# topic, switch id u64, context id u32, list id i32, buffer id u64, sample count u32
+LEARN_HEADER = struct.Struct("<4sQIiQI")
+# topic, switch id u64, context id u32, buffer id u64, table id i32, entry count u32
+AGEING_HEADER = struct.Struct("<4sQIQiI")
+HANDLE = struct.Struct("<I")
+
+# The digest struct of p4src/loadbalancer.p4, field order and bit widths (DESIGN §2).
+DIGEST_WIDTHS: tuple[tuple[str, int], ...] = (
+    ("kind", 8),
+    ("src_ip", 32),
+    ("dst_ip", 32),
+    ("src_port", 16),
+    ("dst_port", 16),
+    ("protocol", 8),
+    ("version", 8),  # bit<2> in P4 still takes one byte on the wire
+    ("dip_ip", 32),
+    ("dip_port", 16),
+)
+DIGEST_KIND_CODES = {1: "new_conn", 2: "teardown"}
+_IP_FIELDS = frozenset({"src_ip", "dst_ip", "dip_ip"})
+
+
+class NotificationError(SwitchError):
+    """A notification message is malformed."""
+
+
+@dataclass(frozen=True)
+class LearnMessage:
+    """A batch of digests; acknowledge it with (cxt_id, list_id, buffer_id)."""
+
+    switch_id: int
+    cxt_id: int
+    list_id: int
+    buffer_id: int
+    digests: tuple[Digest, ...]
+
+
+@dataclass(frozen=True)
+class AgeingMessage:
+    """Handles of idle entries in one table."""
+
+    switch_id: int
+    cxt_id: int
+    buffer_id: int
+    table_id: int
+    handles: tuple[int, ...]
+
+
+def sample_size(widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS) -> int:
+    """Bytes one learning sample takes: each field rounded up to whole bytes."""
+    return sum((bits + 7) // 8 for _, bits in widths)
+
+
+def decode_sample(sample: bytes, widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS) -> Digest:
+    """Decode one learning sample into a `Digest`."""
+    if len(sample) != sample_size(widths):
+        raise NotificationError(
+            f"digest sample of {len(sample)} bytes, expected {sample_size(widths)}"
+        )
+    values: dict[str, object] = {}
+    offset = 0
+    for name, bits in widths:
+        size = (bits + 7) // 8
+        number = int.from_bytes(sample[offset : offset + size], "big")
+        offset += size
+        if name == "kind":
+            if number not in DIGEST_KIND_CODES:
+                raise NotificationError(f"unknown digest kind code {number!r}")
+            values[name] = DIGEST_KIND_CODES[number]
+        elif name in _IP_FIELDS:
+            values[name] = str(ipaddress.IPv4Address(number))
+        else:
+            values[name] = number
+    return Digest(**values)  # type: ignore[arg-type]
+
+
+def decode_notification(
+    data: bytes, widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS
+) -> LearnMessage | AgeingMessage | None:
+    """Decode one notification; None for topics the controller ignores (e.g. port events)."""
+    topic = data[:4]
+    if topic == LEARN_TOPIC:
+        return _decode_learn(data, widths)
+    if topic == AGEING_TOPIC:
+        return _decode_ageing(data)
+    if len(data) < 4:
+        raise NotificationError(f"notification of {len(data)} bytes is too short")
+    return None
+
+
+def _decode_learn(data: bytes, widths: Sequence[tuple[str, int]]) -> LearnMessage:
+    if len(data) < LEARN_HEADER.size:
+        raise NotificationError(f"truncated LEA| header ({len(data)} bytes)")
+    _, switch_id, cxt_id, list_id, buffer_id, count = LEARN_HEADER.unpack_from(data)
+    size = sample_size(widths)
+    body = data[LEARN_HEADER.size :]
+    if len(body) != count * size:
+        raise NotificationError(
+            f"LEA| with {count} samples of {size} bytes has a {len(body)}-byte body"
+        )
+    digests = tuple(decode_sample(body[i * size : (i + 1) * size], widths) for i in range(count))
+    return LearnMessage(switch_id, cxt_id, list_id, buffer_id, digests)
+
+
+def _decode_ageing(data: bytes) -> AgeingMessage:
+    if len(data) < AGEING_HEADER.size:
+        raise NotificationError(f"truncated AGE| header ({len(data)} bytes)")
+    _, switch_id, cxt_id, buffer_id, table_id, count = AGEING_HEADER.unpack_from(data)
+    body = data[AGEING_HEADER.size :]
+    if len(body) != count * HANDLE.size:
+        raise NotificationError(f"AGE| with {count} handles has a {len(body)}-byte body")
+    handles = tuple(h for (h,) in HANDLE.iter_unpack(body))
+    return AgeingMessage(switch_id, cxt_id, buffer_id, table_id, handles)
+
+
+def encode_learn(message: LearnMessage, widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS) -> bytes:
+    """Encode a `LearnMessage` the way BMv2 sends it (for tests and fakes)."""
+    codes = {kind: code for code, kind in DIGEST_KIND_CODES.items()}
+    header = LEARN_HEADER.pack(
+        LEARN_TOPIC,
+        message.switch_id,
+        message.cxt_id,
+        message.list_id,
+        message.buffer_id,
+        len(message.digests),
+    )
+    samples = bytearray()
+    for digest in message.digests:
+        for name, bits in widths:
+            raw = getattr(digest, name)
+            if name == "kind":
+                number = codes[raw]
+            elif name in _IP_FIELDS:
+                number = int(ipaddress.IPv4Address(raw))
+            else:
+                number = int(raw)
+            samples += number.to_bytes((bits + 7) // 8, "big")
+    return header + bytes(samples)
+
+
+def encode_ageing(message: AgeingMessage) -> bytes:
+    """Encode an `AgeingMessage` the way BMv2 sends it (for tests and fakes)."""
+    header = AGEING_HEADER.pack(
+        AGEING_TOPIC,
+        message.switch_id,
+        message.cxt_id,
+        message.buffer_id,
+        message.table_id,
+        len(message.handles),
+    )
+    return header + b"".join(HANDLE.pack(h) for h in message.handles)
+
+
+def learn_list_ids(config_json: str) -> list[int]:
+    """The learn list ids declared in a BMv2 JSON config (`bm_get_config()`)."""
+    try:
+        config = json.loads(config_json)
+        return sorted(int(entry["id"]) for entry in config.get("learn_lists", []))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise NotificationError(f"cannot read learn_lists from the switch config: {exc}") from exc

@@ -1,0 +1,367 @@
+"""`SwitchClient` for BMv2 `simple_switch` through p4-utils' `SimpleSwitchThriftAPI`.
+
+p4-utils wraps every runtime method in a decorator that prints the error and returns None, so a
+failed `table_delete` or `register_write` looks like success. Where the decorator kept the
+original function (`functools.wraps` sets `__wrapped__`) this client calls that function and sees
+the real exception; a value-returning call that still yields None is an error too. Either way the
+controller gets a `SwitchError` naming the call.
+
+All Thrift calls run on ONE worker thread, in order (one Thrift socket, like BMv2's own CLI).
+Digests (`LEA|`) and ageing notices (`AGE|`) come from BMv2's nanomsg notifications socket on a
+second thread; learning buffers are acknowledged and the learning timeout is lowered on subscribe.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+import logging
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from twisted.python.failure import Failure
+
+from controller.switch.api import (
+    AgedCallback,
+    DigestCallback,
+    PollingThread,
+    SwitchError,
+    ThreadReactor,
+    WorkerThread,
+    describe_call,
+)
+from controller.switch.notifications import (
+    DIGEST_WIDTHS,
+    AgeingMessage,
+    LearnMessage,
+    decode_notification,
+    learn_list_ids,
+)
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "BMv2 support needs p4-utils and BMv2's Python modules (bm_runtime, sswitch_runtime) "
+    "plus thrift: `pip install 'p4lb[bmv2]'`, then p4-utils from a checkout of "
+    "https://github.com/nsg-ethz/p4-utils with `pip install --no-deps .`"
+)
+NNPY_HINT = "digests from BMv2 need the nanomsg binding nnpy: `pip install nnpy`"
+LEARNING_TIMEOUT_MS = 10
+RECEIVE_TIMEOUT_MS = 250
+
+
+class NotificationSocket(Protocol):
+    """A subscription to BMv2's notifications socket."""
+
+    def receive(self) -> bytes | None:
+        """Next message, or None after the receive timeout."""
+        ...
+
+    def close(self) -> None:
+        """Close the socket."""
+        ...
+
+
+ApiFactory = Callable[[str, int], Any]
+NotificationFactory = Callable[[str], NotificationSocket]
+Probe = Callable[[str, int, float], None]
+
+
+def _probe_tcp(host: str, port: int, timeout: float) -> None:
+    socket.create_connection((host, port), timeout=timeout).close()
+
+
+def _p4utils_api(host: str, port: int) -> Any:
+    try:
+        from p4utils.utils.sswitch_thrift_API import (  # noqa: PLC0415 - optional dependency
+            SimpleSwitchThriftAPI,
+        )
+    except ImportError as exc:
+        raise SwitchError(f"cannot import p4-utils ({exc}); {INSTALL_HINT}") from exc
+    return SimpleSwitchThriftAPI(port, thrift_ip=host)
+
+
+class _NanomsgSubscriber:
+    """Default `NotificationSocket` over nnpy."""
+
+    def __init__(self, address: str, timeout_ms: int = RECEIVE_TIMEOUT_MS) -> None:
+        try:
+            import nnpy  # noqa: PLC0415 - optional dependency
+        except ImportError as exc:
+            raise SwitchError(f"cannot import nnpy ({exc}); {NNPY_HINT}") from exc
+        self._nnpy = nnpy
+        self._socket = nnpy.Socket(nnpy.AF_SP, nnpy.SUB)
+        self._socket.connect(address)
+        self._socket.setsockopt(nnpy.SUB, nnpy.SUB_SUBSCRIBE, b"")
+        self._socket.setsockopt(nnpy.SOL_SOCKET, nnpy.RCVTIMEO, timeout_ms)
+
+    def receive(self) -> bytes | None:
+        try:
+            return bytes(self._socket.recv())
+        except self._nnpy.NNError as exc:
+            code = getattr(exc, "error_no", getattr(exc, "errno", None))
+            if code in (errno.ETIMEDOUT, errno.EAGAIN):
+                return None
+            raise
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def explain(exc: BaseException) -> str:
+    """Readable text for p4-utils / Thrift exceptions (error codes shown by name)."""
+    name = type(exc).__name__
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and name.startswith("Invalid"):
+        module = sys.modules.get(type(exc).__module__)
+        codes = getattr(module, name.removeprefix("Invalid") + "ErrorCode", None)
+        label = getattr(codes, "_VALUES_TO_NAMES", {}).get(code)
+        if label is not None:
+            return f"{name} ({label})"
+    return f"{name}: {exc}" if str(exc) else name
+
+
+def undecorated(api: Any, operation: str) -> Callable[..., Any]:
+    """`api.operation` without p4-utils' print-and-return-None decorator, when it can be peeled."""
+    function = getattr(type(api), operation, None)
+    if function is not None and hasattr(function, "__wrapped__"):
+        return functools.partial(inspect.unwrap(function), api)
+    method: Callable[..., Any] = getattr(api, operation)
+    return method
+
+
+class ThriftSwitchClient:
+    """Async client of one BMv2 switch at `host:port` (Thrift)."""
+
+    def __init__(
+        self,
+        reactor: ThreadReactor,
+        host: str,
+        port: int,
+        *,
+        notifications: str | None = None,
+        learning_timeout_ms: int = LEARNING_TIMEOUT_MS,
+        digest_widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS,
+        api_factory: ApiFactory | None = None,
+        notification_factory: NotificationFactory = _NanomsgSubscriber,
+        probe: Probe = _probe_tcp,
+        connect_timeout: float = 2.0,
+        worker: WorkerThread | None = None,
+    ) -> None:
+        if api_factory is None:
+            _p4utils_importable()
+            api_factory = _p4utils_api
+        self._reactor = reactor
+        self._address = f"{host}:{port}"
+        self._notifications = notifications
+        self._learning_timeout_ms = learning_timeout_ms
+        self._widths = tuple(digest_widths)
+        self._notification_factory = notification_factory
+        self._worker = worker or WorkerThread(reactor, "p4lb-thrift")
+        self._api: Any = None
+        self._connect_error = "not connected yet"
+        self._subscriber: NotificationSocket | None = None
+        self._poller: PollingThread | None = None
+        self._on_digest: DigestCallback | None = None
+        self._on_aged: AgedCallback | None = None
+        self._closed = False
+        self.malformed_notifications = 0
+        connecting = self._worker.run(
+            self._connect, api_factory, probe, host, port, connect_timeout
+        )
+        connecting.addErrback(self._connect_failed)
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(
+        self, api_factory: ApiFactory, probe: Probe, host: str, port: int, timeout: float
+    ) -> None:
+        # p4-utils' constructor calls sys.exit(1) when it cannot connect: check first.
+        try:
+            probe(host, port, timeout)
+        except OSError as exc:
+            self._connect_error = f"Thrift port {self._address} is not reachable ({exc})"
+            raise SwitchError(self._connect_error) from exc
+        try:
+            self._api = api_factory(host, port)
+        except SwitchError as exc:
+            self._connect_error = str(exc)
+            raise
+        except (Exception, SystemExit) as exc:
+            self._connect_error = f"p4-utils could not open {self._address}: {explain(exc)}"
+            raise SwitchError(self._connect_error) from exc
+
+    def _connect_failed(self, failure: Failure) -> None:
+        log.error("BMv2 at %s: %s", self._address, failure.getErrorMessage())
+
+    async def connected(self) -> None:
+        """Wait until the Thrift connection is up; raise `SwitchError` if it failed."""
+        await self._worker.run(self._require_api, "connect")
+
+    def _require_api(self, what: str) -> Any:
+        if self._api is None:
+            raise SwitchError(f"{self._address} {what}: {self._connect_error}")
+        return self._api
+
+    # -- runtime calls (worker thread) ----------------------------------------------------------
+
+    def _invoke(self, expect_value: bool, operation: str, *args: Any) -> Any:
+        what = describe_call(operation, *args)
+        api = self._require_api(what)
+        try:
+            result = undecorated(api, operation)(*args)
+        except Exception as exc:
+            raise SwitchError(f"{self._address} {what}: {explain(exc)}") from exc
+        if expect_value and result is None:
+            raise SwitchError(f"{self._address} {what}: failed (p4-utils returned None)")
+        return result
+
+    async def _call(self, expect_value: bool, operation: str, *args: Any) -> Any:
+        if self._closed:
+            raise SwitchError(f"{describe_call(operation, *args)}: client is closed")
+        return await self._worker.run(self._invoke, expect_value, operation, *args)
+
+    async def table_add(
+        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
+    ) -> int:
+        """Add an entry and return its handle."""
+        handle = await self._call(True, "table_add", table, action, list(keys), list(params), prio)
+        try:
+            return int(handle)
+        except (TypeError, ValueError) as exc:
+            what = describe_call("table_add", table, action, keys, params)
+            raise SwitchError(f"{self._address} {what}: bad handle {handle!r}") from exc
+
+    async def table_modify(
+        self, table: str, action: str, handle: int, params: Sequence[str]
+    ) -> None:
+        """Change the action and parameters of the entry `handle`."""
+        await self._call(True, "table_modify", table, action, handle, list(params))
+
+    async def table_delete(self, table: str, handle: int) -> None:
+        """Delete the entry `handle`."""
+        await self._call(False, "table_delete", table, handle)
+
+    async def table_clear(self, table: str) -> None:
+        """Delete every entry of `table` (the default action stays)."""
+        await self._call(False, "table_clear", table)
+
+    async def table_set_default(self, table: str, action: str, params: Sequence[str]) -> None:
+        """Set the default action of `table`."""
+        await self._call(False, "table_set_default", table, action, list(params))
+
+    async def table_set_timeout(self, table: str, handle: int, ms: int) -> None:
+        """Give the entry `handle` an idle timeout."""
+        await self._call(False, "table_set_timeout", table, handle, ms)
+
+    async def table_num_entries(self, table: str) -> int:
+        """Return the number of entries in `table`."""
+        return int(await self._call(True, "table_num_entries", table))
+
+    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
+        """Read one cell, or the whole array when `index` is None."""
+        value = await self._call(True, "register_read", name, index)
+        return [int(v) for v in value] if isinstance(value, list) else int(value)
+
+    async def register_write(self, name: str, index: int, value: int) -> None:
+        """Write one register cell."""
+        await self._call(False, "register_write", name, index, value)
+
+    async def register_reset(self, name: str) -> None:
+        """Set every cell of a register array to zero."""
+        await self._call(False, "register_reset", name)
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
+        """Lower the learning timeout, subscribe to notifications and start reading them."""
+        if self._closed:
+            raise SwitchError("subscribe: client is closed")
+        self._on_digest = on_digest
+        self._on_aged = on_aged
+        if self._poller is not None:
+            return
+        subscriber = await self._worker.run(self._open_notifications)
+        self._subscriber = subscriber
+        self._poller = PollingThread(
+            self._reactor,
+            "p4lb-bmv2-notifications",
+            subscriber.receive,
+            self._received,
+            self._stream_failed,
+        )
+        self._poller.start()
+
+    def _open_notifications(self) -> NotificationSocket:
+        api = self._require_api("subscribe")
+        client = api.client
+        try:
+            address = self._notifications
+            if address is None:
+                info = client.bm_mgmt_get_info()
+                address = info.notifications_socket or (
+                    f"ipc:///tmp/bmv2-{info.device_id}-notifications.ipc"
+                )
+            # BMv2 holds a lone digest for up to 1 s unless the learning timeout is lowered.
+            for list_id in learn_list_ids(client.bm_get_config()):
+                client.bm_learning_set_timeout(0, list_id, self._learning_timeout_ms)
+        except SwitchError:
+            raise
+        except Exception as exc:
+            raise SwitchError(f"{self._address} subscribe: {explain(exc)}") from exc
+        return self._notification_factory(address)
+
+    def _received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            message = decode_notification(data, self._widths)
+        except SwitchError as exc:
+            self.malformed_notifications += 1
+            log.warning("BMv2 %s: dropped notification: %s", self._address, exc)
+            return
+        if isinstance(message, LearnMessage):
+            try:
+                if self._on_digest is not None:
+                    for digest in message.digests:
+                        self._on_digest(digest)
+            finally:
+                self._acknowledge(message)
+        elif isinstance(message, AgeingMessage) and self._on_aged is not None:
+            self._on_aged(list(message.handles))
+
+    def _acknowledge(self, message: LearnMessage) -> None:
+        def ack() -> None:
+            client = self._require_api("bm_learning_ack_buffer").client
+            client.bm_learning_ack_buffer(message.cxt_id, message.list_id, message.buffer_id)
+
+        acked = self._worker.run(ack)
+        acked.addErrback(
+            lambda f: log.warning("BMv2 %s: ack failed: %s", self._address, f.getErrorMessage())
+        )
+
+    def _stream_failed(self, exc: BaseException) -> None:
+        log.error("BMv2 %s: notifications stream failed: %s", self._address, explain(exc))
+
+    async def close(self) -> None:
+        """Stop reading notifications and release the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        poller, subscriber = self._poller, self._subscriber
+        if poller is not None:
+            poller.stop()
+            await self._worker.run(poller.join, 5.0)
+        if subscriber is not None:
+            await self._worker.run(subscriber.close)
+        self._worker.stop()
+
+
+def _p4utils_importable() -> None:
+    try:
+        import p4utils.utils.sswitch_thrift_API  # noqa: F401, PLC0415 - optional dependency
+    except ImportError as exc:
+        raise SwitchError(f"cannot import p4-utils ({exc}); {INSTALL_HINT}") from exc

@@ -1,0 +1,124 @@
+"""From loads to integer weights and dip_table buckets, per pool (pure; wraps `policy`).
+
+`PoolWeighting` keeps one policy instance per pool, feeds it `policy.Observations` built from the
+load book's view of each member, and quantizes its shares into integer weights summing to
+2**weight_bits. `pool_buckets` turns weights into the dip_table content of one pool.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import policy
+from controller.pools import BackendPool, MemberState
+from controller.shadow import BucketKey, DipTarget
+from policy.buckets import PrefixEntry, prefix_entries
+
+
+@dataclass(frozen=True)
+class MemberLoad:
+    """What the load feed says about one DIP (a view of controller.loadbook.DipLoad)."""
+
+    state: str  # "up" | "down" | "blackout" | "drain"
+    cpu: float
+    conns: int
+    conn_rate: float | None
+    report_age: float
+    reported: bool
+
+
+def member_up(load: MemberLoad | None) -> bool:
+    """A member may take new connections: reported up, or never reported at all (no agent)."""
+    return load is None or not load.reported or load.state == "up"
+
+
+class PoolWeighting:
+    """The policy of one pool and the weights it asks for."""
+
+    def __init__(
+        self,
+        pool: BackendPool,
+        policy_name: str,
+        params: Mapping[str, float],
+        weight_bits: int,
+    ) -> None:
+        self.pool = pool
+        self.policy_name = policy_name
+        self.params = dict(params)
+        self.total = 1 << weight_bits
+        self.generation = -1
+        self.desired: tuple[int, ...] = ()
+        self._policy: policy.Policy | None = None
+        self._rebuild(self.initial())
+
+    def initial(self) -> tuple[int, ...]:
+        """Weights from the configuration: active members by configured weight."""
+        raw = np.array(
+            [m.weight if m.state is MemberState.ACTIVE else 0 for m in self.pool], dtype=np.float64
+        )
+        if raw.sum() <= 0:
+            return tuple(0 for _ in raw)
+        return tuple(int(w) for w in policy.quantize(raw / raw.sum(), self.total))
+
+    def _rebuild(self, weights: Sequence[int]) -> None:
+        seed = [float(w) if w > 0 else 0.0 for w in weights]
+        if not any(seed):
+            seed = [1.0] * len(weights)
+        self._policy = policy.make_policy(self.policy_name, len(self.pool), seed, self.params)
+        self._member_names = [m.dip for m in self.pool]
+        self.generation = self.pool.generation
+        self.desired = tuple(weights)
+
+    def update(self, now: float, loads: Mapping[str, MemberLoad]) -> tuple[int, ...]:
+        """Run the policy on the latest loads; returns the desired weights (member order)."""
+        if self.generation != self.pool.generation:
+            old = dict(zip(self._member_names, self.desired, strict=False))
+            self._rebuild([old.get(m.dip, 0) for m in self.pool])
+        members = list(self.pool)
+        views = [loads.get(m.dip) for m in members]
+        live = np.array(
+            [
+                m.state is MemberState.ACTIVE and member_up(v)
+                for m, v in zip(members, views, strict=True)
+            ],
+            dtype=np.bool_,
+        )
+        obs = policy.Observations(
+            cpu=np.array([v.cpu if v else 0.0 for v in views], dtype=np.float64),
+            conns=np.array([float(v.conns) if v else 0.0 for v in views], dtype=np.float64),
+            conn_rate=np.array(
+                [v.conn_rate if v and v.conn_rate is not None else math.nan for v in views],
+                dtype=np.float64,
+            ),
+            report_age=np.array(
+                [v.report_age if v and v.reported else math.inf for v in views], dtype=np.float64
+            ),
+            live=live,
+        )
+        assert self._policy is not None
+        shares = np.asarray(self._policy.update(now, obs), dtype=np.float64)
+        shares = np.where(live, np.clip(shares, 0.0, None), 0.0)
+        if shares.sum() <= 0:
+            self.desired = tuple(0 for _ in members)
+        else:
+            current = list(self.desired) if len(self.desired) == len(members) else None
+            weights = policy.quantize(shares / shares.sum(), self.total, current)
+            self.desired = tuple(int(w) for w in weights)
+        return self.desired
+
+
+def pool_buckets(
+    pool_id: int,
+    members: Sequence[DipTarget],
+    weights: Sequence[int],
+    hash_bits: int,
+    previous: Sequence[PrefixEntry] | None = None,
+) -> tuple[dict[BucketKey, DipTarget], list[PrefixEntry]]:
+    """dip_table content of one pool for `weights`, and the prefix entries behind it."""
+    entries = prefix_entries(np.asarray(weights, dtype=np.int64), hash_bits, previous or None)
+    content = {BucketKey(pool_id, e.value, e.prefix_len): members[e.index] for e in entries}
+    return content, entries

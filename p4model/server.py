@@ -1,0 +1,402 @@
+"""`p4lb-switch`: run the reference model as a software switch on real interfaces.
+
+One AF_PACKET socket per ``-i PORT@IFACE`` feeds frames to ``p4model.Switch.process``; the frames it
+returns leave on the interface of their port (port 0, 511 or an unmapped port: dropped and counted).
+The runtime API is served on a ZeroMQ REP socket (``--control``) and digests and aged conn_table
+handles are published on a PUB socket (``--digests``; default: control port + 1), see
+``p4model.control_protocol``. One thread does everything in a poll loop, so API calls and packets
+never interleave inside the model.
+
+Hosts attached to the switch must disable offloads on their interfaces (and the switch side should
+too): ``ethtool -K IFACE tx off sg off tso off gso off gro off``. With segmentation offloads a veth
+peer hands over super-frames larger than the MTU, and with transmit checksum offload frames carry
+partial checksums that the model would forward unchanged. VLAN tags stripped by the kernel are not
+restored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import zmq
+
+from p4model import Switch, SwitchError
+from p4model.control_protocol import (
+    SWITCH_METHODS,
+    ControlProtocolError,
+    decode_request,
+    default_digest_address,
+    encode_aged,
+    encode_digests,
+    encode_error,
+    encode_ok,
+)
+from p4model.settings import load_settings
+
+log = logging.getLogger("p4lb.switch")
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4
+MAX_FRAME = 65536
+BATCH = 64  # frames taken from one interface per loop turn, so control requests are not starved
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One ``-i PORT@IFACE`` option."""
+
+    port: int
+    iface: str
+
+
+def parse_port_spec(text: str) -> PortSpec:
+    """Parse ``PORT@IFACE`` (port 1..510)."""
+    number, sep, iface = text.partition("@")
+    if not sep or not number.isdigit() or not iface or not 0 < int(number) < 511:
+        raise argparse.ArgumentTypeError(f"expected PORT@IFACE with PORT in 1..510, got {text!r}")
+    return PortSpec(int(number), iface)
+
+
+class FramePort(Protocol):
+    """What the loop needs of a port: PacketPort, or a stand-in in tests."""
+
+    port: int
+    iface: str
+
+    def fileno(self) -> int:
+        """A file descriptor that polls readable when frames are waiting."""
+        ...
+
+    def recv_batch(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` waiting frames, without blocking."""
+        ...
+
+    def send(self, frame: bytes) -> None:
+        """Transmit one frame."""
+        ...
+
+    def close(self) -> None:
+        """Release the port."""
+        ...
+
+
+class PacketPort:
+    """An AF_PACKET socket bound to one interface, in promiscuous mode, blind to its own frames."""
+
+    def __init__(self, port: int, iface: str, rcvbuf: int = 4 << 20) -> None:
+        self.port = port
+        self.iface = iface
+        # Protocol 0 until bound: an unbound ETH_P_ALL socket would see every interface's frames.
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            self.sock.bind((iface, ETH_P_ALL))
+            mreq = struct.pack("iHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b"")
+            self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+            # Kernels before 4.20 lack this option; recv_batch() filters on pkttype anyway.
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            _set_rcvbuf(self.sock, rcvbuf)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+
+    def fileno(self) -> int:
+        """The socket's file descriptor, for polling."""
+        return self.sock.fileno()
+
+    def recv_batch(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` received frames, without blocking; frames we sent are skipped."""
+        frames: list[bytes] = []
+        for _ in range(limit):
+            try:
+                frame, address = self.sock.recvfrom(MAX_FRAME)
+            except (BlockingIOError, InterruptedError):
+                break
+            if address[2] != PACKET_OUTGOING:
+                frames.append(frame)
+        return frames
+
+    def send(self, frame: bytes) -> None:
+        """Transmit one frame on the interface."""
+        self.sock.send(frame)
+
+    def close(self) -> None:
+        """Close the socket (the kernel drops the promiscuous membership with it)."""
+        self.sock.close()
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> None:
+    so_rcvbufforce = getattr(socket, "SO_RCVBUFFORCE", 33)
+    try:  # as root, beyond net.core.rmem_max
+        sock.setsockopt(socket.SOL_SOCKET, so_rcvbufforce, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+class SwitchServer:
+    """The poll loop joining packet ports, the control socket and the notification socket."""
+
+    def __init__(
+        self,
+        switch: Switch,
+        ports: Sequence[FramePort],
+        control: str,
+        digests: str | None = None,
+        *,
+        ageing_interval: float = 1.0,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.switch = switch
+        self.ports: dict[int, FramePort] = {p.port: p for p in ports}
+        self.counters: Counter[str] = Counter()
+        self._tx_keys = {n: f"tx.{n}" for n in self.ports}
+        self._tx_error_keys = {n: f"tx_errors.{n}" for n in self.ports}
+        self.ageing_interval = ageing_interval
+        self._context = context or zmq.Context.instance()
+        self._stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._control = self._context.socket(zmq.REP)
+        self._notify = self._context.socket(zmq.PUB)
+        for sock in (self._control, self._notify):
+            sock.setsockopt(zmq.LINGER, 0)
+        try:
+            self._control.bind(control)
+            self._notify.bind(digests or default_digest_address(control))
+        except (zmq.ZMQError, ControlProtocolError):
+            self.close()
+            raise
+        self.control_address: str = self._control.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.digest_address: str = self._notify.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def stop(self) -> None:
+        """Ask the loop to return; safe from another thread or a signal handler."""
+        self._stopping = True
+        with contextlib.suppress(OSError):  # buffer full or closed: the loop wakes anyway
+            self._wake_w.send(b"x")
+
+    def run(self) -> None:
+        """Forward frames and serve requests until stop() is called."""
+        poller = zmq.Poller()
+        poller.register(self._control, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        by_fd = {p.fileno(): p for p in self.ports.values()}
+        for fd in by_fd:
+            poller.register(fd, zmq.POLLIN)
+        next_sweep = time.monotonic() + self.ageing_interval
+        while not self._stopping:
+            wait = max(0.0, next_sweep - time.monotonic())
+            for item, _ in poller.poll(int(wait * 1000.0) + 1):
+                if item is self._control:
+                    self.serve_requests()
+                elif isinstance(item, int) and item in by_fd:
+                    self.pump(by_fd[item])
+                else:
+                    self._drain_wake()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.ageing_interval
+                self.publish_aged()
+
+    def pump(self, port: FramePort) -> None:
+        """Take a batch of frames from one port through the model and out, then publish digests."""
+        frames = port.recv_batch(BATCH)
+        self.counters[f"rx.{port.port}"] += len(frames)
+        process = self.switch.process
+        for frame in frames:
+            try:
+                outputs = process(port.port, frame)
+            except Exception:  # a model bug must not stop the switch
+                self.counters["process_errors"] += 1
+                errors = self.counters["process_errors"]
+                if errors <= 10 or errors % 1000 == 0:  # do not flood the log
+                    log.exception(
+                        "process() failed (%d so far) on a frame from port %d: %s",
+                        errors,
+                        port.port,
+                        frame.hex(),
+                    )
+                continue
+            if not outputs:
+                self.counters["dropped"] += 1
+            for out_port, out_frame in outputs:
+                self._transmit(out_port, out_frame)
+        self.publish_digests()
+
+    def _transmit(self, out_port: int, frame: bytes) -> None:
+        target = self.ports.get(out_port)
+        if target is None:  # port 0 (no decision), 511 (drop) or nothing attached
+            self.counters["dropped_unmapped_port"] += 1
+            return
+        try:
+            target.send(frame)
+        except OSError as exc:  # e.g. EMSGSIZE for a frame over the MTU, ENOBUFS
+            self.counters[self._tx_error_keys[out_port]] += 1
+            log.debug("send on %s failed: %s", target.iface, exc)
+        else:
+            self.counters[self._tx_keys[out_port]] += 1
+
+    def serve_requests(self) -> None:
+        """Answer every request waiting on the control socket."""
+        while True:
+            try:
+                data = self._control.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._control.send(self.handle_request(data))
+
+    def handle_request(self, data: bytes) -> bytes:
+        """Decode one request, run it and encode the reply; never raises."""
+        self.counters["requests"] += 1
+        try:
+            request = decode_request(data)
+            if request.method in SWITCH_METHODS:
+                result = getattr(self.switch, request.method)(*request.args)
+            else:
+                result = self.info()
+            return encode_ok(result)
+        except (SwitchError, ControlProtocolError) as exc:
+            self.counters["request_errors"] += 1
+            return encode_error(str(exc))
+        except Exception as exc:  # keep serving; the client sees what went wrong
+            self.counters["request_errors"] += 1
+            log.exception("request %r failed", bytes(data[:200]))
+            return encode_error(f"internal error: {type(exc).__name__}: {exc}")
+
+    def info(self) -> dict[str, Any]:
+        """Addresses, attached ports and counters, as served by the ``info`` method."""
+        return {
+            "control": self.control_address,
+            "digests": self.digest_address,
+            "ports": {str(p.port): p.iface for p in self.ports.values()},
+            "counters": dict(self.counters),
+        }
+
+    def publish_digests(self) -> None:
+        """Publish the digests the model raised since the last call, as one message."""
+        digests = self.switch.pop_digests()
+        if digests:
+            self.counters["digests"] += len(digests)
+            self._notify.send(encode_digests(digests))
+
+    def publish_aged(self) -> None:
+        """Publish the handles of idle conn_table entries, if any."""
+        handles = self.switch.sweep_aged()
+        if handles:
+            self.counters["aged"] += len(handles)
+            self._notify.send(encode_aged(handles))
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close every socket; the packet ports too."""
+        for port in self.ports.values():
+            port.close()
+        self._control.close(0)
+        self._notify.close(0)
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of p4lb-switch."""
+    parser = argparse.ArgumentParser(prog="p4lb-switch", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "-i",
+        "--interface",
+        dest="interfaces",
+        action="append",
+        type=parse_port_spec,
+        default=[],
+        metavar="PORT@IFACE",
+        help="attach IFACE as switch port PORT (repeatable)",
+    )
+    parser.add_argument(
+        "--control",
+        default="tcp://127.0.0.1:9559",
+        help="ZeroMQ address of the runtime API (REP); port '*' picks a free one",
+    )
+    parser.add_argument(
+        "--digests", help="ZeroMQ address of the digest stream (PUB); default: control port + 1"
+    )
+    parser.add_argument("--settings", type=Path, help="settings.p4 to load (default: p4src's)")
+    parser.add_argument(
+        "--ageing-interval", type=float, default=1.0, help="seconds between conn_table age sweeps"
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the switch until SIGTERM or SIGINT; print one ready line with the bound addresses."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    ports_taken = [spec.port for spec in args.interfaces]
+    if len(set(ports_taken)) != len(ports_taken):
+        log.error("a port number is given twice: %s", ports_taken)
+        return 2
+    ports: list[FramePort] = []
+    try:
+        switch = Switch(load_settings(args.settings) if args.settings else None)
+        for spec in args.interfaces:
+            ports.append(PacketPort(spec.port, spec.iface))
+        server = SwitchServer(
+            switch, ports, args.control, args.digests, ageing_interval=args.ageing_interval
+        )
+    except (OSError, zmq.ZMQError, ControlProtocolError, SwitchError) as exc:
+        for port in ports:
+            port.close()
+        log.error("cannot start: %s", exc)
+        return 1
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(
+        f"p4lb-switch ready control={server.control_address} digests={server.digest_address}",
+        flush=True,
+    )
+    log.info("ports %s", _describe(server.ports))
+    try:
+        server.run()
+    finally:
+        server.close()
+    log.info("stopped; counters %s", dict(server.counters))
+    return 0
+
+
+def _describe(ports: Mapping[int, FramePort]) -> str:
+    return ", ".join(f"{n}@{p.iface}" for n, p in sorted(ports.items())) or "none"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,543 @@
+/* p4lb data plane (P4_16, v1model): a load-aware L4 load balancer.
+ *
+ * Parser: Ethernet -> IPv4 -> TCP | UDP. Only IPv4 with version 4, IHL 5 (no options) and no
+ * fragmentation (MF clear, offset 0) goes on to TCP/UDP; any other IPv4 packet is routed only,
+ * never balanced. The L4 ports are copied into metadata so one path serves TCP and UDP.
+ *
+ * Ingress, for IPv4 with TTL > 1 (everything else is dropped):
+ *   1. conn_table (5-tuple exact) -> rewrite_dst. TCP FIN or RST on a hit raises a teardown digest.
+ *   2. vip_table (dst, dport, protocol) -> set_pool, only on a conn_table miss.
+ *   3. Version selection for a VIP packet: read active_version[0] = a; test the 5-tuple against
+ *      the Bloom filters bloom_0..bloom_3 (BLOOM_HASHES hash functions, below); version_select,
+ *      a const table keyed by (a, match mask), picks the oldest matching slot in activation
+ *      order a+1, a+2, a+3, a; no match -> a, and the 5-tuple is inserted into bloom_a.
+ *   4. Flow hash: crc32 over {src, dst, sport, dport, protocol} (104 bits) mod 2^HASH_BITS.
+ *   5. dip_table (version exact, pool exact, flow_hash lpm) -> rewrite_dst + new_conn digest;
+ *      a miss drops.
+ *   6. dip_reverse (src, sport, protocol) -> rewrite_src, only for packets that are neither in
+ *      conn_table nor to a VIP (a DIP's service port therefore always answers as its VIP).
+ *   7. ipv4_lpm -> forward(port, src_mac, dst_mac) with TTL decrement; default drop, so nothing
+ *      leaves on port 0 by accident.
+ *
+ * Bloom hash functions (each bit-packed as BMv2 does, base 0, max BLOOM_BITS):
+ *   h0 = crc16 (CRC-16/ARC) over {src, dst, sport, dport, protocol}
+ *   h1 = crc32 over {dst, src, dport, sport, protocol}           (endpoints swapped)
+ *   h2 = crc16 over {dst, src, dport, sport, protocol}           (only if BLOOM_HASHES == 3)
+ *   A slot matches when all its bits at h0..h(n-1) are 1.
+ *
+ * Checksums: forward() updates the IPv4 header checksum incrementally for the TTL decrement
+ * (RFC 1624), so headers with options stay correct. When the balancer rewrote an address, the
+ * IPv4 checksum is recomputed in full, and so is the TCP or UDP checksum over the pseudo-header
+ * and the whole payload (a UDP checksum of 0, "none", stays 0).
+ *
+ * Digests: one struct, kind 1 = new_conn, 2 = teardown; the 5-tuple as received, the version
+ * (0 for teardown) and the DIP address and port. BMv2 samples digest fields at the end of
+ * ingress, so they live in metadata that is not changed after digest() is called.
+ */
+#include <core.p4>
+#include <v1model.p4>
+#include "settings.p4"
+
+#if BLOOM_HASHES < 2 || BLOOM_HASHES > 3
+#error "BLOOM_HASHES must be 2 or 3"
+#endif
+
+#define HASH_SPACE (32w1 << HASH_BITS)
+
+const bit<16> ETHERTYPE_IPV4 = 0x0800;
+const bit<8> PROTO_TCP = 6;
+const bit<8> PROTO_UDP = 17;
+const bit<8> TCP_FIN_RST = 0x05;
+const bit<8> DIGEST_NEW_CONN = 1;
+const bit<8> DIGEST_TEARDOWN = 2;
+
+header ethernet_t {
+    bit<48> dst_addr;
+    bit<48> src_addr;
+    bit<16> ether_type;
+}
+
+header ipv4_t {
+    bit<4>  version;
+    bit<4>  ihl;
+    bit<8>  diffserv;
+    bit<16> total_len;
+    bit<16> identification;
+    bit<1>  reserved_flag;
+    bit<1>  dont_fragment;
+    bit<1>  more_fragments;
+    bit<13> frag_offset;
+    bit<8>  ttl;
+    bit<8>  protocol;
+    bit<16> hdr_checksum;
+    bit<32> src_addr;
+    bit<32> dst_addr;
+}
+
+header tcp_t {
+    bit<16> src_port;
+    bit<16> dst_port;
+    bit<32> seq_no;
+    bit<32> ack_no;
+    bit<4>  data_offset;
+    bit<4>  reserved;
+    bit<8>  flags;
+    bit<16> window;
+    bit<16> checksum;
+    bit<16> urgent_ptr;
+}
+
+header udp_t {
+    bit<16> src_port;
+    bit<16> dst_port;
+    bit<16> length;
+    bit<16> checksum;
+}
+
+struct headers_t {
+    ethernet_t ethernet;
+    ipv4_t     ipv4;
+    tcp_t      tcp;
+    udp_t      udp;
+}
+
+/* The digest sent to the controller (field order is the contract). */
+struct digest_t {
+    bit<8>  kind;
+    bit<32> src_addr;
+    bit<32> dst_addr;
+    bit<16> src_port;
+    bit<16> dst_port;
+    bit<8>  protocol;
+    bit<8>  version;
+    bit<32> dip_addr;
+    bit<16> dip_port;
+}
+
+struct metadata_t {
+    bit<16> l4_sport;        /* as parsed; rewrite_src replaces it */
+    bit<16> l4_dport;        /* as parsed; rewrite_dst replaces it */
+    bit<16> l4_len;          /* ipv4.total_len - 20, for the TCP pseudo-header */
+    bit<1>  rewritten;       /* an address or port was rewritten: recompute checksums */
+    bit<1>  dropped;         /* drop() ran: do not route */
+    bit<16> pool;
+    bit<2>  active;          /* active_version[0] */
+    bit<2>  version;         /* the version slot chosen for this packet */
+    bit<1>  bloom_insert;    /* no slot matched: insert into the active slot */
+    bit<4>  bloom_match;     /* bit i set: slot i's Bloom filter holds the 5-tuple */
+    bit<32> bloom_idx0;
+    bit<32> bloom_idx1;
+    bit<32> bloom_idx2;
+    bit<HASH_BITS> flow_hash;
+    digest_t dg;
+}
+
+parser LbParser(packet_in packet, out headers_t hdr, inout metadata_t meta,
+                inout standard_metadata_t standard_metadata) {
+    state start {
+        packet.extract(hdr.ethernet);
+        transition select(hdr.ethernet.ether_type) {
+            ETHERTYPE_IPV4: parse_ipv4;
+            default: accept;
+        }
+    }
+
+    state parse_ipv4 {
+        packet.extract(hdr.ipv4);
+        transition select(hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.more_fragments,
+                          hdr.ipv4.frag_offset) {
+            (4w4, 4w5, 1w0, 13w0): parse_l4;
+            default: accept;
+        }
+    }
+
+    state parse_l4 {
+        transition select(hdr.ipv4.protocol) {
+            PROTO_TCP: parse_tcp;
+            PROTO_UDP: parse_udp;
+            default: accept;
+        }
+    }
+
+    state parse_tcp {
+        packet.extract(hdr.tcp);
+        meta.l4_sport = hdr.tcp.src_port;
+        meta.l4_dport = hdr.tcp.dst_port;
+        transition accept;
+    }
+
+    state parse_udp {
+        packet.extract(hdr.udp);
+        meta.l4_sport = hdr.udp.src_port;
+        meta.l4_dport = hdr.udp.dst_port;
+        transition accept;
+    }
+}
+
+control LbVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
+    /* Packets with bad checksums are forwarded as they are (BMv2 would not drop them anyway). */
+    apply { }
+}
+
+control LbIngress(inout headers_t hdr, inout metadata_t meta,
+                  inout standard_metadata_t standard_metadata) {
+    register<bit<2>>(1) active_version;
+    register<bit<1>>(BLOOM_BITS) bloom_0;
+    register<bit<1>>(BLOOM_BITS) bloom_1;
+    register<bit<1>>(BLOOM_BITS) bloom_2;
+    register<bit<1>>(BLOOM_BITS) bloom_3;
+
+    action drop() {
+        mark_to_drop(standard_metadata);
+        meta.dropped = 1;
+    }
+
+    action rewrite_dst(bit<32> ip, bit<16> port) {
+        hdr.ipv4.dst_addr = ip;
+        meta.l4_dport = port;
+        meta.rewritten = 1;
+    }
+
+    action rewrite_src(bit<32> ip, bit<16> port) {
+        hdr.ipv4.src_addr = ip;
+        meta.l4_sport = port;
+        meta.rewritten = 1;
+    }
+
+    action set_pool(bit<16> pool) {
+        meta.pool = pool;
+    }
+
+    action use_version(bit<2> version, bit<1> insert) {
+        meta.version = version;
+        meta.bloom_insert = insert;
+    }
+
+    action forward(bit<9> port, bit<48> src_mac, bit<48> dst_mac) {
+        standard_metadata.egress_spec = port;
+        hdr.ethernet.src_addr = src_mac;
+        hdr.ethernet.dst_addr = dst_mac;
+        hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
+        /* RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'): the TTL/protocol word m drops by 0x0100,
+         * so ~m + m' = 0xFEFF; one end-around carry fold suffices (max 0x1FEFE). */
+        bit<32> sum = (bit<32>)(~hdr.ipv4.hdr_checksum) + 32w0xFEFF;
+        sum = (sum & 32w0xFFFF) + (sum >> 16);
+        hdr.ipv4.hdr_checksum = ~((bit<16>)sum);
+    }
+
+    table conn_table {
+        key = {
+            hdr.ipv4.src_addr: exact;
+            hdr.ipv4.dst_addr: exact;
+            meta.l4_sport: exact;
+            meta.l4_dport: exact;
+            hdr.ipv4.protocol: exact;
+        }
+        actions = { rewrite_dst; NoAction; }
+        default_action = NoAction();
+        size = CONN_TABLE_SIZE;
+        support_timeout = true;
+    }
+
+    table vip_table {
+        key = {
+            hdr.ipv4.dst_addr: exact;
+            meta.l4_dport: exact;
+            hdr.ipv4.protocol: exact;
+        }
+        actions = { set_pool; NoAction; }
+        default_action = NoAction();
+        size = VIP_TABLE_SIZE;
+    }
+
+    /* (active slot, match mask) -> oldest matching slot in activation order a+1, a+2, a+3, a;
+     * no match -> a with insertion. Generated from that rule; p4model checks it against this. */
+    table version_select {
+        key = {
+            meta.active: exact;
+            meta.bloom_match: exact;
+        }
+        actions = { use_version; NoAction; }
+        default_action = NoAction();
+        size = 64;
+        const entries = {
+            (2w0, 4w0b0000) : use_version(2w0, 1w1);
+            (2w0, 4w0b0001) : use_version(2w0, 1w0);
+            (2w0, 4w0b0010) : use_version(2w1, 1w0);
+            (2w0, 4w0b0011) : use_version(2w1, 1w0);
+            (2w0, 4w0b0100) : use_version(2w2, 1w0);
+            (2w0, 4w0b0101) : use_version(2w2, 1w0);
+            (2w0, 4w0b0110) : use_version(2w1, 1w0);
+            (2w0, 4w0b0111) : use_version(2w1, 1w0);
+            (2w0, 4w0b1000) : use_version(2w3, 1w0);
+            (2w0, 4w0b1001) : use_version(2w3, 1w0);
+            (2w0, 4w0b1010) : use_version(2w1, 1w0);
+            (2w0, 4w0b1011) : use_version(2w1, 1w0);
+            (2w0, 4w0b1100) : use_version(2w2, 1w0);
+            (2w0, 4w0b1101) : use_version(2w2, 1w0);
+            (2w0, 4w0b1110) : use_version(2w1, 1w0);
+            (2w0, 4w0b1111) : use_version(2w1, 1w0);
+            (2w1, 4w0b0000) : use_version(2w1, 1w1);
+            (2w1, 4w0b0001) : use_version(2w0, 1w0);
+            (2w1, 4w0b0010) : use_version(2w1, 1w0);
+            (2w1, 4w0b0011) : use_version(2w0, 1w0);
+            (2w1, 4w0b0100) : use_version(2w2, 1w0);
+            (2w1, 4w0b0101) : use_version(2w2, 1w0);
+            (2w1, 4w0b0110) : use_version(2w2, 1w0);
+            (2w1, 4w0b0111) : use_version(2w2, 1w0);
+            (2w1, 4w0b1000) : use_version(2w3, 1w0);
+            (2w1, 4w0b1001) : use_version(2w3, 1w0);
+            (2w1, 4w0b1010) : use_version(2w3, 1w0);
+            (2w1, 4w0b1011) : use_version(2w3, 1w0);
+            (2w1, 4w0b1100) : use_version(2w2, 1w0);
+            (2w1, 4w0b1101) : use_version(2w2, 1w0);
+            (2w1, 4w0b1110) : use_version(2w2, 1w0);
+            (2w1, 4w0b1111) : use_version(2w2, 1w0);
+            (2w2, 4w0b0000) : use_version(2w2, 1w1);
+            (2w2, 4w0b0001) : use_version(2w0, 1w0);
+            (2w2, 4w0b0010) : use_version(2w1, 1w0);
+            (2w2, 4w0b0011) : use_version(2w0, 1w0);
+            (2w2, 4w0b0100) : use_version(2w2, 1w0);
+            (2w2, 4w0b0101) : use_version(2w0, 1w0);
+            (2w2, 4w0b0110) : use_version(2w1, 1w0);
+            (2w2, 4w0b0111) : use_version(2w0, 1w0);
+            (2w2, 4w0b1000) : use_version(2w3, 1w0);
+            (2w2, 4w0b1001) : use_version(2w3, 1w0);
+            (2w2, 4w0b1010) : use_version(2w3, 1w0);
+            (2w2, 4w0b1011) : use_version(2w3, 1w0);
+            (2w2, 4w0b1100) : use_version(2w3, 1w0);
+            (2w2, 4w0b1101) : use_version(2w3, 1w0);
+            (2w2, 4w0b1110) : use_version(2w3, 1w0);
+            (2w2, 4w0b1111) : use_version(2w3, 1w0);
+            (2w3, 4w0b0000) : use_version(2w3, 1w1);
+            (2w3, 4w0b0001) : use_version(2w0, 1w0);
+            (2w3, 4w0b0010) : use_version(2w1, 1w0);
+            (2w3, 4w0b0011) : use_version(2w0, 1w0);
+            (2w3, 4w0b0100) : use_version(2w2, 1w0);
+            (2w3, 4w0b0101) : use_version(2w0, 1w0);
+            (2w3, 4w0b0110) : use_version(2w1, 1w0);
+            (2w3, 4w0b0111) : use_version(2w0, 1w0);
+            (2w3, 4w0b1000) : use_version(2w3, 1w0);
+            (2w3, 4w0b1001) : use_version(2w0, 1w0);
+            (2w3, 4w0b1010) : use_version(2w1, 1w0);
+            (2w3, 4w0b1011) : use_version(2w0, 1w0);
+            (2w3, 4w0b1100) : use_version(2w2, 1w0);
+            (2w3, 4w0b1101) : use_version(2w0, 1w0);
+            (2w3, 4w0b1110) : use_version(2w1, 1w0);
+            (2w3, 4w0b1111) : use_version(2w0, 1w0);
+        }
+    }
+
+    table dip_table {
+        key = {
+            meta.version: exact;
+            meta.pool: exact;
+            meta.flow_hash: lpm;
+        }
+        actions = { rewrite_dst; drop; }
+        default_action = drop();
+        size = DIP_TABLE_SIZE;
+    }
+
+    table dip_reverse {
+        key = {
+            hdr.ipv4.src_addr: exact;
+            meta.l4_sport: exact;
+            hdr.ipv4.protocol: exact;
+        }
+        actions = { rewrite_src; NoAction; }
+        default_action = NoAction();
+        size = DIP_REVERSE_SIZE;
+    }
+
+    table ipv4_lpm {
+        key = {
+            hdr.ipv4.dst_addr: lpm;
+        }
+        actions = { forward; drop; }
+        default_action = drop();
+        size = ROUTE_TABLE_SIZE;
+    }
+
+    /* Sets meta.bloom_match from the four Bloom filters at the 5-tuple's indices. */
+    action bloom_lookup() {
+        hash(meta.bloom_idx0, HashAlgorithm.crc16, 32w0,
+             { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, meta.l4_sport, meta.l4_dport,
+               hdr.ipv4.protocol }, (bit<32>)BLOOM_BITS);
+        hash(meta.bloom_idx1, HashAlgorithm.crc32, 32w0,
+             { hdr.ipv4.dst_addr, hdr.ipv4.src_addr, meta.l4_dport, meta.l4_sport,
+               hdr.ipv4.protocol }, (bit<32>)BLOOM_BITS);
+        bit<1> b00; bit<1> b01; bit<1> b10; bit<1> b11;
+        bit<1> b20; bit<1> b21; bit<1> b30; bit<1> b31;
+        bloom_0.read(b00, meta.bloom_idx0);
+        bloom_0.read(b01, meta.bloom_idx1);
+        bloom_1.read(b10, meta.bloom_idx0);
+        bloom_1.read(b11, meta.bloom_idx1);
+        bloom_2.read(b20, meta.bloom_idx0);
+        bloom_2.read(b21, meta.bloom_idx1);
+        bloom_3.read(b30, meta.bloom_idx0);
+        bloom_3.read(b31, meta.bloom_idx1);
+#if BLOOM_HASHES == 3
+        hash(meta.bloom_idx2, HashAlgorithm.crc16, 32w0,
+             { hdr.ipv4.dst_addr, hdr.ipv4.src_addr, meta.l4_dport, meta.l4_sport,
+               hdr.ipv4.protocol }, (bit<32>)BLOOM_BITS);
+        bit<1> b02; bit<1> b12; bit<1> b22; bit<1> b32;
+        bloom_0.read(b02, meta.bloom_idx2);
+        bloom_1.read(b12, meta.bloom_idx2);
+        bloom_2.read(b22, meta.bloom_idx2);
+        bloom_3.read(b32, meta.bloom_idx2);
+        b01 = b01 & b02;
+        b11 = b11 & b12;
+        b21 = b21 & b22;
+        b31 = b31 & b32;
+#endif
+        meta.bloom_match = (b30 & b31) ++ (b20 & b21) ++ (b10 & b11) ++ (b00 & b01);
+    }
+
+    /* Sets the chosen slot's bits for the 5-tuple (only called when no slot matched). */
+    action bloom_insert_0() {
+        bloom_0.write(meta.bloom_idx0, 1w1);
+        bloom_0.write(meta.bloom_idx1, 1w1);
+#if BLOOM_HASHES == 3
+        bloom_0.write(meta.bloom_idx2, 1w1);
+#endif
+    }
+
+    action bloom_insert_1() {
+        bloom_1.write(meta.bloom_idx0, 1w1);
+        bloom_1.write(meta.bloom_idx1, 1w1);
+#if BLOOM_HASHES == 3
+        bloom_1.write(meta.bloom_idx2, 1w1);
+#endif
+    }
+
+    action bloom_insert_2() {
+        bloom_2.write(meta.bloom_idx0, 1w1);
+        bloom_2.write(meta.bloom_idx1, 1w1);
+#if BLOOM_HASHES == 3
+        bloom_2.write(meta.bloom_idx2, 1w1);
+#endif
+    }
+
+    action bloom_insert_3() {
+        bloom_3.write(meta.bloom_idx0, 1w1);
+        bloom_3.write(meta.bloom_idx1, 1w1);
+#if BLOOM_HASHES == 3
+        bloom_3.write(meta.bloom_idx2, 1w1);
+#endif
+    }
+
+    /* The 5-tuple as received, for either digest. */
+    action digest_tuple() {
+        meta.dg.src_addr = hdr.ipv4.src_addr;
+        meta.dg.dst_addr = hdr.ipv4.dst_addr;
+        meta.dg.src_port = meta.l4_sport;
+        meta.dg.dst_port = meta.l4_dport;
+        meta.dg.protocol = hdr.ipv4.protocol;
+    }
+
+    apply {
+        if (!hdr.ipv4.isValid()) {
+            drop();
+        } else if (hdr.ipv4.ttl <= 1) {
+            drop();
+        } else {
+            if (hdr.tcp.isValid() || hdr.udp.isValid()) {
+                meta.l4_len = hdr.ipv4.total_len - 16w20;
+                digest_tuple();
+                if (conn_table.apply().hit) {
+                    if (hdr.tcp.isValid() && (hdr.tcp.flags & TCP_FIN_RST) != 0) {
+                        meta.dg.kind = DIGEST_TEARDOWN;
+                        meta.dg.version = 0;
+                        meta.dg.dip_addr = hdr.ipv4.dst_addr;
+                        meta.dg.dip_port = meta.l4_dport;
+                        digest<digest_t>(1, meta.dg);
+                    }
+                } else if (vip_table.apply().hit) {
+                    active_version.read(meta.active, 0);
+                    bloom_lookup();
+                    version_select.apply();
+                    if (meta.bloom_insert == 1) {
+                        if (meta.version == 0) {
+                            bloom_insert_0();
+                        } else if (meta.version == 1) {
+                            bloom_insert_1();
+                        } else if (meta.version == 2) {
+                            bloom_insert_2();
+                        } else {
+                            bloom_insert_3();
+                        }
+                    }
+                    hash(meta.flow_hash, HashAlgorithm.crc32, (bit<HASH_BITS>)0,
+                         { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, meta.l4_sport, meta.l4_dport,
+                           hdr.ipv4.protocol }, HASH_SPACE);
+                    if (dip_table.apply().hit) {
+                        meta.dg.kind = DIGEST_NEW_CONN;
+                        meta.dg.version = (bit<8>)meta.version;
+                        meta.dg.dip_addr = hdr.ipv4.dst_addr;
+                        meta.dg.dip_port = meta.l4_dport;
+                        digest<digest_t>(1, meta.dg);
+                    }
+                } else {
+                    dip_reverse.apply();
+                }
+                if (meta.rewritten == 1) {
+                    if (hdr.tcp.isValid()) {
+                        hdr.tcp.src_port = meta.l4_sport;
+                        hdr.tcp.dst_port = meta.l4_dport;
+                    } else {
+                        hdr.udp.src_port = meta.l4_sport;
+                        hdr.udp.dst_port = meta.l4_dport;
+                    }
+                }
+            }
+            if (meta.dropped == 0) {
+                ipv4_lpm.apply();
+            }
+        }
+    }
+}
+
+control LbEgress(inout headers_t hdr, inout metadata_t meta,
+                 inout standard_metadata_t standard_metadata) {
+    apply { }
+}
+
+control LbComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
+    apply {
+        update_checksum(
+            hdr.ipv4.isValid() && meta.rewritten == 1,
+            { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.diffserv, hdr.ipv4.total_len,
+              hdr.ipv4.identification, hdr.ipv4.reserved_flag, hdr.ipv4.dont_fragment,
+              hdr.ipv4.more_fragments, hdr.ipv4.frag_offset, hdr.ipv4.ttl, hdr.ipv4.protocol,
+              hdr.ipv4.src_addr, hdr.ipv4.dst_addr },
+            hdr.ipv4.hdr_checksum,
+            HashAlgorithm.csum16);
+        update_checksum_with_payload(
+            hdr.tcp.isValid() && meta.rewritten == 1,
+            { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, meta.l4_len,
+              hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no,
+              hdr.tcp.data_offset, hdr.tcp.reserved, hdr.tcp.flags, hdr.tcp.window,
+              hdr.tcp.urgent_ptr },
+            hdr.tcp.checksum,
+            HashAlgorithm.csum16);
+        update_checksum_with_payload(
+            hdr.udp.isValid() && meta.rewritten == 1 && hdr.udp.checksum != 0,
+            { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, hdr.udp.length,
+              hdr.udp.src_port, hdr.udp.dst_port, hdr.udp.length },
+            hdr.udp.checksum,
+            HashAlgorithm.csum16);
+    }
+}
+
+control LbDeparser(packet_out packet, in headers_t hdr) {
+    apply {
+        packet.emit(hdr.ethernet);
+        packet.emit(hdr.ipv4);
+        packet.emit(hdr.tcp);
+        packet.emit(hdr.udp);
+    }
+}
+
+V1Switch(LbParser(), LbVerifyChecksum(), LbIngress(), LbEgress(), LbComputeChecksum(),
+         LbDeparser()) main;

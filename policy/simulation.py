@@ -1,0 +1,220 @@
+"""Discrete-time simulation of one pool under a policy: the model behind `python -m bench policy`.
+
+Servers of unequal capacity (cores) receive Poisson connection arrivals split by the current
+integer weights (each new connection hashes to a bucket; a bucket's owner gets it). A connection
+needs `conn_cost` cores and lives an exponential time; an overloaded server (demand above its
+capacity) shares its cores (processor sharing), so its connections last longer and pile up — the
+queueing effect. CPU = min(1, active x conn_cost / capacity). Agents report the period's mean CPU
+(plus noise), the active connection count and the new-connection rate every report interval; the
+controller sees each report one interval late, runs the policy and rolls out new weights (and
+prefix entries) every rollout interval. Pure: randomness comes from the `rng` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from policy.base import FloatArray, IntArray, Observations, Policy
+from policy.buckets import PrefixEntry, bucket_owner, prefix_entries
+from policy.quantize import quantize
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Scenario of the simulation (every field has a default)."""
+
+    capacities: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
+    """Cores per server (default 1, 2, 3, 4)."""
+    load: float = 0.6
+    """Offered load as a fraction of the total capacity before the step (default 0.6)."""
+    conn_cost: float = 0.01
+    """Cores one connection keeps busy (default 0.01)."""
+    lifetime: float = 2.0
+    """Mean connection lifetime in seconds at full speed (default 2.0)."""
+    dt: float = 0.1
+    """Simulation tick in seconds (default 0.1)."""
+    report_interval: float = 0.5
+    """Agents' report period in seconds; reports arrive one period late (default 0.5)."""
+    rollout_interval: float = 1.0
+    """Seconds between policy runs and rollouts (default 1.0)."""
+    duration: float = 120.0
+    """Simulated seconds (default 120.0)."""
+    step_time: float = 60.0
+    """When `step_server` loses capacity, in seconds (default 60.0; inf: never)."""
+    step_server: int = 3
+    """Index of the server that loses capacity (default 3, the largest)."""
+    step_factor: float = 0.5
+    """Capacity multiplier at the step (default 0.5: loses half)."""
+    cpu_noise: float = 0.01
+    """Standard deviation of the reported CPU's measurement noise (default 0.01)."""
+    weight_bits: int = 8
+    """Weights sum to 2**weight_bits (default 8)."""
+    hash_bits: int = 16
+    """Width of the flow hash (default 16)."""
+
+
+@dataclass
+class Trace:
+    """Per-rollout record of a run: times, shares in force, mean utilisation, bucket churn."""
+
+    times: list[float] = field(default_factory=list)
+    shares: list[FloatArray] = field(default_factory=list)
+    utilisation: list[FloatArray] = field(default_factory=list)
+    moved: list[int] = field(default_factory=list)
+    min_moved: list[float] = field(default_factory=list)
+    entries: list[int] = field(default_factory=list)
+
+
+class _Agents:
+    """Accumulates ticks into reports and releases each one report interval late."""
+
+    def __init__(self, n: int) -> None:
+        self.cpu_sum = np.zeros(n)
+        self.ticks = 0
+        self.arrivals = np.zeros(n)
+        self.pending: list[tuple[float, FloatArray, FloatArray, FloatArray]] = []
+        self.delivered: tuple[float, FloatArray, FloatArray, FloatArray] | None = None
+
+    def tick(self, cpu: FloatArray, arrivals: IntArray) -> None:
+        self.cpu_sum += cpu
+        self.ticks += 1
+        self.arrivals += arrivals
+
+    def report(self, now: float, conns: IntArray, interval: float, noise: FloatArray) -> None:
+        cpu = np.clip(self.cpu_sum / max(self.ticks, 1) + noise, 0.0, 1.0)
+        self.pending.append((now, cpu, conns.astype(np.float64), self.arrivals / interval))
+        self.cpu_sum[:] = 0.0
+        self.arrivals[:] = 0.0
+        self.ticks = 0
+
+    def deliver(self, now: float, delay: float) -> None:
+        while self.pending and self.pending[0][0] + delay <= now + 1e-9:
+            sent, cpu, conns, rate = self.pending.pop(0)
+            self.delivered = (now, cpu, conns, rate)
+
+    def observations(self, now: float, n: int) -> Observations:
+        if self.delivered is None:
+            nan = np.full(n, np.nan)
+            return Observations(nan, nan, nan, np.full(n, np.inf), np.ones(n, dtype=np.bool_))
+        at, cpu, conns, rate = self.delivered
+        return Observations(cpu, conns, rate, np.full(n, now - at), np.ones(n, dtype=np.bool_))
+
+
+def simulate(policy: Policy, config: SimConfig, rng: np.random.Generator) -> Trace:
+    """Run one scenario under `policy` and return the per-rollout trace."""
+    c = config
+    n = len(c.capacities)
+    capacity = np.asarray(c.capacities, dtype=np.float64)
+    total = 1 << c.weight_bits
+    rate = c.load * capacity.sum() / (c.conn_cost * c.lifetime)
+    weights = quantize(np.ones(n), total)
+    entries: list[PrefixEntry] = prefix_entries(weights, c.hash_bits)
+    active = np.zeros(n, dtype=np.int64)
+    agents = _Agents(n)
+    trace = Trace()
+    util_sum, util_ticks = np.zeros(n), 0
+    ticks = round(c.duration / c.dt)
+    per_report = round(c.report_interval / c.dt)
+    per_rollout = round(c.rollout_interval / c.dt)
+    for k in range(1, ticks + 1):
+        now = k * c.dt
+        if now > c.step_time and capacity[c.step_server] == c.capacities[c.step_server]:
+            capacity[c.step_server] *= c.step_factor
+        demand = active * c.conn_cost / capacity
+        speed = np.minimum(1.0, 1.0 / np.maximum(demand, 1e-12))
+        leave_p = 1.0 - np.exp(-c.dt * speed / c.lifetime)
+        active -= rng.binomial(active, leave_p)
+        arrivals = rng.multinomial(rng.poisson(rate * c.dt), weights / total)
+        active += arrivals
+        demand = active * c.conn_cost / capacity
+        agents.tick(np.minimum(demand, 1.0), arrivals)
+        util_sum += demand
+        util_ticks += 1
+        if k % per_report == 0:
+            agents.report(now, active, c.report_interval, rng.normal(0.0, c.cpu_noise, n))
+        agents.deliver(now, c.report_interval)
+        if k % per_rollout == 0:
+            shares = policy.update(now, agents.observations(now, n))
+            new_weights = quantize(shares, total, weights) if shares.sum() > 0 else weights
+            moved, churn = 0, 0.0
+            if not np.array_equal(new_weights, weights):
+                new_entries = prefix_entries(new_weights, c.hash_bits, entries)
+                before = bucket_owner(entries, c.hash_bits)
+                moved = int(np.count_nonzero(before != bucket_owner(new_entries, c.hash_bits)))
+                churn = float(np.abs(new_weights - weights).sum()) / 2 * (1 << c.hash_bits) / total
+                weights, entries = new_weights, new_entries
+            trace.times.append(now)
+            trace.shares.append(weights / total)
+            trace.utilisation.append(util_sum / util_ticks)
+            trace.moved.append(moved)
+            trace.min_moved.append(churn)
+            trace.entries.append(len(entries))
+            util_sum, util_ticks = np.zeros(n), 0
+    return trace
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Summary of a trace; see `summarise` for definitions."""
+
+    steady_max_mean: float
+    after_max_mean: float
+    overshoot: float
+    settling_rounds: float
+    reversals: int
+    moved_per_rollout: float
+    min_moved_per_rollout: float
+    mean_entries: float
+
+
+def _max_mean(util: FloatArray) -> float:
+    per_server = util.mean(axis=0)
+    return float(per_server.max() / per_server.mean())
+
+
+def summarise(trace: Trace, config: SimConfig, window: float = 20.0) -> Quality:
+    """Quality figures of a run.
+
+    steady/after max/mean: per-server utilisation averaged over the last `window` seconds
+    (default 20.0) before the step / before the end, max over servers divided by the mean.
+    overshoot: how far the stepped server's share went past its final value (mean of the last
+    window), as a fraction of the change from its pre-step value. settling_rounds: rollouts after
+    the step until that share stays within 2 % of its final value (inf: never). reversals: sign
+    changes of successive share moves, summed over servers. Bucket churn per rollout that changed
+    anything: hash values moved vs the 1/2 L1 minimum.
+    """
+    times = np.asarray(trace.times)
+    shares = np.asarray(trace.shares)
+    util = np.asarray(trace.utilisation)
+    rounds = max(1, round(window / config.rollout_interval))
+    before = times <= config.step_time
+    after = ~before
+    steady = _max_mean(util[before][-rounds:]) if before.any() else math.nan
+    end = _max_mean(util[-rounds:])
+    s = shares[:, config.step_server]
+    final = float(s[-rounds:].mean())
+    overshoot, settling = 0.0, 0.0
+    if before.any() and after.any():
+        start = float(s[before][-1])
+        change = final - start
+        post = s[after]
+        if abs(change) > 1e-9:
+            overshoot = max(0.0, float(np.max(np.sign(change) * (post - final)))) / abs(change)
+        outside = np.flatnonzero(np.abs(post - final) > 0.02 * final)
+        settling = 0.0 if len(outside) == 0 else float(outside[-1] + 1)
+        if len(outside) and outside[-1] >= len(post) - rounds:
+            settling = math.inf
+    moves = np.diff(shares, axis=0)
+    reversals = 0
+    for col in moves.T:
+        signs = np.sign(col[np.abs(col) > 1e-12])
+        reversals += int(np.count_nonzero(signs[1:] != signs[:-1]))
+    changed = np.asarray(trace.min_moved) > 0
+    moved = float(np.asarray(trace.moved)[changed].mean()) if changed.any() else 0.0
+    minimum = float(np.asarray(trace.min_moved)[changed].mean()) if changed.any() else 0.0
+    return Quality(
+        steady, end, overshoot, settling, reversals, moved, minimum, float(np.mean(trace.entries))
+    )

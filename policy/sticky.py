@@ -1,0 +1,187 @@
+"""Bucket layout that moves the fewest hash values from a previous layout.
+
+Every member keeps as much of what it owned as its new demand allows, so exactly
+1/2 * sum |demand change| values move (the minimum), and the previous entries are edited rather
+than rebuilt, so nested (carved-out) blocks survive:
+
+- Each old entry's pure region (its block minus longer entries inside it) is cut into maximal
+  aligned pieces; a piece is owned by the entry's member.
+- The background member (the old one if still in the pool, else the largest) owns the
+  whole-space entry; pieces of members that left are free.
+- A shrinking member keeps its largest pieces and splits one along the binary digits of what
+  remains; the rest is released.
+- A growing member takes aligned pieces from the released space (buddy allocation: split a
+  larger free piece, or split the request when nothing is large enough), then from the
+  background's surplus when the background shrinks.
+- Each piece that changes hands becomes an entry (or re-labels the entry it equals); released
+  pieces nobody took go to the background. `policy.tidy` then merges buddies and drops entries
+  that are redundant or shadowed, which never changes an owner.
+
+Fragmentation can push the entry count above the caller's budget; the caller then falls back to
+a fresh layout (fewest entries, many moves). See `policy.buckets.prefix_entries`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from policy.base import IntArray
+from policy.blocks import aligned_cover, binary_pieces, maximal_blocks
+from policy.tidy import Key, match_ids, tidy
+
+Triple = tuple[int, int, int]
+
+
+class _Pool:
+    """Free aligned pieces by size, with buddy splitting; optionally capped in total."""
+
+    def __init__(self, pieces: list[Key], budget: int | None = None) -> None:
+        self.by_exp: dict[int, list[Key]] = defaultdict(list)
+        for piece in sorted(pieces, reverse=True):
+            self.by_exp[piece[1]].append(piece)
+        self.total = sum(1 << exp for _, exp in pieces)
+        self.budget = self.total if budget is None else min(budget, self.total)
+
+    def take(self, exp: int) -> Key | None:
+        """An aligned free piece of 2**exp, splitting the smallest larger one; None if none."""
+        if self.budget < 1 << exp:
+            return None
+        larger = [e for e, lst in self.by_exp.items() if e >= exp and lst]
+        if not larger:
+            return None
+        have = min(larger)
+        start, _ = self.by_exp[have].pop()
+        while have > exp:
+            have -= 1
+            self.by_exp[have].append((start + (1 << have), have))
+        self.budget -= 1 << exp
+        self.total -= 1 << exp
+        return (start, exp)
+
+    def can_split(self, exp: int) -> bool:
+        """Whether some free space remains to serve a request smaller than 2**exp."""
+        return exp > 0 and self.budget > 0 and self.total > 0
+
+    def add(self, pieces: list[Key]) -> None:
+        """Return pieces to the pool."""
+        for piece in pieces:
+            self.by_exp[piece[1]].append(piece)
+            self.total += 1 << piece[1]
+            self.budget += 1 << piece[1]
+
+    def left(self) -> list[Key]:
+        """Pieces not taken."""
+        return [piece for lst in self.by_exp.values() for piece in lst]
+
+
+def _keep(pieces: list[Key], amount: int) -> tuple[list[Key], list[Key]]:
+    """Split a member's pieces into (kept, released) so that exactly `amount` is kept."""
+    kept: list[Key] = []
+    skipped: list[Key] = []
+    left = amount
+    for piece in sorted(pieces, key=lambda p: (-p[1], p[0])):
+        if 1 << piece[1] <= left:
+            kept.append(piece)
+            left -= 1 << piece[1]
+        else:
+            skipped.append(piece)
+    released = skipped
+    if left > 0:
+        # The smallest skipped piece is larger than `left`: keep its head, release its tail.
+        start, exp = min(skipped, key=lambda p: (p[1], p[0]))
+        released = [p for p in skipped if p != (start, exp)]
+        kept += binary_pieces(start, left)
+        released += aligned_cover(start + left, start + (1 << exp))
+    return kept, released
+
+
+def _allocate(need: int, pools: list[_Pool], whole_first: bool = False) -> list[Key]:
+    """Take `need` values from the pools in order, as few aligned pieces as they allow.
+
+    By default a pool is used up (splitting requests) before the next is touched; with
+    `whole_first` (default False) any pool's whole piece is preferred over splitting a request.
+    """
+    got: list[Key] = []
+    stack = [exp for exp in range(need.bit_length()) if need >> exp & 1]  # largest popped first
+    while stack:
+        exp = stack.pop()
+        if whole_first:
+            piece = next((p for p in (pool.take(exp) for pool in pools) if p is not None), None)
+            if piece is not None:
+                got.append(piece)
+                continue
+        for pool in pools:
+            piece = pool.take(exp)
+            if piece is not None:
+                got.append(piece)
+                break
+            if pool.can_split(exp):
+                stack += [exp - 1, exp - 1]
+                break
+        else:
+            raise AssertionError("bucket pools ran dry: demands do not sum to the space")
+    return got
+
+
+def sticky_layout(
+    demand: IntArray, old: list[Triple], space_bits: int, rebuild: frozenset[int] = frozenset()
+) -> list[Triple]:
+    """Blocks (start, exp, owner) reaching `demand` from the `old` blocks with minimal moves.
+
+    `old` are LPM blocks over 2**space_bits values (longest wins); `demand` sums to
+    2**space_bits. Members in `rebuild` (default none) are re-laid in popcount(demand) whole
+    pieces, preferring their own old pieces: that bounds their entries at the cost of some moves.
+    """
+    n = len(demand)
+    live = np.flatnonzero(demand > 0)
+    if len(live) == 0:
+        return []
+    entries: dict[Key, int] = {(s, e): o for s, e, o in old}
+    keys = list(entries)
+    ids = match_ids(keys, space_bits)
+    owner_of = np.array([entries[k] for k in keys] + [-1], dtype=np.int64)[ids]
+    root = entries.get((0, space_bits))
+    if root is not None and 0 <= root < n and demand[root] > 0:
+        bg = root
+    else:
+        bg = int(live[np.argmax(demand[live])])
+        entries[(0, space_bits)] = bg  # a departed background's land goes to the new one
+    have = np.bincount(owner_of[owner_of >= 0], minlength=n)[:n]
+    owned: dict[int, list[Key]] = defaultdict(list)
+    released: list[Key] = []
+    for piece in maximal_blocks(ids + 1):  # +1: values no entry matches form pieces too
+        member = int(owner_of[piece.start])
+        key = (piece.start, piece.exp)
+        if 0 <= member < n and demand[member] > 0:
+            owned[member].append(key)
+        else:
+            released.append(key)
+    for j in live.tolist():
+        if j != bg and have[j] > demand[j] and j not in rebuild:
+            _, freed = _keep(owned[j], int(demand[j]))
+            released += freed
+    free = _Pool(released)
+    surplus = _Pool(owned[bg], budget=max(0, int(have[bg] - demand[bg])))
+    patches: list[tuple[Key, int]] = []
+    for j in sorted(rebuild - {bg}):
+        own = _Pool(owned[j])
+        mine = _allocate(int(demand[j]), [own, free, surplus], whole_first=True)
+        patches += [(p, j) for p in mine if p not in owned[j]]
+        free.add(own.left())
+        have[j] = demand[j]
+    growers = [j for j in live.tolist() if j != bg and have[j] < demand[j]]
+    growers.sort(key=lambda j: (-(int(demand[j]) - int(have[j])), j))
+    for j in growers:
+        patches += [(p, j) for p in _allocate(int(demand[j] - have[j]), [free, surplus])]
+    patches += [(p, bg) for p in free.left()]
+    for key, member in patches:
+        entries[key] = member
+    entries = {k: o for k, o in entries.items() if 0 <= o < n and demand[o] > 0}
+    return [(s, e, o) for (s, e), o in sorted(tidy(entries, space_bits).items(), key=_order)]
+
+
+def _order(item: tuple[Key, int]) -> tuple[int, int]:
+    (start, exp), _ = item
+    return (-exp, start)

@@ -1,0 +1,111 @@
+"""p4lb-agent end to end: a real agent process pushes reports to a PULL socket; SIGTERM stops it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from agent.cli import main
+from agent.wire import LoadReport, decode_report
+
+
+@pytest.fixture
+def pull() -> Iterator[zmq.Socket[Any]]:
+    context: zmq.Context[Any] = zmq.Context()
+    sock = context.socket(zmq.PULL)
+    sock.bind("tcp://127.0.0.1:*")
+    yield sock
+    sock.close(linger=0)
+    context.term()
+
+
+def _receive(sock: zmq.Socket[Any], timeout_ms: int = 10_000) -> LoadReport:
+    assert sock.poll(timeout_ms), "no report before the deadline"
+    return decode_report(sock.recv())
+
+
+def test_agent_reports_connections_and_exits_cleanly_on_sigterm(pull: zmq.Socket[Any]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "--controller",
+                pull.getsockopt_string(zmq.LAST_ENDPOINT),
+                "--dip",
+                f"127.0.0.1:{port}",
+                "--interval",
+                "0.05",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            reports = [_receive(pull) for _ in range(3)]
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, stderr = agent.communicate(timeout=10)
+            client.close()
+            accepted.close()
+    assert agent.returncode == 0, stderr
+    assert [r.seq for r in reports] == [0, 1, 2]
+    assert all(r.dip == f"127.0.0.1:{port}" and r.conns == 1 for r in reports)
+    assert all(0.0 <= r.cpu <= 1.0 and r.state == "up" for r in reports)
+    assert stderr.count("controller reachable") == 1  # one line per state change, not per report
+    assert "stopping" in stderr
+
+
+def test_agent_count_option_stops_after_n_reports(pull: zmq.Socket[Any]) -> None:
+    endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    args = ["--controller", endpoint, "--dip", "127.0.0.1:9", "--interval", "0.02", "--count", "2"]
+    assert main([*args, "--cpu-scope", "system", "--state", "drain"]) == 0
+    reports = [_receive(pull, 2000) for _ in range(2)]
+    assert [r.state for r in reports] == ["drain", "drain"]
+
+
+def test_make_keys_writes_a_loadable_key_pair(tmp_path: Path) -> None:
+    assert main(["--make-keys", str(tmp_path / "keys" / "agent")]) == 0
+    assert (tmp_path / "keys" / "agent.key").exists()
+    assert (tmp_path / "keys" / "agent.key_secret").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--dip", "10.0.0.1:80"],
+        ["--controller", "tcp://127.0.0.1:1", "--dip", "10.0.0.1"],
+        ["--controller", "tcp://127.0.0.1:1", "--dip", "10.0.0.1:80", "--interval", "0"],
+        ["--controller", "tcp://127.0.0.1:1", "--dip", "10.0.0.1:80", "--curve-key", "x"],
+    ],
+)
+def test_bad_arguments_exit_with_usage_error(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(args)
+    assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--cpu-scope", "pid:999999999"],
+        ["--controller", "nonsense://x"],
+        ["--curve-server-key", "/nonexistent.key", "--curve-key", "/nonexistent.key_secret"],
+    ],
+)
+def test_unusable_scope_endpoint_or_keys_exit_with_status_2(args: list[str]) -> None:
+    base = {"--controller": "tcp://127.0.0.1:1", "--dip": "10.0.0.1:80"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    assert main([item for pair in base.items() for item in pair]) == 2

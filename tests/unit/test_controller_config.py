@@ -1,0 +1,137 @@
+"""Config parsing: the good file loads into dataclasses; every bad value is reported with its place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.config import ConfigError, ControllerSettings, load_config, parse_config
+
+CATALOG = {"ratio": {"gain": 0.1}, "static": {}, "equal": {}}
+
+GOOD = """
+[controller]
+policy = "ratio"
+weight_bits = 8
+quiet_period = 1.5
+load_listen = "tcp://0.0.0.0:5555"
+metrics_listen = ""
+
+[policy_params]
+gain = 0.2
+
+[autoscale]
+enabled = true
+min_active = 1
+max_active = 3
+
+[[vip]]
+name = "web"
+ip = "10.0.0.100"
+port = 80
+protocol = "tcp"
+  [[vip.dip]]
+  ip = "10.1.3.2"
+  port = 8080
+  weight = 2
+  [[vip.dip]]
+  ip = "10.1.4.2"
+  port = 8080
+  state = "standby"
+
+[[vip]]
+name = "dns"
+ip = "10.0.0.100"
+port = 53
+protocol = "udp"
+  [[vip.dip]]
+  ip = "10.1.3.2"
+  port = 53
+"""
+
+
+def parse(text: str) -> object:
+    return parse_config(text, policy_catalog=CATALOG)
+
+
+def problems(text: str) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    return info.value.problems
+
+
+def test_good_config_loads_every_field() -> None:
+    config = parse_config(GOOD, policy_catalog=CATALOG)
+    assert config.controller.quiet_period == 1.5
+    assert config.controller.min_rollout_interval == ControllerSettings().min_rollout_interval
+    assert config.controller.metrics_listen == ""
+    assert config.policy_params == {"gain": 0.2}
+    assert config.autoscale.enabled and config.autoscale.max_active == 3
+    web, dns = config.vips
+    assert (web.name, web.protocol_number, dns.protocol_number) == ("web", 6, 17)
+    assert [d.name for d in web.dips] == ["10.1.3.2:8080", "10.1.4.2:8080"]
+    assert [(d.weight, d.state) for d in web.dips] == [(2, "active"), (1, "standby")]
+
+
+def vip(dip: str = 'ip = "10.1.3.2"\nport = 8080', extra: str = "") -> str:
+    return f'[[vip]]\nip = "10.0.0.1"\nport = 80\n{extra}\n[[vip.dip]]\n{dip}\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (vip('ip = "10.1.3.2"\nport = 70000'), "vip[0].dip[0].port: 70000 is not a port"),
+        (vip('ip = "10.1.3.300"\nport = 1'), "vip[0].dip[0].ip: '10.1.3.300' is not an IPv4 address"),
+        (vip('ip = "10.1.3.2"'), "vip[0].dip[0].port: missing"),
+        (vip('ip = "10.1.3.2"\nport = 1\nweight = -1'), "vip[0].dip[0].weight: -1 is not an integer"),
+        (vip('ip = "10.1.3.2"\nport = 1\nstate = "on"'), "vip[0].dip[0].state: 'on' is not one of"),
+        (vip('ip = "10.1.3.2"\nport = 1\ncolour = 1'), "vip[0].dip[0].colour: unknown key"),
+        (vip(extra='protocol = "sctp"'), "vip[0].protocol: 'sctp' is not one of tcp, udp"),
+        (vip('ip = "10.1.3.2"\nport = 1\nstate = "standby"'), "vip[0].dip: no DIP is active"),
+        (vip('ip = "10.1.3.2"\nport = 1\nweight = 0'), "vip[0].dip: every active DIP has weight 0"),
+        ("[controller]\nweight_bits = 17\n" + vip(), "controller.weight_bits: 17 is not an integer in [1, 16]"),
+        ("[controller]\nquiet_period = -1\n" + vip(), "controller.quiet_period: -1 is not a number >= 0.0"),
+        ("[controller]\nmin_rollout_interval = 'x'\n" + vip(), "controller.min_rollout_interval: 'x'"),
+        ("[controller]\npolicy = 'best'\n" + vip(), "controller.policy: 'best' is not one of"),
+        ("[controller]\nmetrics_listen = 'nope'\n" + vip(), "controller.metrics_listen: 'nope' is not HOST:PORT"),
+        ("[controller]\nload_listen = 5\n" + vip(), "controller.load_listen: 5 is not a ZeroMQ endpoint"),
+        ("[controller]\nspeed = 1\n" + vip(), "controller.speed: unknown key"),
+        ("[policy_params]\nwobble = 1\n" + vip(), "policy_params.wobble: unknown parameter for policy 'ratio'"),
+        ("[autoscale]\nenabled = 1\n" + vip(), "autoscale.enabled: 1 is not true or false"),
+        ("[autoscale]\nmin_active = 5\nmax_active = 2\n" + vip(), "autoscale.min_active: 5 exceeds max_active"),
+        ("[controller]\n", "vip: at least one [[vip]] is required"),
+        ("[[vip]]\nip = '10.0.0.1'\nport = 80\n", "vip[0].dip: at least one [[vip.dip]] is required"),
+        (vip() + vip(), "vip[1]: 10.0.0.1:80/tcp already used by vip[0]"),
+        ("a = [", "TOML syntax"),
+        ("surprise = 1\n" + vip(), "surprise: unknown key"),
+    ],
+)
+def test_bad_value_is_reported_with_its_location(text: str, expected: str) -> None:
+    assert any(expected in p for p in problems(text)), problems(text)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = (
+        "[controller]\nweight_bits = 0\nquiet_period = 'soon'\n"
+        + vip('ip = "1.2.3"\nport = 0\nweight = 1.5')
+    )
+    found = problems(text)
+    for where in ("controller.weight_bits", "controller.quiet_period", "vip[0].dip[0].ip",
+                  "vip[0].dip[0].port", "vip[0].dip[0].weight"):
+        assert any(p.startswith(where + ":") for p in found), (where, found)
+
+
+def test_dip_shared_by_two_vips_of_one_protocol_is_rejected() -> None:
+    text = vip() + '[[vip]]\nip = "10.0.0.2"\nport = 80\n[[vip.dip]]\nip = "10.1.3.2"\nport = 8080\n'
+    assert any("vip[1].dip[0]: 10.1.3.2:8080 already belongs to vip[0].dip[0]" in p for p in problems(text))
+
+
+def test_load_config_reads_a_file_and_reports_a_missing_one(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path, policy_catalog=CATALOG)
+    path.write_text(vip('ip = "10.1.3.2"\nport = 8080\nstate = "standby"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, policy_catalog=CATALOG)
+    assert info.value.problems == ("vip[0].dip: no DIP is active",)

@@ -1,0 +1,242 @@
+"""LoadBook: acceptance, ordering, restarts, EWMA, liveness and blackout, with explicit `now`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.wire import LoadReport, encode_report
+from controller.loadbook import COUNTER_NAMES, LoadBook
+
+DIP = "10.0.0.1:80"
+OTHER = "10.0.0.2:80"
+INTERVAL = 0.5  # down after 1.5 s of silence, blackout 1.0 s
+
+
+def report(seq: int, ts: float | None = None, cpu: float = 0.5, **fields: object) -> bytes:
+    base = LoadReport(DIP, seq, 1000.0 + seq if ts is None else ts, cpu, 3)
+    return encode_report(replace(base, **fields))  # type: ignore[arg-type]
+
+
+def book() -> LoadBook:
+    return LoadBook([DIP, OTHER], INTERVAL)
+
+
+def test_a_dip_never_heard_from_is_down_with_infinite_age() -> None:
+    load = book().snapshot(10.0)[DIP]
+    assert (load.state, load.last_seen, load.report_age, load.seq) == ("down", None, math.inf, None)
+
+
+def test_the_first_report_brings_a_dip_up_at_once() -> None:
+    b = book()
+    assert b.ingest(5.0, report(0, cpu=0.7)).accepted
+    load = b.snapshot(5.25)[DIP]
+    assert (load.state, load.cpu, load.cpu_ewma, load.conns, load.last_seen) == (
+        "up",
+        0.7,
+        0.7,
+        3,
+        5.0,
+    )
+    assert load.report_age == 0.25 and load.seq == 0
+
+
+def test_a_silent_dip_is_down_within_three_intervals_and_back_up_after_blackout() -> None:
+    b = book()
+    for seq in range(4):
+        b.ingest(seq * INTERVAL, report(seq))
+    last = 3 * INTERVAL
+    assert b.state(last + 3 * INTERVAL - 0.01, DIP) == "up"
+    assert b.state(last + 3 * INTERVAL, DIP) == "down"
+    back = 10.0
+    assert b.ingest(back, report(4)).accepted
+    assert b.state(back, DIP) == "blackout"
+    for step in range(1, 4):
+        b.ingest(back + step * INTERVAL, report(4 + step))
+    assert b.state(back + 2 * INTERVAL - 0.01, DIP) == "blackout"
+    assert b.state(back + 2 * INTERVAL, DIP) == "up"
+
+
+def test_silence_during_blackout_restarts_it() -> None:
+    b = book()
+    b.ingest(0.0, report(0))
+    b.ingest(5.0, report(1))  # back after silence: blackout until 6.0
+    b.ingest(7.0, report(2))  # silent again for 2 s (> 1.5): a new blackout from 7.0
+    assert b.state(7.5, DIP) == "blackout"
+    b.ingest(7.5, report(3))
+    assert b.state(8.0, DIP) == "up"
+
+
+@pytest.mark.parametrize(
+    ("agent_state", "expected"), [("up", "up"), ("drain", "drain"), ("down", "down")]
+)
+def test_the_agents_own_state_is_honoured(agent_state: str, expected: str) -> None:
+    b = book()
+    b.ingest(0.0, report(0, state=agent_state))
+    assert b.state(0.1, DIP) == expected
+
+
+def test_a_dip_reporting_down_then_up_goes_through_blackout() -> None:
+    b = book()
+    b.ingest(0.0, report(0))
+    b.ingest(0.5, report(1, state="down"))
+    b.ingest(1.0, report(2))
+    assert b.state(1.5, DIP) == "blackout"
+    b.ingest(1.5, report(3))
+    assert b.state(2.0, DIP) == "up"
+
+
+@pytest.mark.parametrize(
+    ("name", "second", "now", "outcome"),
+    [
+        ("newer seq", report(6), 1.0, "accepted"),
+        ("gap in seq", report(60), 1.0, "accepted"),
+        ("reordered older report", report(4), 1.0, "stale"),
+        ("same seq again", report(5), 1.0, "duplicate"),
+        ("restart: seq reset with newer ts", report(0, ts=2000.0), 1.0, "accepted"),
+        ("replay of an old run", report(0, ts=900.0), 1.0, "stale"),
+        ("restart after silence, agent clock behind", report(0, ts=900.0), 9.0, "accepted"),
+    ],
+)
+def test_sequence_rules(name: str, second: bytes, now: float, outcome: str) -> None:
+    b = book()
+    assert b.ingest(0.5, report(5)).accepted
+    assert b.ingest(now, second).outcome == outcome, name
+
+
+def test_rejected_reports_change_nothing() -> None:
+    b = book()
+    b.ingest(0.0, report(5, cpu=0.2))
+    before = b.snapshot(1.0)
+    b.ingest(0.9, report(4, cpu=0.9))
+    assert b.snapshot(1.0) == before
+
+
+def test_a_restart_is_counted_and_resets_the_ewma() -> None:
+    b = book()
+    b.ingest(0.0, report(10, cpu=0.1))
+    b.ingest(0.5, report(0, ts=5000.0, cpu=0.9))
+    load = b.snapshot(0.5)[DIP]
+    assert (load.seq, load.cpu_ewma) == (0, 0.9)
+    assert b.counters["restarts"] == 1
+
+
+def test_cpu_ewma_weights_new_samples_by_alpha() -> None:
+    b = LoadBook([DIP], INTERVAL, ewma_alpha=0.5)
+    for seq, cpu in enumerate([0.0, 1.0, 1.0]):
+        b.ingest(seq * 0.1, report(seq, cpu=cpu))
+    assert b.snapshot(0.3)[DIP].cpu_ewma == pytest.approx(0.75)
+
+
+def test_every_rejection_kind_is_counted() -> None:
+    b = book()
+    b.ingest(0.0, report(3))
+    b.ingest(0.1, report(3))
+    b.ingest(0.2, report(2))
+    b.ingest(0.3, encode_report(LoadReport("10.9.9.9:80", 0, 1.0, 0.1, 0)))
+    for bad in (b"junk", b"x" * 5000, b'{"v": 2}', b'{"v": 1}', report(9)[:-1] + b',"cpu":7}'):
+        assert b.ingest(0.4, bad).outcome == "malformed"
+    counters = b.counters
+    assert set(COUNTER_NAMES) <= set(counters)
+    expected = {
+        "accepted": 1,
+        "duplicate": 1,
+        "stale": 1,
+        "unknown_dip": 1,
+        "malformed": 5,
+        "malformed_not_json": 1,
+        "malformed_oversized": 1,
+        "malformed_bad_version": 1,
+        "malformed_missing_field": 1,
+        "malformed_bad_field": 1,
+    }
+    assert {k: v for k, v in counters.items() if v} == expected
+
+
+def test_added_and_removed_dips() -> None:
+    b = LoadBook([], INTERVAL)
+    assert b.ingest(0.0, report(0)).outcome == "unknown_dip"
+    b.add_dip(DIP)
+    b.add_dip(DIP)
+    assert b.ingest(0.1, report(1)).accepted
+    b.remove_dip(DIP)
+    assert b.ingest(0.2, report(2)).outcome == "unknown_dip"
+    assert b.snapshot(0.3) == {}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"dips": ["10.0.0.1"], "interval": 0.5},
+        {"dips": [], "interval": 0.0},
+        {"dips": [], "interval": math.nan},
+        {"dips": [], "interval": 0.5, "blackout": -1.0},
+        {"dips": [], "interval": 0.5, "ewma_alpha": 0.0},
+    ],
+)
+def test_invalid_construction_raises_value_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        LoadBook(**kwargs)  # type: ignore[arg-type]
+
+
+def test_blackout_defaults_to_two_intervals() -> None:
+    assert LoadBook([], 0.5).blackout == 1.0
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.floats(0, 1e4), st.binary(max_size=200)), max_size=20))
+def test_ingest_never_raises_and_counts_every_message(messages: list[tuple[float, bytes]]) -> None:
+    b = book()
+    for now, data in messages:
+        b.ingest(now, data)
+    counters = b.counters
+    handled = sum(
+        counters[k] for k in ("accepted", "malformed", "unknown_dip", "stale", "duplicate")
+    )
+    assert handled == len(messages)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 5.0),
+            st.integers(0, 20),
+            st.floats(0.0, 1.0),
+            st.sampled_from(["up", "drain", "down"]),
+        ),
+        max_size=30,
+    ),
+    st.floats(0.0, 10.0),
+)
+def test_state_invariants_hold_for_any_report_history(
+    steps: list[tuple[float, int, float, str]], query_delay: float
+) -> None:
+    b = book()
+    now = 0.0
+    for gap, seq, cpu, state in steps:
+        now += gap
+        b.ingest(now, report(seq, ts=1000.0 + now, cpu=cpu, state=state))
+    load = b.snapshot(now + query_delay)[DIP]
+    assert 0.0 <= load.cpu_ewma <= 1.0
+    if load.last_seen is None or load.report_age >= 3 * INTERVAL:
+        assert load.state == "down"
+    if load.state in ("up", "blackout", "drain"):
+        assert load.report_age < 3 * INTERVAL and load.reported_state != "down"
+
+
+def test_state_changes_lists_each_transition_once() -> None:
+    b = book()
+    assert b.state_changes(0.0) == []
+    b.ingest(0.0, report(0))
+    assert b.state_changes(0.1) == [(DIP, "down", "up")]
+    assert b.state_changes(0.2) == []
+    assert b.state_changes(2.0) == [(DIP, "up", "down")]
+    b.ingest(3.0, report(1))
+    assert b.state_changes(3.0) == [(DIP, "down", "blackout")]
+    b.ingest(3.5, report(2))
+    assert b.state_changes(4.0) == [(DIP, "blackout", "up")]

@@ -1,0 +1,83 @@
+"""connect_switch: parsing of --switch specs and the client each one builds."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet import defer, task
+from twisted.trial.unittest import SynchronousTestCase
+
+from controller.switch.api import SwitchError
+from controller.switch.connect import SwitchSpec, SwitchSpecError, connect_switch, parse_switch_spec
+from controller.switch.model_client import ModelSwitchClient
+from controller.switch.remote_client import RemoteSwitchClient
+from controller.switch.testing import ThreadedClock
+
+sync = SynchronousTestCase()
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("model", SwitchSpec("model")),
+        (" model ", SwitchSpec("model")),
+        ("thrift://127.0.0.1:9090", SwitchSpec("thrift", "127.0.0.1", 9090)),
+        ("thrift://s1.example:9091", SwitchSpec("thrift", "s1.example", 9091)),
+        ("tcp://10.0.0.1:9559", SwitchSpec("tcp", "10.0.0.1", 9559)),
+        ("tcp://[::1]:9559", SwitchSpec("tcp", "::1", 9559)),
+    ],
+)
+def test_valid_specs_parse(spec: str, expected: SwitchSpec) -> None:
+    assert parse_switch_spec(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "bmv2",
+        "Model",
+        "udp://1.2.3.4:5",
+        "thrift://127.0.0.1",
+        "thrift://:9090",
+        "tcp://host:0",
+        "tcp://host:65536",
+        "tcp://host:http",
+        "thrift:/127.0.0.1:9090",
+    ],
+)
+def test_bad_specs_are_refused_showing_the_spec(spec: str) -> None:
+    with pytest.raises(SwitchSpecError) as raised:
+        parse_switch_spec(spec)
+    assert repr(spec) in str(raised.value)
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, SwitchError)
+
+
+def test_model_spec_builds_a_working_in_process_switch() -> None:
+    client = connect_switch("model", task.Clock())
+    assert isinstance(client, ModelSwitchClient)
+    handle = sync.successResultOf(
+        defer.ensureDeferred(client.table_add("ipv4_lpm", "drop", ["10.0.0.0/8"], []))
+    )
+    assert isinstance(handle, int)
+    assert sync.successResultOf(defer.ensureDeferred(client.table_num_entries("ipv4_lpm"))) == 1
+
+
+def test_tcp_spec_builds_a_remote_client() -> None:
+    clock = ThreadedClock()
+    client = connect_switch("tcp://127.0.0.1:9", clock)
+    assert isinstance(client, RemoteSwitchClient)
+    closing = defer.ensureDeferred(client.close())
+    clock.run_from_threads(1)
+    sync.successResultOf(closing)
+
+
+def test_thrift_spec_without_p4utils_explains_how_to_install() -> None:
+    try:
+        import p4utils  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("p4-utils is installed here")
+    with pytest.raises(SwitchError, match="pip install"):
+        connect_switch("thrift://127.0.0.1:9090", task.Clock())  # type: ignore[arg-type]

@@ -1,0 +1,218 @@
+"""FaultySwitch: latency keeps write order, failures are not applied, digests are delayed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+from twisted.internet import defer, task
+from twisted.trial.unittest import SynchronousTestCase
+
+from controller.switch.api import AgedCallback, Digest, DigestCallback, SwitchError
+from controller.switch.faults import FaultySwitch
+
+
+class MemorySwitch:
+    """A tiny in-memory `SwitchClient`: tables of entries and registers, applied at once."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[int, tuple[str, tuple[str, ...], tuple[str, ...]]]] = {}
+        self.registers: dict[str, dict[int, int]] = {}
+        self.next_handle = 0
+        self.on_digest: DigestCallback | None = None
+        self.on_aged: AgedCallback | None = None
+        self.closed = False
+
+    async def table_add(
+        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
+    ) -> int:
+        entries = self.tables.setdefault(table, {})
+        if any(k == tuple(keys) for _, k, _ in entries.values()):
+            raise SwitchError("DUPLICATE_ENTRY")
+        self.next_handle += 1
+        entries[self.next_handle] = (action, tuple(keys), tuple(params))
+        return self.next_handle
+
+    async def table_modify(
+        self, table: str, action: str, handle: int, params: Sequence[str]
+    ) -> None:
+        _, keys, _ = self.tables[table][handle]
+        self.tables[table][handle] = (action, keys, tuple(params))
+
+    async def table_delete(self, table: str, handle: int) -> None:
+        if handle not in self.tables.get(table, {}):
+            raise SwitchError("INVALID_HANDLE")
+        del self.tables[table][handle]
+
+    async def table_clear(self, table: str) -> None:
+        self.tables[table] = {}
+
+    async def table_set_default(self, table: str, action: str, params: Sequence[str]) -> None:
+        pass
+
+    async def table_set_timeout(self, table: str, handle: int, ms: int) -> None:
+        pass
+
+    async def table_num_entries(self, table: str) -> int:
+        return len(self.tables.get(table, {}))
+
+    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
+        cells = self.registers.get(name, {})
+        return cells.get(index, 0) if index is not None else [cells.get(0, 0)]
+
+    async def register_write(self, name: str, index: int, value: int) -> None:
+        self.registers.setdefault(name, {})[index] = value
+
+    async def register_reset(self, name: str) -> None:
+        self.registers[name] = {}
+
+    async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
+        self.on_digest, self.on_aged = on_digest, on_aged
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+sync = SynchronousTestCase()
+
+
+def digest(port: int) -> Digest:
+    return Digest("new_conn", "10.0.1.2", "10.0.0.100", port, 80, 6, 0, "10.1.3.2", 8080)
+
+
+def faulty(
+    inner: MemorySwitch, clock: task.Clock, seed: int = 1, **options: object
+) -> FaultySwitch:
+    return FaultySwitch(inner, clock, random.Random(seed), **options)  # type: ignore[arg-type]
+
+
+def test_a_delayed_write_is_applied_only_after_its_latency() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, write_latency=(0.1, 0.2))
+    added = defer.ensureDeferred(switch.table_add("conn_table", "rewrite_dst", ["1"], ["2"]))
+    assert not added.called
+    assert inner.tables == {}
+    clock.advance(0.2)
+    assert sync.successResultOf(added) == 1
+    assert len(inner.tables["conn_table"]) == 1
+
+
+def test_writes_take_effect_in_issue_order_despite_random_latency() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, seed=7, write_latency=(0.01, 0.2))
+    seen: list[int] = []
+    original = inner.register_write
+
+    async def spy(name: str, index: int, value: int) -> None:
+        seen.append(value)
+        await original(name, index, value)
+
+    inner.register_write = spy  # type: ignore[method-assign]
+    writes = [
+        defer.ensureDeferred(switch.register_write("active_version", 0, v)) for v in range(50)
+    ]
+    clock.pump([0.01] * 100)
+    assert all(w.called for w in writes)
+    assert seen == list(range(50))
+    assert inner.registers["active_version"][0] == 49
+
+
+def test_a_failed_write_raises_and_is_not_applied() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, write_latency=(0.05, 0.05), write_failure_rate=1.0)
+    added = defer.ensureDeferred(switch.table_add("dip_table", "rewrite_dst", ["0"], ["1"]))
+    clock.advance(0.05)
+    failure = sync.failureResultOf(added, SwitchError)
+    assert "injected write failure" in str(failure.value)
+    assert "dip_table" in str(failure.value)
+    assert inner.tables == {}
+    assert switch.injected_failures == 1
+
+
+def test_with_some_failures_exactly_the_successful_writes_are_applied() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, seed=3, write_latency=(0.0, 0.01), write_failure_rate=0.3)
+    calls = [
+        defer.ensureDeferred(switch.table_add("conn_table", "rewrite_dst", [str(i)], ["1"]))
+        for i in range(200)
+    ]
+    clock.advance(1.0)
+    outcomes: list[bool] = []
+    for call in calls:
+        call.addCallbacks(lambda _: outcomes.append(True), lambda _: outcomes.append(False))
+    assert len(outcomes) == 200
+    assert 0 < outcomes.count(False) == switch.injected_failures < 200
+    assert len(inner.tables["conn_table"]) == outcomes.count(True)
+
+
+def test_a_read_waits_for_earlier_writes_and_sees_them() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, write_latency=(0.3, 0.3))
+    defer.ensureDeferred(switch.table_add("conn_table", "rewrite_dst", ["1"], ["2"]))
+    count = defer.ensureDeferred(switch.table_num_entries("conn_table"))
+    assert not count.called
+    clock.advance(0.3)
+    assert sync.successResultOf(count) == 1
+
+
+def test_digests_are_delayed_and_stay_in_order_without_reordering() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, seed=5, digest_delay=(0.0, 1.0), reorder=False)
+    received: list[Digest] = []
+    defer.ensureDeferred(switch.subscribe(received.append, lambda handles: None))
+    assert inner.on_digest is not None
+    for port in range(100):
+        inner.on_digest(digest(port))
+    assert received == []
+    clock.advance(1.0)
+    assert [d.src_port for d in received] == list(range(100))
+
+
+def test_digests_may_overtake_each_other_with_reordering() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, seed=5, digest_delay=(0.0, 1.0), reorder=True)
+    received: list[Digest] = []
+    defer.ensureDeferred(switch.subscribe(received.append, lambda handles: None))
+    assert inner.on_digest is not None
+    for port in range(100):
+        inner.on_digest(digest(port))
+    clock.advance(1.0)
+    ports = [d.src_port for d in received]
+    assert sorted(ports) == list(range(100))
+    assert ports != list(range(100))
+
+
+def test_aged_handles_pass_through() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, digest_delay=(1.0, 1.0))
+    aged: list[list[int]] = []
+    defer.ensureDeferred(switch.subscribe(lambda d: None, lambda h: aged.append(list(h))))
+    assert inner.on_aged is not None
+    inner.on_aged([3, 4])
+    assert aged == [[3, 4]]
+
+
+def test_close_waits_for_queued_writes_then_closes_the_inner_client() -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(inner, clock, write_latency=(0.5, 0.5))
+    defer.ensureDeferred(switch.register_write("r", 0, 1))
+    closed = defer.ensureDeferred(switch.close())
+    assert not inner.closed
+    clock.advance(0.5)
+    assert closed.called and inner.closed
+    assert inner.registers["r"][0] == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"write_latency": (0.2, 0.1)},
+        {"write_latency": (-0.1, 0.1)},
+        {"digest_delay": (1.0, 0.0)},
+        {"write_failure_rate": 1.5},
+    ],
+)
+def test_bad_fault_parameters_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        faulty(MemorySwitch(), task.Clock(), **options)

@@ -1,0 +1,158 @@
+"""p4-utils topology for machines with BMv2: s1 runs ``p4src/loadbalancer.p4`` in simple_switch.
+
+Two clients (h1, h2) and four servers (h3..h6) with p4-utils ``l3`` addressing (host hN:
+``10.1.N.2/24`` behind gateway ``10.1.N.1`` on switch port N). Each server runs the demo server
+app in its own CPU-quota cgroup and a ``p4lb-agent`` reporting that cgroup's load; the
+controller runs in the root namespace against simple_switch's Thrift port and reads the routes
+from the ``topology.json`` p4-utils saves. Agents reach the controller over a Unix socket
+(``ipc://``), which works across network namespaces without a management network.
+
+``sudo .venv/bin/python -m topo.network [--policy ratio] [--cli]``; needs p4c, simple_switch
+and p4-utils (``pip install --no-deps`` of its source into the venv). Without them it says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from topo.addressing import make_plan
+from topo.cgroups import CgroupError, cpu_groups
+from topo.mininet_net import BIN, host_popen, stop_process
+from topo.services import (
+    ControllerKnobs,
+    ServerSpec,
+    agent_argv,
+    controller_argv,
+    controller_toml,
+    server_argv,
+)
+
+P4_SOURCE = Path(__file__).resolve().parent.parent / "p4src" / "loadbalancer.p4"
+"""The data-plane program s1 runs."""
+DEFAULT_CAPACITIES = (0.1, 0.2, 0.3, 0.4)
+"""CPU share (of one core) of each server by default."""
+THRIFT_PORT = 9090
+"""simple_switch's Thrift port for device 1 (p4-utils' default)."""
+
+MISSING = (
+    "p4-utils is not importable: this topology needs BMv2 (simple_switch), p4c and p4-utils "
+    "(install p4-utils from its source with `pip install --no-deps` into this venv, which sees "
+    "Debian's mininet). Without BMv2, run `p4lb-demo` or `python -m topo.mininet_net`, which use "
+    "the reference model `p4lb-switch` instead."
+)
+
+
+def build_network(workdir: Path, n_servers: int = 4, p4_source: Path = P4_SOURCE) -> Any:
+    """A configured (not started) NetworkAPI network; raises ImportError without p4-utils."""
+    from p4utils.mininetlib.network_API import NetworkAPI  # noqa: PLC0415 (optional)
+
+    plan = make_plan(n_servers=n_servers)
+    net = NetworkAPI()
+    net.setLogLevel("info")
+    net.addP4Switch(plan.switch)
+    net.setP4Source(plan.switch, str(p4_source))
+    net.setThriftPort(plan.switch, THRIFT_PORT)
+    for host in plan.hosts:
+        net.addHost(host.name)
+        net.addLink(host.name, plan.switch, port2=host.switch_port)
+    net.l3()
+    net.setTopologyFile(str(workdir / "topology.json"))
+    net.disableCli()
+    return net
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the BMv2 network with servers, agents and the controller; stop on Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m topo.network", description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=Path("p4lb-bmv2"))
+    parser.add_argument("--policy", default="ratio", help="controller policy")
+    parser.add_argument("--capacities", default=",".join(map(str, DEFAULT_CAPACITIES)))
+    parser.add_argument("--work-ms", type=float, default=4.0, help="CPU ms per request")
+    parser.add_argument("--cli", action="store_true", help="open the Mininet CLI")
+    args = parser.parse_args(argv)
+    capacities = [float(c) for c in args.capacities.split(",") if c]
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        net = build_network(workdir, len(capacities))
+    except ImportError:
+        print(MISSING, file=sys.stderr)
+        return 2
+    plan = make_plan(n_servers=len(capacities))
+    servers = [
+        ServerSpec(host, cpu, work_ms=args.work_ms)
+        for host, cpu in zip(plan.servers, capacities, strict=True)
+    ]
+    load_listen = f"ipc://{workdir}/load.sock"
+    config = workdir / "controller.toml"
+    config.write_text(controller_toml(servers, load_listen, ControllerKnobs(policy=args.policy)))
+    procs: list[subprocess.Popen[bytes]] = []
+    net.startNetwork()
+    try:
+        parent = f"p4lb-bmv2-{workdir.name}"
+        with cpu_groups(parent, {s.host.name: s.cpu for s in servers}) as groups:
+            for host in plan.hosts:
+                node = net.net.get(host.name)
+                for off in ("tso", "gso", "gro"):
+                    node.cmd(f"ethtool -K {host.name}-eth0 {off} off")
+            with (workdir / "controller.log").open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        controller_argv(
+                            BIN,
+                            config,
+                            f"thrift://127.0.0.1:{THRIFT_PORT}",
+                            workdir / "topology.json",
+                            record=workdir / "record.jsonl",
+                        ),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+            for server in servers:
+                pid = net.net.get(server.host.name).pid
+                group = groups[server.host.name]
+                procs.append(
+                    host_popen(
+                        pid,
+                        server_argv(Path(sys.executable), server),
+                        workdir / f"server-{server.host.name}.log",
+                        group,
+                    )
+                )
+                procs.append(
+                    host_popen(
+                        pid,
+                        agent_argv(BIN, server, load_listen, group.agent_scope),
+                        workdir / f"agent-{server.host.name}.log",
+                    )
+                )
+            print(f"running: VIP 10.0.0.100:80, logs and record in {workdir}", flush=True)
+            if args.cli:
+                net.start_net_cli()
+            else:
+                print("Ctrl-C stops and cleans up", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    signal.pause()
+            # stop our processes before their cgroups go
+            for proc in reversed(procs):
+                stop_process(proc)
+    except CgroupError as exc:
+        print(f"cannot set CPU quotas: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        net.stopNetwork()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

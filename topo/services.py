@@ -1,0 +1,153 @@
+"""Command lines and the controller config for the processes a topology runs (no I/O).
+
+One place builds the argv of the server app, the agent, the controller and the load
+generator, and renders the controller's TOML for a plan, so the p4-utils topology, the
+Mininet demo and the e2e tests start things the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from topo.addressing import DIP_PORT, VIP_IP, VIP_TCP_PORT, VIP_UDP_PORT, HostAddress
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server: its host, CPU share (fraction of one core) and app parameters."""
+
+    host: HostAddress
+    cpu: float
+    workers: int = 2
+    work_ms: float = 4.0
+
+    @property
+    def dip(self) -> str:
+        """The server's DIP name ``ip:port``."""
+        return f"{self.host.ip}:{DIP_PORT}"
+
+
+@dataclass(frozen=True)
+class ControllerKnobs:
+    """Controller settings the topologies choose (rendered into ``[controller]``)."""
+
+    policy: str = "ratio"
+    weight_bits: int = 8
+    report_interval: float = 0.5
+    min_rollout_interval: float = 1.0
+    quiet_period: float = 2.0
+    tcp_idle_timeout: float = 60.0
+    udp_idle_timeout: float = 15.0
+    teardown_linger: float = 2.0
+    restart_hold: float = 3.0
+    metrics_listen: str = ""
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def controller_toml(
+    servers: Sequence[ServerSpec],
+    load_listen: str,
+    knobs: ControllerKnobs | None = None,
+    udp_vip: bool = False,
+    vip_ip: str = VIP_IP,
+) -> str:
+    """The controller config: a TCP VIP (and optionally a UDP VIP) over every server."""
+    knobs = knobs or ControllerKnobs()
+    lines = ["[controller]"]
+    settings: dict[str, object] = {
+        "policy": knobs.policy,
+        "weight_bits": knobs.weight_bits,
+        "report_interval": knobs.report_interval,
+        "min_rollout_interval": knobs.min_rollout_interval,
+        "quiet_period": knobs.quiet_period,
+        "tcp_idle_timeout": knobs.tcp_idle_timeout,
+        "udp_idle_timeout": knobs.udp_idle_timeout,
+        "teardown_linger": knobs.teardown_linger,
+        "restart_hold": knobs.restart_hold,
+        "load_listen": load_listen,
+        "metrics_listen": knobs.metrics_listen,
+    }
+    lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
+    vips = [("web", VIP_TCP_PORT, "tcp")]
+    if udp_vip:
+        vips.append(("dns", VIP_UDP_PORT, "udp"))
+    for name, port, protocol in vips:
+        lines += ["", "[[vip]]", f"name = {_toml(name)}", f"ip = {_toml(vip_ip)}"]
+        lines += [f"port = {port}", f"protocol = {_toml(protocol)}"]
+        for server in servers:
+            lines += ["  [[vip.dip]]", f"  ip = {_toml(server.host.ip)}", f"  port = {DIP_PORT}"]
+            lines += ["  weight = 1", '  state = "active"']
+    return "\n".join(lines) + "\n"
+
+
+def server_argv(python: Path, server: ServerSpec, udp: bool = False) -> list[str]:
+    """The server app on ``server``'s host."""
+    argv = [str(python), "-m", "topo.apps.server", "--id", server.dip, "--port", str(DIP_PORT)]
+    argv += ["--workers", str(server.workers), "--work-ms", str(server.work_ms)]
+    return [*argv, "--udp"] if udp else argv
+
+
+def agent_argv(
+    bin_dir: Path, server: ServerSpec, controller: str, scope: str, interval: float = 0.5
+) -> list[str]:
+    """``p4lb-agent`` for ``server`` with CPU scope ``scope`` (e.g. ``cgroup:/p4lb-1/h3``)."""
+    return [
+        str(bin_dir / "p4lb-agent"),
+        "--controller",
+        controller,
+        "--dip",
+        server.dip,
+        "--interval",
+        str(interval),
+        "--cpu-scope",
+        scope,
+    ]
+
+
+def controller_argv(
+    bin_dir: Path,
+    config: Path,
+    switch: str,
+    topology: Path,
+    *,
+    record: Path | None = None,
+    policy: str | None = None,
+) -> list[str]:
+    """``p4lb-controller`` against ``switch`` (``tcp://…`` model or ``thrift://…`` BMv2)."""
+    argv = [str(bin_dir / "p4lb-controller"), "--config", str(config), "--switch", switch]
+    argv += ["--topology", str(topology)]
+    if policy is not None:
+        argv += ["--policy", policy]
+    if record is not None:
+        argv += ["--record", str(record)]
+    return argv
+
+
+def client_argv(
+    python: Path,
+    rate: float,
+    duration: float,
+    *,
+    log: Path | None = None,
+    expected: Sequence[str] = (),
+    extra: Sequence[str] = (),
+    target: str = f"{VIP_IP}:{VIP_TCP_PORT}",
+) -> list[str]:
+    """The load generator against the VIP."""
+    argv = [str(python), "-m", "topo.apps.client", "--target", target]
+    argv += ["--rate", str(rate), "--duration", str(duration)]
+    if log is not None:
+        argv += ["--log", str(log)]
+    if expected:
+        argv += ["--expect", ",".join(expected)]
+    return [*argv, *extra]
