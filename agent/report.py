@@ -15,6 +15,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    """Round for the wire (shorter JSON); the samplers are not more precise than this anyway."""
+    return None if value is None else round(value, digits)
+
+
 class ReportBuilder:
     """Samples a CPU scope, the service port's connections and accepted-connection counter."""
 
@@ -51,10 +56,10 @@ class ReportBuilder:
             dip=self.dip,
             seq=self._seq,
             ts=wall,
-            cpu=0.0 if cpu is None else cpu,
+            cpu=0.0 if cpu is None else round(cpu, 4),
             conns=conns or 0,
-            conn_rate=self._accepts(now),
-            memory=self._guard("memory", self._scope.memory),
+            conn_rate=_rounded(self._accepts(now), 3),
+            memory=_rounded(self._guard("memory", self._scope.memory), 4),
             state=state,
         )
         self._seq += 1
