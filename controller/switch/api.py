@@ -146,14 +146,9 @@ def guarded(what: str, call: Callable[[], _T]) -> _T:
     except SwitchError as exc:
         raise SwitchError(f"{what}: {exc}") from exc
     except Exception as exc:
-        raise SwitchError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
-def sleep(reactor: TimeReactor, seconds: float) -> defer.Deferred[None]:
-    """A Deferred that fires with None after `seconds` of reactor time."""
-    waiting: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(max(0.0, seconds), waiting.callback, None)
-    return waiting
+        name = type(exc).__name__
+        shown = str(exc) if name == "SwitchError" else f"{name}: {exc}"  # e.g. p4model's
+        raise SwitchError(f"{what}: {shown}") from exc
 
 
 class WorkerThread:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,7 +48,7 @@ class _Pending:
     what: str
     write: bool
     failing: bool
-    call: Callable[[], Awaitable[Any]]
+    call: Callable[[], Coroutine[Any, Any, Any]]
     result: defer.Deferred[Any]
 
 
@@ -91,7 +91,9 @@ class FaultySwitch:
         """The wrapped client."""
         return self._inner
 
-    async def _in_order(self, what: str, write: bool, call: Callable[[], Awaitable[_T]]) -> _T:
+    async def _in_order(
+        self, what: str, write: bool, call: Callable[[], Coroutine[Any, Any, _T]]
+    ) -> _T:
         now = self._reactor.seconds()
         latency = self._rng.uniform(*self._write_latency) if write else 0.0
         failing = write and self._failure_rate > 0.0 and self._rng.random() < self._failure_rate
@@ -123,7 +125,7 @@ class FaultySwitch:
                     self.injected_failures += 1
                     head.result.errback(SwitchError(f"{head.what}: injected write failure"))
                     continue
-                applied = defer.ensureDeferred(head.call())
+                applied: defer.Deferred[Any] = defer.ensureDeferred(head.call())
                 if applied.called:
                     applied.chainDeferred(head.result)
                 else:

@@ -172,8 +172,38 @@ def encode_ageing(message: AgeingMessage) -> bytes:
 
 def learn_list_ids(config_json: str) -> list[int]:
     """The learn list ids declared in a BMv2 JSON config (`bm_get_config()`)."""
+    return sorted(learn_list_widths(config_json))
+
+
+def learn_list_widths(config_json: str) -> dict[int, tuple[int | None, ...]]:
+    """Bit width of each field of each learn list in a BMv2 JSON config (None where unknown)."""
     try:
         config = json.loads(config_json)
-        return sorted(int(entry["id"]) for entry in config.get("learn_lists", []))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        header_types = {t["name"]: t.get("fields", []) for t in config.get("header_types", [])}
+        headers = {h["name"]: h.get("header_type") for h in config.get("headers", [])}
+        layouts: dict[int, tuple[int | None, ...]] = {}
+        for entry in config.get("learn_lists", []):
+            widths: list[int | None] = []
+            for element in entry.get("elements", []):
+                header, field_name = (element.get("value") or [None, None])[:2]
+                fields = header_types.get(headers.get(header), [])
+                widths.append(next((int(f[1]) for f in fields if f[0] == field_name), None))
+            layouts[int(entry["id"])] = tuple(widths)
+        return layouts
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise NotificationError(f"cannot read learn_lists from the switch config: {exc}") from exc
+
+
+def check_layout(
+    switch_widths: Sequence[int | None], widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS
+) -> None:
+    """Raise if a learn list's field sizes (from the switch) differ from the decoder's layout."""
+    if not switch_widths or None in switch_widths:
+        return  # the config does not say: nothing to compare
+    ours = [(bits + 7) // 8 for _, bits in widths]
+    theirs = [((bits or 0) + 7) // 8 for bits in switch_widths]
+    if ours != theirs:
+        raise NotificationError(
+            f"the switch's digest fields take {theirs!r} bytes, the controller expects {ours!r} "
+            "(is the loaded P4 program p4src/loadbalancer.p4?)"
+        )

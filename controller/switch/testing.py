@@ -19,9 +19,7 @@ class ThreadedClock(task.Clock):
 
     def __init__(self) -> None:
         super().__init__()
-        self._from_threads: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            queue.Queue()
-        )
+        self._from_threads: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.Queue()
 
     def callFromThread(self, callable: Callable[..., Any], /, *args: Any) -> None:
         """Queue `callable(*args)` for `run_from_threads` (safe from any thread)."""

@@ -37,8 +37,9 @@ from controller.switch.notifications import (
     DIGEST_WIDTHS,
     AgeingMessage,
     LearnMessage,
+    check_layout,
     decode_notification,
-    learn_list_ids,
+    learn_list_widths,
 )
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,8 @@ class ThriftSwitchClient:
                     f"ipc:///tmp/bmv2-{info.device_id}-notifications.ipc"
                 )
             # BMv2 holds a lone digest for up to 1 s unless the learning timeout is lowered.
-            for list_id in learn_list_ids(client.bm_get_config()):
+            for list_id, widths in learn_list_widths(client.bm_get_config()).items():
+                check_layout(widths, self._widths)
                 client.bm_learning_set_timeout(0, list_id, self._learning_timeout_ms)
         except SwitchError:
             raise

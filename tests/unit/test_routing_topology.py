@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from twisted.internet import defer, task
@@ -237,3 +239,20 @@ def test_installed_routes_forward_in_the_model() -> None:
     ((port, frame),) = client.switch.process(1, bytes(packet))
     out = Ether(frame)
     assert (port, out.src, out.dst, out[IP].ttl) == (2, "00:01:0a:01:02:02", "00:00:0a:01:02:02", 8)
+
+
+@given(st.sets(st.integers(1, 250), min_size=1, max_size=30))
+def test_every_host_of_a_star_gets_one_route_out_of_its_own_port(ports: set[int]) -> None:
+    nodes = [TopologyNode("s1", "switch")]
+    links = []
+    for port in sorted(ports):
+        name, mac = f"h{port}", f"00:00:0a:01:{port:02x}:02"
+        nodes.append(TopologyNode(name, "host", f"10.1.{port}.2/24", mac))
+        links.append(
+            TopologyLink(
+                LinkEnd(name, 0, None, mac), LinkEnd("s1", port, None, f"00:01:0a:01:{port:02x}:02")
+            )
+        )
+    routes = routes_for_switch(parse_topology(topology_document(nodes, links)), "s1")
+    assert {(r.prefix, r.port) for r in routes} == {(f"10.1.{p}.2/32", p) for p in ports}
+    assert all(r.dst_mac == f"00:00:0a:01:{r.port:02x}:02" for r in routes)

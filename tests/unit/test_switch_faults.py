@@ -6,6 +6,8 @@ import random
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -216,3 +218,66 @@ def test_close_waits_for_queued_writes_then_closes_the_inner_client() -> None:
 def test_bad_fault_parameters_are_refused(options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="must"):
         faulty(MemorySwitch(), task.Clock(), **options)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    latency=st.tuples(st.floats(0.0, 0.1), st.floats(0.0, 0.3)).map(sorted),
+    failure_rate=st.sampled_from([0.0, 0.2, 0.9]),
+    count=st.integers(1, 40),
+    spacing=st.floats(0.0, 0.05),
+)
+def test_successful_writes_are_applied_exactly_once_in_issue_order(
+    seed: int, latency: list[float], failure_rate: float, count: int, spacing: float
+) -> None:
+    clock, inner = task.Clock(), MemorySwitch()
+    switch = faulty(
+        inner, clock, seed=seed, write_latency=tuple(latency), write_failure_rate=failure_rate
+    )
+    applied: list[int] = []
+    original = inner.register_write
+
+    async def spy(name: str, index: int, value: int) -> None:
+        applied.append(value)
+        await original(name, index, value)
+
+    inner.register_write = spy  # type: ignore[method-assign]
+    outcomes: dict[int, bool] = {}
+    for value in range(count):
+        call = defer.ensureDeferred(switch.register_write("r", 0, value))
+        call.addCallbacks(
+            lambda _, v=value: outcomes.__setitem__(v, True),
+            lambda _, v=value: outcomes.__setitem__(v, False),
+        )
+        clock.advance(spacing)
+    clock.advance(1.0)
+    assert len(outcomes) == count
+    assert applied == [v for v in range(count) if outcomes[v]]
+
+
+def test_wrapping_the_model_delays_its_digests() -> None:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from controller.switch.model_client import ModelSwitchClient
+    from p4model import Switch
+
+    clock = task.Clock()
+    model = ModelSwitchClient(Switch(clock=clock.seconds), clock)
+    switch = FaultySwitch(model, clock, random.Random(2), digest_delay=(0.5, 0.5))
+    received: list[Digest] = []
+    defer.ensureDeferred(switch.subscribe(received.append, lambda h: None))
+    for table, action, keys, params in (
+        ("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"]),
+        ("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.1.3.2", "8080"]),
+        ("ipv4_lpm", "forward", ["10.1.3.2/32"], ["3", "00:01:0a:01:03:02", "00:00:0a:01:03:02"]),
+    ):
+        defer.ensureDeferred(switch.table_add(table, action, keys, params))
+    packet = Ether() / IP(src="10.0.1.2", dst="10.0.0.100") / TCP(sport=1234, dport=80, flags="S")
+    model.switch.process(1, bytes(packet))
+    clock.advance(0)  # the model hands the digest over on the next reactor turn
+    clock.advance(0.4)
+    assert received == []
+    clock.advance(0.1)
+    assert [(d.kind, d.src_port, d.dip_ip) for d in received] == [("new_conn", 1234, "10.1.3.2")]

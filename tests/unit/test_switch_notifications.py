@@ -14,10 +14,12 @@ from controller.switch.notifications import (
     AgeingMessage,
     LearnMessage,
     NotificationError,
+    check_layout,
     decode_notification,
     encode_ageing,
     encode_learn,
     learn_list_ids,
+    learn_list_widths,
 )
 
 NEW = Digest("new_conn", "10.0.1.2", "10.0.0.100", 40000, 80, 6, 3, "10.1.3.2", 8080)
@@ -123,3 +125,43 @@ def test_learn_list_ids_come_from_the_switch_config(
 def test_unreadable_switch_config_raises() -> None:
     with pytest.raises(NotificationError, match="learn_lists"):
         learn_list_ids("{not json")
+
+
+def bmv2_config(widths: list[int]) -> str:
+    """A BMv2 JSON config fragment with one learn list over scalar metadata fields."""
+    fields = [[f"_digest_f{i}", w, False] for i, w in enumerate(widths)]
+    return json.dumps(
+        {
+            "header_types": [{"name": "scalars_0", "id": 0, "fields": fields}],
+            "headers": [{"name": "scalars", "id": 0, "header_type": "scalars_0"}],
+            "learn_lists": [
+                {
+                    "id": 1,
+                    "name": "digest_t",
+                    "elements": [{"type": "field", "value": ["scalars", f[0]]} for f in fields],
+                }
+            ],
+        }
+    )
+
+
+def test_learn_list_widths_are_read_from_the_config() -> None:
+    assert learn_list_widths(bmv2_config([8, 32, 16])) == {1: (8, 32, 16)}
+
+
+@pytest.mark.parametrize(
+    ("widths", "ok"),
+    [
+        ([8, 32, 32, 16, 16, 8, 8, 32, 16], True),
+        ([8, 32, 32, 16, 16, 8, 2, 32, 16], True),  # bit<2> still takes one byte
+        ([8, 32, 32, 16, 16, 8, 16, 32, 16], False),
+        ([8, 32, 32, 16, 16, 8, 8, 32], False),
+    ],
+)
+def test_a_switch_digest_layout_must_match_the_decoder(widths: list[int], ok: bool) -> None:
+    (layout,) = learn_list_widths(bmv2_config(widths)).values()
+    if ok:
+        check_layout(layout)
+    else:
+        with pytest.raises(NotificationError, match="controller expects"):
+            check_layout(layout)

@@ -372,3 +372,33 @@ def test_digests_are_delivered_acknowledged_and_the_learning_timeout_lowered() -
         defer.ensureDeferred(client.table_num_entries("ipv4_lpm")), SwitchError
     )
     assert "closed" in str(failure.value)
+
+
+def test_subscribing_to_a_switch_with_another_digest_layout_fails() -> None:
+    class OtherProgram(FakeBmClient):
+        def bm_get_config(self) -> str:
+            fields = [["f0", 8, False], ["f1", 48, False]]
+            return json.dumps(
+                {
+                    "header_types": [{"name": "scalars_0", "fields": fields}],
+                    "headers": [{"name": "scalars", "header_type": "scalars_0"}],
+                    "learn_lists": [
+                        {
+                            "id": 1,
+                            "elements": [
+                                {"value": ["scalars", "f0"]},
+                                {"value": ["scalars", "f1"]},
+                            ],
+                        }
+                    ],
+                }
+            )
+
+    clock = ThreadedClock()
+    client, (api,) = make_client(clock, notification_factory=FakeSubscriber)
+    api.client = OtherProgram()
+    failure = sync.failureResultOf(
+        run(clock, client.subscribe(lambda d: None, lambda h: None)), SwitchError
+    )
+    assert "controller expects" in str(failure.value)
+    assert api.client.learning_timeouts == {}

@@ -1,0 +1,107 @@
+"""Metrics: Prometheus text rendering and the HTTP resource serving it."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.web.test.requesthelper import DummyRequest
+
+from controller.metrics import Metrics, MetricsResource, listen_metrics, parse_listen
+
+
+def test_rendering_follows_the_text_format() -> None:
+    metrics = Metrics()
+    metrics.declare("rollouts_total", "counter", "Completed rollouts.")
+    metrics.inc("rollouts_total")
+    metrics.inc("rollouts_total", 2)
+    metrics.declare("dip_weight", "gauge", "Current weight per DIP.")
+    metrics.set("dip_weight", 96, dip="10.1.3.2:8080", pool="web")
+    metrics.set("dip_weight", 0.5, dip='we"ird\\', pool="web")
+    assert metrics.render() == (
+        "# HELP p4lb_dip_weight Current weight per DIP.\n"
+        "# TYPE p4lb_dip_weight gauge\n"
+        'p4lb_dip_weight{dip="10.1.3.2:8080",pool="web"} 96\n'
+        'p4lb_dip_weight{dip="we\\"ird\\\\",pool="web"} 0.5\n'
+        "# HELP p4lb_rollouts_total Completed rollouts.\n"
+        "# TYPE p4lb_rollouts_total counter\n"
+        "p4lb_rollouts_total 3\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(float("nan"), "NaN"), (float("inf"), "+Inf"), (-float("inf"), "-Inf"), (1e20, "1e+20")],
+)
+def test_special_values_render(value: float, shown: str) -> None:
+    metrics = Metrics()
+    metrics.set("g", value)
+    assert metrics.render().splitlines()[-1] == f"p4lb_g {shown}"
+
+
+def test_undeclared_metrics_are_declared_on_first_use() -> None:
+    metrics = Metrics()
+    metrics.inc("digests_total", kind="new_conn")
+    assert metrics.value("digests_total", kind="new_conn") == 1
+    assert "# TYPE p4lb_digests_total counter" in metrics.render()
+
+
+@pytest.mark.parametrize(
+    ("action", "needle"),
+    [
+        (lambda m: m.inc("c", -1), "cannot decrease"),
+        (lambda m: (m.inc("c"), m.set("c", 1)), "is a counter"),
+        (lambda m: m.declare("bad-name", "gauge", ""), "bad metric name"),
+        (lambda m: m.inc("c", **{"__x": 1}), "bad metric label"),
+    ],
+)
+def test_misuse_is_refused(action: object, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        action(Metrics())  # type: ignore[operator]
+
+
+def test_resource_answers_get_with_the_exposition() -> None:
+    metrics = Metrics()
+    metrics.inc("learned_total", 5)
+    request = DummyRequest([b""])
+    body = MetricsResource(metrics).render_GET(request)
+    assert b"p4lb_learned_total 5" in body
+    assert request.responseHeaders.getRawHeaders(b"content-type") == [
+        b"text/plain; version=0.0.4; charset=utf-8"
+    ]
+
+
+def test_listening_serves_http_on_localhost() -> None:
+    reactor = MemoryReactor()
+    metrics = Metrics()
+    metrics.inc("rollouts_total")
+    listen_metrics(reactor, metrics, "127.0.0.1:9100")
+    ((port, factory, _, interface),) = reactor.tcpServers
+    assert (port, interface) == (9100, "127.0.0.1")
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    response = transport.value()
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    assert b"p4lb_rollouts_total 1" in response
+    metrics.inc("rollouts_total")
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert b"p4lb_rollouts_total 2" in transport.value()
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:9100", ("127.0.0.1", 9100)),
+        (":9100", ("127.0.0.1", 9100)),
+        ("[::1]:80", ("::1", 80)),
+    ],
+)
+def test_listen_addresses_parse(address: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(address) == expected
+
+
+@pytest.mark.parametrize("address", ["9100", "host:", "host:port", "h:70000"])
+def test_bad_listen_addresses_are_refused(address: str) -> None:
+    with pytest.raises(ValueError, match=repr(address).replace("[", r"\[")):
+        parse_listen(address)
