@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p4model.afpacket import (
+    ETH_P_ALL,
+    PACKET_IGNORE_OUTGOING,
+    PACKET_OUTGOING,
+    SO_RCVBUFFORCE,
+    SOL_PACKET,
+)
 from p4model.client import RemoteSwitch
-
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23
-PACKET_OUTGOING = 4
 
 CLIENT, VIP, DIP = "10.0.1.2", "10.0.0.100", "10.0.2.2"
 GW1, GW2, H1, H2 = (
@@ -135,7 +137,7 @@ def _packet_socket(iface: str, protocol: int) -> socket.socket:
     sock.bind((iface, protocol))
     with contextlib.suppress(OSError):
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-    sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
     return sock
 
 

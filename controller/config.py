@@ -6,13 +6,13 @@ together in one `ConfigError`, so `p4lb-controller --check-config FILE` shows th
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from controller.validation import Problems
 
 PROTOCOLS: Mapping[str, int] = {"tcp": 6, "udp": 17}
 MEMBER_STATES = ("active", "standby")
@@ -58,6 +58,9 @@ class ControllerSettings:
     """A draining member is removed after this long even if connections remain."""
     restart_hold: float = 30.0
     """After attaching to a switch that kept state, hold slot reuse this long."""
+    max_version_connections: int = 2000
+    """Roll out a fresh version after this many connections joined the active one, even with
+    unchanged weights (keeps Bloom false positives rare; see controller.rollout); 0 = never."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ def _catalog() -> dict[str, Mapping[str, float]]:
     return {name: policy.policy_params(name) for name in policy.POLICIES}
 
 
+_POSITIVE_FIELDS = {"report_interval", "tcp_idle_timeout", "udp_idle_timeout", "drain_timeout"}
 _FLOAT_FIELDS = {
     "report_interval",
     "min_rollout_interval",
@@ -167,16 +171,13 @@ _FLOAT_FIELDS = {
 }
 
 
-class _Checker:
+class _Checker(Problems):
     """Walks parsed TOML, collecting problems instead of stopping at the first."""
 
     def __init__(self, hash_bits: int, catalog: Mapping[str, Mapping[str, float]]) -> None:
+        super().__init__()
         self.hash_bits = hash_bits
         self.catalog = catalog
-        self.problems: list[str] = []
-
-    def bad(self, where: str, message: str) -> None:
-        self.problems.append(f"{where}: {message}")
 
     def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         value = data.get(key, {})
@@ -209,11 +210,13 @@ class _Checker:
         for key in allowed & set(table):
             where, value = f"controller.{key}", table[key]
             if key in _FLOAT_FIELDS:
-                ok = self.number(where, value, minimum=0.0, strict=key != "quiet_period")
+                ok = self.number(where, value, minimum=0.0, strict=key in _POSITIVE_FIELDS)
             elif key == "min_weight_change":
                 ok = self.number(where, value, minimum=0.0, maximum=1.0)
             elif key == "weight_bits":
                 ok = self.integer(where, value, 1, self.hash_bits)
+            elif key == "max_version_connections":
+                ok = self.integer(where, value, 0, 1 << 31)
             elif key == "policy":
                 ok = self.choice(where, value, self.catalog)
             elif key == "load_listen":
@@ -336,81 +339,3 @@ class _Checker:
         if len(self.problems) != before:
             return None
         return DipConfig(str(ip), int(port), int(weight), str(state))
-
-    # -- scalar checks: each reports its own problem and returns whether the value is good
-
-    def required(
-        self, where: str, item: Mapping[str, Any], key: str, check: Callable[[str, Any], bool]
-    ) -> Any:
-        if key not in item:
-            self.bad(f"{where}.{key}", "missing")
-            return None
-        value = item[key]
-        return value if check(f"{where}.{key}", value) else None
-
-    def ipv4(self, where: str, value: Any) -> bool:
-        try:
-            ipaddress.IPv4Address(value if isinstance(value, str) else "x")
-        except ValueError:
-            self.bad(where, f"{value!r} is not an IPv4 address")
-            return False
-        return True
-
-    def port(self, where: str, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.bad(where, f"{value!r} is not a port")
-            return False
-        return True
-
-    def integer(self, where: str, value: Any, low: int, high: int) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.bad(where, f"{value!r} is not an integer in [{low}, {high}]")
-            return False
-        return True
-
-    def number(
-        self,
-        where: str,
-        value: Any,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        strict: bool = False,
-    ) -> bool:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and minimum is not None:
-            ok = value > minimum if strict else value >= minimum
-        if ok and maximum is not None:
-            ok = value <= maximum
-        if not ok:
-            low = "" if minimum is None else (f" > {minimum}" if strict else f" >= {minimum}")
-            high = "" if maximum is None else f" <= {maximum}"
-            self.bad(where, f"{value!r} is not a number{low}{high}")
-        return ok
-
-    def boolean(self, where: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            self.bad(where, f"{value!r} is not true or false")
-            return False
-        return True
-
-    def choice(self, where: str, value: Any, choices: Mapping[str, Any] | tuple[str, ...]) -> bool:
-        if not isinstance(value, str) or value not in choices:
-            self.bad(where, f"{value!r} is not one of {', '.join(sorted(choices))}")
-            return False
-        return True
-
-    def zmq_endpoint(self, where: str, value: Any) -> bool:
-        if not isinstance(value, str) or "://" not in value:
-            self.bad(where, f"{value!r} is not a ZeroMQ endpoint like tcp://HOST:PORT")
-            return False
-        return True
-
-    def host_port(self, where: str, value: Any, *, allow_empty: bool) -> bool:
-        if allow_empty and value == "":
-            return True
-        host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            self.bad(where, f"{value!r} is not HOST:PORT")
-            return False
-        return True

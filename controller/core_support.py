@@ -16,17 +16,26 @@ SHARE_WINDOW = 5.0
 
 
 class DigestLike(Protocol):
-    """The fields of a switch digest the core reads."""
+    """The fields of a switch digest the core reads (read-only)."""
 
-    kind: str
-    src_ip: str
-    dst_ip: str
-    src_port: int
-    dst_port: int
-    protocol: int
-    version: int
-    dip_ip: str
-    dip_port: int
+    @property
+    def kind(self) -> str: ...
+    @property
+    def src_ip(self) -> str: ...
+    @property
+    def dst_ip(self) -> str: ...
+    @property
+    def src_port(self) -> int: ...
+    @property
+    def dst_port(self) -> int: ...
+    @property
+    def protocol(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def dip_ip(self) -> str: ...
+    @property
+    def dip_port(self) -> int: ...
 
 
 @dataclass(frozen=True)

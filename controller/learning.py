@@ -137,6 +137,7 @@ class ConnectionLearner:
         self._pending: dict[int, set[ConnKey]] = {}
         self._last_digest: dict[int, float] = {}
         self._per_dip: Counter[str] = Counter()
+        self.learned_in_slot: Counter[int] = Counter()  # ~ inserts into each Bloom filter
         self._ready: deque[ConnKey] = deque()
         self._timers: list[tuple[float, int, str, ConnKey | int]] = []
         self._seq = 0
@@ -167,10 +168,8 @@ class ConnectionLearner:
 
     @property
     def waiting(self) -> int:
-        """Connections ready to install but held back (table full or retrying)."""
-        return sum(len(s) for s in self._pending.values()) - sum(
-            1 for c in self._conns.values() if c.state is ConnState.ADDING
-        )
+        """Connections waiting for their install to be issued (table full or retrying)."""
+        return len(self._ready)
 
     @property
     def in_use(self) -> int:
@@ -333,6 +332,7 @@ class ConnectionLearner:
         self._per_dip[dip.name] += 1
         self.counters.learned += 1
         self.counters.by_dip[dip.name] += 1
+        self.learned_in_slot[version] += 1
         self._ready.append(key)
         self._push(now + self._idle_timeout(key), "stale", key)
 
@@ -389,15 +389,12 @@ class ConnectionLearner:
         if noticed is None or handle in self._by_handle:
             self._foreign_checks.pop(handle, None)
             return
-        racing = any(
-            c.state is ConnState.ADDING and (c.add_issued_at or 0.0) <= noticed
-            for c in self._conns.values()
-        )
-        if racing:
-            # An add issued before the notification might yet return this handle.
+        # An add issued before the notification might yet return this handle: wait for it.
+        adding = (c for c in self._conns.values() if c.state is ConnState.ADDING)
+        if any((c.add_issued_at or 0.0) <= noticed for c in adding):
             self._push(now + FOREIGN_GRACE, "foreign", handle)
-            return
-        self._out.append(ConnOp(OpKind.DELETE_FOREIGN, None, handle=handle))
+        else:
+            self._out.append(ConnOp(OpKind.DELETE_FOREIGN, None, handle=handle))
 
     def _idle_timeout(self, key: ConnKey) -> float:
         return self.tcp_idle_timeout if key.protocol == TCP else self.udp_idle_timeout

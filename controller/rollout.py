@@ -14,6 +14,15 @@ than `quiet_period` ago (covering digests still in flight). Then:
 
 Any failure before step 3 aborts with the active version untouched. A failed step 3 is
 ambiguous, so the protocol reads `active_version` back and commits or aborts on what it finds.
+
+Residual risk (inherent to stateless Bloom version selection, documented rather than hidden): a
+brand-new connection whose 5-tuple falsely matches the stale Bloom filter of slot `s` uses `s`
+without adding bits anywhere; if its first packet lands in the last (digest delay + reset latency)
+before `bloom_s` is cleared and its next packet comes before its entry is installed, that packet
+follows the active slot instead. Expected cases per rollout ≈ new-connection rate * P_fp(s) *
+window, with P_fp ≈ (1 - e^(-2n/BLOOM_BITS))^2 for n connections learned while `s` was active
+(n = 1,000 → 1e-3). Such digests also restart `s`'s quiet period, so a badly filled filter shows
+up as rollout backpressure first. Keep n well below BLOOM_BITS / 20.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import policy
+from controller.config import AutoscaleConfig
 from controller.pools import BackendPool, MemberState
 from controller.shadow import BucketKey, DipTarget
 from policy.buckets import PrefixEntry, prefix_entries
@@ -52,6 +53,7 @@ class PoolWeighting:
         self.total = 1 << weight_bits
         self.generation = -1
         self.desired: tuple[int, ...] = ()
+        self.no_live_member = False
         self._policy: policy.Policy | None = None
         self._rebuild(self.initial())
 
@@ -103,8 +105,22 @@ class PoolWeighting:
         shares = np.asarray(self._policy.update(now, obs), dtype=np.float64)
         shares = np.where(live, np.clip(shares, 0.0, None), 0.0)
         if shares.sum() <= 0:
-            self.desired = tuple(0 for _ in members)
+            # No live member: keep the current weights (fail static) rather than drop the VIP's
+            # new connections because every agent went quiet at once.
+            self.no_live_member = True
+            held = np.array(
+                self.desired if len(self.desired) == len(members) else [0] * len(members)
+            )
+            active = np.array([m.state is MemberState.ACTIVE for m in members], dtype=np.bool_)
+            kept = np.where(active, held, 0).astype(np.float64)
+            if kept.sum() > 0:
+                self.desired = tuple(
+                    int(w) for w in policy.quantize(kept / kept.sum(), self.total, held)
+                )
+            else:
+                self.desired = tuple(0 for _ in members)
         else:
+            self.no_live_member = False
             current = list(self.desired) if len(self.desired) == len(members) else None
             weights = policy.quantize(shares / shares.sum(), self.total, current)
             self.desired = tuple(int(w) for w in weights)
@@ -122,3 +138,41 @@ def pool_buckets(
     entries = prefix_entries(np.asarray(weights, dtype=np.int64), hash_bits, previous or None)
     content = {BucketKey(pool_id, e.value, e.prefix_len): members[e.index] for e in entries}
     return content, entries
+
+
+class PoolAutoscaling:
+    """policy.autoscale for one pool: which standby member to activate, which to drain."""
+
+    def __init__(self, pool: BackendPool, params: AutoscaleConfig) -> None:
+        from policy import autoscale  # noqa: PLC0415 - only when autoscaling is enabled
+
+        self.pool = pool
+        self._autoscale = autoscale
+        self._scaler = autoscale.Autoscaler(
+            autoscale.AutoscaleParams(
+                target=params.target,
+                tolerance=params.tolerance,
+                min_active=params.min_active,
+                max_active=params.max_active,
+                max_step_up=params.max_step_up,
+                stabilisation_window=params.stabilisation_window,
+                cooldown_up=params.cooldown_up,
+                cooldown_down=params.cooldown_down,
+            )
+        )
+
+    def decide(self, now: float, loads: Mapping[str, MemberLoad]) -> tuple[list[str], list[str]]:
+        """(members to activate, members to drain) for the pool's current utilisation."""
+        members = list(self.pool)
+        views = [loads.get(m.dip) for m in members]
+        utilisation = np.array([v.cpu if v else 0.0 for v in views], dtype=np.float64)
+        states = [
+            self._autoscale.MemberState(
+                m.state.value
+                if m.state is not MemberState.ACTIVE or member_up(v)
+                else MemberState.DOWN.value
+            )
+            for m, v in zip(members, views, strict=True)
+        ]
+        decision = self._scaler.decide(now, utilisation, states)
+        return [members[i].dip for i in decision.activate], [members[i].dip for i in decision.drain]

@@ -1,13 +1,15 @@
 """Blocking client of a running `p4lb-switch`: the runtime API over ZeroMQ, plus its notifications.
 
-Threads: runtime API calls on one ``RemoteSwitch`` are serialised by a lock, so any thread may call
-them (one at a time is what happens); notifications (``recv_*``) use a separate SUB socket behind
-its own lock, so one thread may read them while another makes calls. The intended use is one thread
-for calls and one for notifications. ``close()`` waits for a call or read in progress to finish.
+Threads: a ``RemoteSwitch`` is meant for two threads, one making runtime API calls (REQ socket)
+and one reading notifications (``recv_*``, a separate SUB socket in ``NotificationSubscriber``).
+Each socket is used only under its own lock, so calls from several threads are serialised and the
+sockets may be created in one thread and used in another (the lock is the memory barrier ZeroMQ
+asks for when a socket changes threads). ``close()`` waits for a call or read in progress.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -25,28 +27,41 @@ from p4model.control_protocol import (
     encode_request,
 )
 
+log = logging.getLogger(__name__)
+
+MAX_KEPT_DIGESTS = 100_000
+
 
 class NotificationSubscriber:
-    """A SUB socket on the switch's notification stream (digests and aged conn_table handles)."""
+    """A SUB socket on the switch's notification stream (digests and aged conn_table handles).
+
+    Messages of the kind a ``recv_*`` call does not return are kept for the other call: digests up
+    to MAX_KEPT_DIGESTS (the oldest go first, counted in ``dropped``), aged handles as a set (the
+    switch repeats them while entries stay idle). Malformed messages are logged, counted in
+    ``malformed`` and skipped.
+    """
 
     def __init__(self, address: str, context: zmq.Context[Any] | None = None) -> None:
         self.address = address
         self._lock = threading.Lock()
         self._sock = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.IPV6, "[" in address)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
         self._sock.connect(address)
         self._digests: list[Digest] = []
-        self._aged: list[int] = []
+        self._aged: dict[int, None] = {}  # ordered set
         self._closed = False
+        self.dropped = 0
+        self.malformed = 0
 
     def recv_notifications(self, timeout: float) -> tuple[list[Digest], list[int]]:
-        """Wait up to ``timeout`` s for notifications; return the digests and aged handles queued."""
+        """Wait up to ``timeout`` s; return the digests and aged handles that have arrived."""
         with self._lock:
             if not (self._digests or self._aged):
                 self._receive(timeout)
-            digests, aged = self._digests, self._aged
-            self._digests, self._aged = [], []
+            digests, aged = self._digests, list(self._aged)
+            self._digests, self._aged = [], {}
             return digests, aged
 
     def recv_digests(self, timeout: float) -> list[Digest]:
@@ -62,7 +77,7 @@ class NotificationSubscriber:
         with self._lock:
             if not self._aged:
                 self._receive(timeout, want_aged=True)
-            aged, self._aged = self._aged, []
+            aged, self._aged = list(self._aged), {}
             return aged
 
     def _receive(self, timeout: float, want_digests: bool = False, want_aged: bool = False) -> None:
@@ -82,13 +97,18 @@ class NotificationSubscriber:
                 try:
                     note = decode_notification(data)
                 except ControlProtocolError as exc:
-                    raise SwitchError(f"bad notification from {self.address!r}: {exc}") from exc
+                    self.malformed += 1
+                    log.warning("skipping a bad notification from %s: %s", self.address, exc)
+                    continue
                 self._digests.extend(note.digests)
-                self._aged.extend(note.aged)
-            got_wanted = (self._digests if want_digests else []) or (
-                self._aged if want_aged else []
-            )
-            if got_wanted or not (want_digests or want_aged):
+                self._aged.update(dict.fromkeys(note.aged))
+            excess = len(self._digests) - MAX_KEPT_DIGESTS
+            if excess > 0:
+                self.dropped += excess
+                del self._digests[:excess]
+            if (want_digests and self._digests) or (want_aged and self._aged):
+                return
+            if not (want_digests or want_aged):
                 return
 
     def close(self) -> None:
@@ -124,12 +144,16 @@ class RemoteSwitch:
     def _new_req(self) -> zmq.Socket[Any]:
         sock: zmq.Socket[Any] = self._context.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
-        # After a timeout the next request may be sent, and a late reply to the old one is dropped.
-        sock.setsockopt(zmq.REQ_RELAXED, 1)
-        sock.setsockopt(zmq.REQ_CORRELATE, 1)
+        sock.setsockopt(zmq.IPV6, "[" in self.control)
         sock.setsockopt(zmq.SNDTIMEO, int(self.timeout * 1000))
         sock.connect(self.control)
         return sock
+
+    def _reset_req(self) -> None:
+        # A REQ socket that sent without a reply refuses to send again; a fresh one also drops
+        # requests still queued for a switch that is down, so they are not applied later.
+        self._req.close(0)
+        self._req = self._new_req()
 
     def call(self, method: str, *args: Any) -> Any:
         """Send one request and return its result; SwitchError on error reply or timeout."""
@@ -143,15 +167,14 @@ class RemoteSwitch:
             try:
                 self._req.send(request)
                 if not self._req.poll(int(self.timeout * 1000), zmq.POLLIN):
+                    self._reset_req()
                     raise SwitchError(
                         f"no reply from {self.control!r} to {method} within {self.timeout} s "
                         "(it may or may not have been applied)"
                     )
                 data = self._req.recv()
             except zmq.ZMQError as exc:
-                # Start afresh: a REQ socket in an unknown state would refuse the next send.
-                self._req.close(0)
-                self._req = self._new_req()
+                self._reset_req()
                 raise SwitchError(f"{method} on {self.control!r} failed: {exc}") from exc
         try:
             reply = decode_reply(data)

@@ -67,7 +67,7 @@ def prefix_mask(prefix_len: int, width: int) -> int:
 
 def format_ipv4(value: int) -> str:
     """A 32-bit value as a dotted quad."""
-    return str(ipaddress.IPv4Address(value))
+    return "{}.{}.{}.{}".format(*value.to_bytes(4, "big"))
 
 
 class NameIndex:

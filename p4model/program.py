@@ -177,7 +177,11 @@ class LbIngress:
             raise_digest(p, DIGEST_NEW_CONN, version)
 
     def bloom_lookup(self, five_tuple: bytes, p: Packet) -> tuple[list[int], int]:
-        """The `bloom_lookup` action: the Bloom indices and the match mask (bit i: slot i)."""
+        """The `bloom_lookup` action: the Bloom indices and the match mask (bit i: slot i).
+
+        h0 = crc16 over {src, dst, sport, dport, proto}; h1 = crc32 over {dst, src, dport,
+        sport, proto}; h2 (BLOOM_HASHES 3) = crc16 over the latter; all mod BLOOM_BITS.
+        """
         bits = self.settings.bloom_bits
         swapped = _TUPLE.pack(
             p.ipv4_dst_addr, p.ipv4_src_addr, p.l4_dport, p.l4_sport, p.ipv4_protocol

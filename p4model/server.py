@@ -21,7 +21,6 @@ import contextlib
 import logging
 import signal
 import socket
-import struct
 import sys
 import time
 from collections import Counter
@@ -29,11 +28,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
 from p4model import Switch, SwitchError
+from p4model.afpacket import FramePort, PacketPort
 from p4model.control_protocol import (
     SWITCH_METHODS,
     ControlProtocolError,
@@ -48,13 +48,7 @@ from p4model.settings import load_settings
 
 log = logging.getLogger("p4lb.switch")
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_IGNORE_OUTGOING = 23
-PACKET_OUTGOING = 4
-MAX_FRAME = 65536
+MAX_REQUEST = 1 << 20
 BATCH = 64  # frames taken from one interface per loop turn, so control requests are not starved
 
 
@@ -72,83 +66,6 @@ def parse_port_spec(text: str) -> PortSpec:
     if not sep or not number.isdigit() or not iface or not 0 < int(number) < 511:
         raise argparse.ArgumentTypeError(f"expected PORT@IFACE with PORT in 1..510, got {text!r}")
     return PortSpec(int(number), iface)
-
-
-class FramePort(Protocol):
-    """What the loop needs of a port: PacketPort, or a stand-in in tests."""
-
-    port: int
-    iface: str
-
-    def fileno(self) -> int:
-        """A file descriptor that polls readable when frames are waiting."""
-        ...
-
-    def recv_batch(self, limit: int) -> list[bytes]:
-        """Up to ``limit`` waiting frames, without blocking."""
-        ...
-
-    def send(self, frame: bytes) -> None:
-        """Transmit one frame."""
-        ...
-
-    def close(self) -> None:
-        """Release the port."""
-        ...
-
-
-class PacketPort:
-    """An AF_PACKET socket bound to one interface, in promiscuous mode, blind to its own frames."""
-
-    def __init__(self, port: int, iface: str, rcvbuf: int = 4 << 20) -> None:
-        self.port = port
-        self.iface = iface
-        # Protocol 0 until bound: an unbound ETH_P_ALL socket would see every interface's frames.
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            self.sock.bind((iface, ETH_P_ALL))
-            mreq = struct.pack("iHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b"")
-            self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-            # Kernels before 4.20 lack this option; recv_batch() filters on pkttype anyway.
-            with contextlib.suppress(OSError):
-                self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            _set_rcvbuf(self.sock, rcvbuf)
-            self.sock.setblocking(False)
-        except OSError:
-            self.sock.close()
-            raise
-
-    def fileno(self) -> int:
-        """The socket's file descriptor, for polling."""
-        return self.sock.fileno()
-
-    def recv_batch(self, limit: int) -> list[bytes]:
-        """Up to ``limit`` received frames, without blocking; frames we sent are skipped."""
-        frames: list[bytes] = []
-        for _ in range(limit):
-            try:
-                frame, address = self.sock.recvfrom(MAX_FRAME)
-            except (BlockingIOError, InterruptedError):
-                break
-            if address[2] != PACKET_OUTGOING:
-                frames.append(frame)
-        return frames
-
-    def send(self, frame: bytes) -> None:
-        """Transmit one frame on the interface."""
-        self.sock.send(frame)
-
-    def close(self) -> None:
-        """Close the socket (the kernel drops the promiscuous membership with it)."""
-        self.sock.close()
-
-
-def _set_rcvbuf(sock: socket.socket, size: int) -> None:
-    so_rcvbufforce = getattr(socket, "SO_RCVBUFFORCE", 33)
-    try:  # as root, beyond net.core.rmem_max
-        sock.setsockopt(socket.SOL_SOCKET, so_rcvbufforce, size)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 class SwitchServer:
@@ -179,9 +96,12 @@ class SwitchServer:
         self._notify = self._context.socket(zmq.PUB)
         for sock in (self._control, self._notify):
             sock.setsockopt(zmq.LINGER, 0)
+        self._control.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST)  # a larger request drops its peer
         try:
-            self._control.bind(control)
-            self._notify.bind(digests or default_digest_address(control))
+            digests = digests or default_digest_address(control)
+            for sock, address in ((self._control, control), (self._notify, digests)):
+                sock.setsockopt(zmq.IPV6, "[" in address)  # else endpoints read [::ffff:a.b.c.d]
+                sock.bind(address)
         except (zmq.ZMQError, ControlProtocolError):
             self.close()
             raise
@@ -218,7 +138,12 @@ class SwitchServer:
 
     def pump(self, port: FramePort) -> None:
         """Take a batch of frames from one port through the model and out, then publish digests."""
-        frames = port.recv_batch(BATCH)
+        try:
+            frames = port.recv_batch(BATCH)
+        except OSError as exc:
+            self.counters[f"rx_errors.{port.port}"] += 1
+            log.warning("receive on %s failed: %s", port.iface, exc)
+            return
         self.counters[f"rx.{port.port}"] += len(frames)
         process = self.switch.process
         for frame in frames:
@@ -323,7 +248,12 @@ class SwitchServer:
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of p4lb-switch."""
-    parser = argparse.ArgumentParser(prog="p4lb-switch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="p4lb-switch",
+        description="Forward frames between interfaces through the p4model reference model.",
+        epilog="Disable offloads on every attached link, on both ends: "
+        "ethtool -K IFACE tx off sg off tso off gso off gro off",
+    )
     parser.add_argument(
         "-i",
         "--interface",

@@ -37,8 +37,7 @@ class Switch:
         self._register_names = NameIndex("register", self._registers)
         self._digests: list[Digest] = []
         self._subscribers: list[Callable[[Digest], None]] = []
-        conn = self._ingress.conn_table
-        self._ageing_table = conn
+        self._ageing_table = self._ingress.conn_table  # the one table with support_timeout
         self._timeouts: dict[int, float] = {}  # conn_table handle -> timeout in seconds
         self._last_hit: dict[int, float] = {}  # conn_table handle -> clock() of the last hit
 

@@ -37,7 +37,9 @@ class Observations:
         n = len(self.live)
         for name in ("cpu", "conns", "conn_rate", "report_age"):
             if len(getattr(self, name)) != n:
-                raise PolicyError(f"observation {name!r} has {len(getattr(self, name))} members, live has {n}")
+                raise PolicyError(
+                    f"observation {name!r} has {len(getattr(self, name))} members, live has {n}"
+                )
 
     @property
     def n_members(self) -> int:
@@ -57,7 +59,9 @@ class Observations:
         return cls(
             cpu=np.asarray(cpu, dtype=np.float64),
             conns=np.asarray(conns, dtype=np.float64),
-            conn_rate=np.full(n, np.nan) if conn_rate is None else np.asarray(conn_rate, np.float64),
+            conn_rate=np.full(n, np.nan)
+            if conn_rate is None
+            else np.asarray(conn_rate, np.float64),
             report_age=np.zeros(n),
             live=np.ones(n, dtype=np.bool_) if live is None else np.asarray(live, dtype=np.bool_),
         )

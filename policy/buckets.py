@@ -3,37 +3,52 @@
 `prefix_entries` is what the controller writes into `dip_table` (flow_hash lpm): member `index`
 owns exactly weights[index] / sum(weights) of the 2**hash_bits hash values under
 longest-prefix-wins. Without a previous layout it minimises entries (`policy.layout`: at most
-sum popcount(w), usually about a third fewer); with one it moves the fewest hash values
-(`policy.sticky`: exactly 1/2 * sum |change|) as long as the entry count stays within the budget.
+sum popcount(w), typically a third to a half fewer).
+
+With a previous layout it trades entries against moved hash values (a moved value sends new
+connections of that flow hash to another member). The sticky layout (`policy.sticky`) moves
+exactly the minimum, 1/2 * sum |change|, but every change carves new pieces, so its entry count
+grows. The entry budget defaults to max(sum popcount(w), len(previous)): the table never grows
+past the popcount bound, and a layout that already fits may keep its size when the new weights
+happen to be rounder. Over budget, the most fragmented members are re-laid in whole blocks, then
+the layout is re-encoded with the fewest entries (ORTC), and only then does the fresh layout
+replace it, placed where members already were. The fresh layout is also taken whenever it has
+fewer entries and moves at most PACKED_SLACK (5 %) more than the minimum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from policy.base import IntArray, PolicyError
 from policy.layout import fresh_layout
+from policy.ortc import ortc
 from policy.sticky import sticky_layout
 
 
-@dataclass(frozen=True, order=True)
-class PrefixEntry:
+class PrefixEntry(NamedTuple):
     """LPM entry: hash values whose top `prefix_len` bits equal `value`'s go to member `index`.
 
-    `value` is `hash_bits` wide with its low `hash_bits - prefix_len` bits zero.
+    `value` is `hash_bits` wide with its low `hash_bits - prefix_len` bits zero. An immutable
+    value like a frozen dataclass, but a NamedTuple: thousands are built per rollout and a
+    frozen dataclass costs several times more to construct.
     """
 
     value: int
     prefix_len: int
-    index: int
+    index: int  # type: ignore[assignment]  # the contract name; shadows tuple.index
 
     def key(self) -> str:
         """The entry as a runtime-API lpm key string, e.g. "0x8000/1"."""
         return f"{self.value:#x}/{self.prefix_len}"
+
+
+PACKED_SLACK = 1.05
+"""A fresh layout replaces the sticky one if it moves at most this multiple of the minimum."""
 
 
 def _weights(weights: ArrayLike, hash_bits: int) -> tuple[IntArray, int]:
@@ -65,29 +80,64 @@ def prefix_entries(
 
     `weights` are non-negative integers summing to a power of two <= 2**hash_bits (or all zero:
     no entries). With `previous` (default None: fresh layout with the fewest entries) the layout
-    moves exactly 1/2 * sum |change| hash values, unless that needs more than `max_entries`
-    (default None: sum popcount(weights)); then the fresh layout is used. The result never has
-    more than sum popcount(weights) entries unless `max_entries` allows it.
+    moves as few hash values as the entry budget allows: `max_entries`, default None meaning
+    max(sum popcount(weights), len(previous)). Without `previous` (or with max_entries set to
+    sum popcount) the result never has more than sum popcount(weights) entries.
     """
     w, k = _weights(weights, hash_bits)
     if not w.any():
         return []
     bits = k
     if previous:
-        bits = max(k, max(e.prefix_len for e in previous))
+        bits = max(k, *(e.prefix_len for e in previous))
         if bits > hash_bits:
             raise PolicyError(f"previous entries are longer than hash_bits={hash_bits!r}")
     demand = w << (bits - k)
     budget = popcount_bound(w) if max_entries is None else max_entries
+    if previous and max_entries is None:
+        budget = max(budget, len(previous))
     triples = None
     if previous:
         shift = hash_bits - bits
         old = [(e.value >> shift, bits - e.prefix_len, e.index) for e in previous]
         triples = _sticky_within(demand, old, bits, budget)
+        fewest = len(fresh_layout(demand, bits))
+        if triples is None or len(triples) > fewest:
+            # The fresh layout has fewer entries: place it where members were, and take it if
+            # that moves hardly more (or if the sticky one is over budget).
+            old_owner = bucket_owner(previous, hash_bits)[:: 1 << shift]
+            roots = [e.index for e in previous if e.prefix_len == 0]
+            packed = fresh_layout(demand, bits, old_owner, roots[0] if roots else None)
+            if triples is None or _prefer_packed(triples, packed, old_owner, demand, bits):
+                triples = packed
     if triples is None:
         triples = fresh_layout(demand, bits)
     shift = hash_bits - bits
     return [PrefixEntry(start << shift, bits - exp, owner) for start, exp, owner in triples]
+
+
+def _prefer_packed(
+    sticky: list[tuple[int, int, int]],
+    packed: list[tuple[int, int, int]],
+    old_owner: IntArray,
+    demand: IntArray,
+    bits: int,
+) -> bool:
+    """Take the fresh (fewest-entry) layout when it has fewer entries and moves at most 5 % more."""
+    if len(packed) >= len(sticky):
+        return False
+    minimum = np.bincount(old_owner[old_owner >= 0], minlength=len(demand))[: len(demand)]
+    least = float(np.abs(demand - minimum).sum()) / 2 + np.count_nonzero(old_owner < 0) / 2
+    moved = int(np.count_nonzero(_owner_of(packed, bits) != old_owner))
+    return moved <= PACKED_SLACK * max(least, 1.0)
+
+
+def _owner_of(triples: list[tuple[int, int, int]], bits: int) -> IntArray:
+    """Owner of each value of a 2**bits space under blocks (start, exp, owner), longest wins."""
+    owner = np.full(1 << bits, -1, dtype=np.int64)
+    for start, exp, member in sorted(triples, key=lambda t: -t[1]):
+        owner[start : start + (1 << exp)] = member
+    return owner
 
 
 def _sticky_within(
@@ -97,6 +147,10 @@ def _sticky_within(
     rebuild: frozenset[int] = frozenset()
     for _ in range(8):
         triples = sticky_layout(demand, old, bits, rebuild)
+        if len(triples) > budget:
+            minimal = ortc(_owner_of(triples, bits))
+            if minimal is not None and len(minimal) < len(triples):
+                triples = minimal
         over = len(triples) - budget
         if over <= 0:
             return triples
@@ -117,8 +171,10 @@ def bucket_owner(entries: Sequence[PrefixEntry], hash_bits: int) -> IntArray:
     owner = np.full(1 << hash_bits, -1, dtype=np.int64)
     seen: set[tuple[int, int]] = set()
     for entry in sorted(entries, key=lambda e: e.prefix_len):
+        if not 0 <= entry.prefix_len <= hash_bits:
+            raise PolicyError(f"entry {entry!r} is not a {hash_bits}-bit prefix")
         span = 1 << (hash_bits - entry.prefix_len)
-        if not 0 <= entry.prefix_len <= hash_bits or entry.value % span or entry.value >> hash_bits:
+        if entry.value % span or not 0 <= entry.value < 1 << hash_bits:
             raise PolicyError(f"entry {entry!r} is not a {hash_bits}-bit prefix")
         if (entry.value, entry.prefix_len) in seen:
             raise PolicyError(f"entry {entry!r} repeats a prefix")
@@ -139,6 +195,8 @@ def naive_entries(weights: ArrayLike, hash_bits: int | None = None) -> list[Pref
     return [PrefixEntry(b << shift, k, int(i)) for b, i in enumerate(owners.tolist())]
 
 
-def moved_values(before: Sequence[PrefixEntry], after: Sequence[PrefixEntry], hash_bits: int) -> int:
+def moved_values(
+    before: Sequence[PrefixEntry], after: Sequence[PrefixEntry], hash_bits: int
+) -> int:
     """Number of hash values whose owner differs between two layouts."""
     return int(np.count_nonzero(bucket_owner(before, hash_bits) != bucket_owner(after, hash_bits)))

@@ -1,27 +1,29 @@
 """The default `ratio` policy: shares proportional to estimated capacity, with a damped trim.
 
-Capacity estimate. A member serving `conns` connections at utilisation `cpu` can serve about
-conns / cpu connections at full load, whatever share it currently gets; so the estimate does not
-depend on our own weights and converges in one step without feedback. Each round it is smoothed
-by an EWMA. Samples near idle (cpu < min_cpu or no connections) carry no information and are
-skipped; a saturated sample (cpu >= saturation) only says "at most this much" and can only lower
-the estimate, which breaks the queueing feedback (a saturated server piles up connections, so
-conns / cpu would otherwise grow and attract yet more traffic).
+Capacity estimate (`policy.capacity`): connections a member serves at full CPU, conns / cpu,
+smoothed, with jumps for real changes and Little's law while a member is saturated. The estimate
+does not depend on the shares we set, so following it is open loop: a correct estimate equalises
+utilisation in one round and cannot oscillate.
 
-Trim toward equal utilisation. A per-member factor exp(c_i) multiplies the estimate; c_i
-integrates the relative utilisation error e_i = (u_i - mean u) / mean u outside a dead-band:
-c_i <- c_i - gain * e_i. Utilisation responds in proportion to the share (plant gain 1 in
-relative terms), and the controller sees it one report period late, so the loop is
-x[k+1] = x[k] - g * x[k-1], with characteristic z^2 - z + g. It is stable for g < 1 and its poles
-are real (no oscillation, no overshoot) for g <= 1/4; the default gain 0.15 keeps a margin for the
-extra lag of connection lifetimes. The factor is bounded (correction_limit) and leaks back toward
-1 (leak), so the trim only removes what the estimate gets wrong and never fights it for long.
+Trim toward equal utilisation, for what the estimate gets wrong (e.g. CPU that does not scale
+with connections). A per-member factor exp(x_i) multiplies the estimate. The relative
+utilisation error e_i = (u_i - mean u) / mean u is smoothed, f <- f + a (e - f), and x
+integrates it outside a dead-band: x <- x - g f. Utilisation follows the share with gain 1 in
+relative terms and the controller sees it one report period late, e[k] = x[k-1] + bias, so the
+loop's characteristic polynomial is (z - 1)(z - (1 - a)) + g a. Its roots are real (no
+oscillation, no overshoot) iff g <= a / 4, and inside the unit circle since their product
+1 - a + g a < 1. Defaults a = 0.2 and g = 0.04 sit under that bound (0.05), leaving a margin for
+the extra lag of connection lifetimes. (Without the filter, a = 1, the polynomial is z^2 - z + g
+and the bound is the classic 1/4.) The factor is bounded (correction_limit), leaks back toward 1
+(leak), and is held while a member is saturated or its estimate jumps: those transients are the
+estimate's business, and integrating them would overshoot.
 
 Safety rails: clamp to [clamp_low, clamp_high] x the mean share; each round a share moves at most
-max_step x the mean share (the whole move is scaled, so shares still sum to 1); moves smaller than
-hold_band x the mean share are not made (no churn); a new reporter counts only after `blackout`
-seconds of reports (until then: its configured weight, scaled); a member that (re)joins ramps up
-over `slow_start` seconds; a member silent for more than `expiry` seconds gets the mean estimate.
+max_step x the mean share (the whole move is scaled, so shares still sum to 1); no move is made
+unless some share would change by more than hold_band of itself (no churn from noise); a new
+reporter counts only after `blackout` seconds of reports (until then: its configured weight,
+scaled to the others' estimates); a member that (re)joins ramps up over `slow_start` seconds; a
+member silent for more than `expiry` seconds gets the mean estimate.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policy.base import BoolArray, FloatArray, Observations, normalise_live
+from policy.capacity import CapacityEstimator, EstimatorSettings
 from policy.params import check_range
 from policy.simple import prior_weights
 
@@ -42,29 +45,36 @@ class RatioParams:
     """Parameters of the ratio policy (every field has a default)."""
 
     ewma_alpha: float = 0.3
-    """Weight of a new capacity sample in the EWMA (default 0.3)."""
+    """Weight of a new capacity sample in the capacity EWMA (default 0.3)."""
+    jump: float = 0.15
+    """Relative gap of the last-3 median from the EWMA that resets the EWMA to it (default 0.15)."""
     cpu_floor: float = 0.05
     """Smallest CPU used as a divisor (default 0.05)."""
     min_cpu: float = 0.02
     """Samples below this CPU carry no capacity information and are skipped (default 0.02)."""
-    saturation: float = 0.95
-    """CPU at or above which a sample can only lower the estimate (default 0.95)."""
-    gain: float = 0.15
-    """Trim gain per round; below the 1/4 no-oscillation bound for a one-period delay (default 0.15)."""
-    dead_band: float = 0.03
-    """Relative utilisation error the trim ignores (default 0.03)."""
+    saturation: float = 0.9
+    """CPU at or above which a member counts as saturated (default 0.9)."""
+    saturation_holdoff: float = 2.0
+    """Seconds between two saturation cuts of one member, and after a saturation ends before
+    its samples count again (default 2.0)."""
+    gain: float = 0.04
+    """Trim gain per round; no oscillation needs gain <= trim_alpha / 4 (default 0.04)."""
+    trim_alpha: float = 0.2
+    """Smoothing of the utilisation error the trim integrates (default 0.2)."""
+    dead_band: float = 0.05
+    """Smoothed relative utilisation error the trim ignores (default 0.05)."""
     correction_limit: float = 2.0
     """The trim factor stays within [1/limit, limit] (default 2.0)."""
-    leak: float = 0.05
-    """Fraction of the trim forgotten each round (default 0.05)."""
+    leak: float = 0.01
+    """Fraction of the trim forgotten each round (default 0.01)."""
     clamp_low: float = 0.1
     """Smallest share as a multiple of the mean live share (default 0.1)."""
     clamp_high: float = 10.0
     """Largest share as a multiple of the mean live share (default 10.0)."""
     max_step: float = 0.5
     """Largest change of a share per round, as a multiple of the mean live share (default 0.5)."""
-    hold_band: float = 0.02
-    """Changes below this multiple of the mean live share are not made (default 0.02)."""
+    hold_band: float = 0.03
+    """No move unless a share would change by more than this fraction of itself (default 0.03)."""
     blackout: float = 2.0
     """Seconds of reports before a new reporter's estimate counts (default 2.0)."""
     slow_start: float = 5.0
@@ -75,10 +85,13 @@ class RatioParams:
     def __post_init__(self) -> None:
         """Validate ranges."""
         check_range(self, "ewma_alpha", 1e-6, 1.0)
+        check_range(self, "jump", 0.0)
         check_range(self, "cpu_floor", 1e-6, 1.0)
         check_range(self, "min_cpu", 0.0, 1.0)
         check_range(self, "saturation", 0.0, 1.0)
+        check_range(self, "saturation_holdoff", 0.0)
         check_range(self, "gain", 0.0, 1.0)
+        check_range(self, "trim_alpha", 1e-6, 1.0)
         check_range(self, "dead_band", 0.0)
         check_range(self, "correction_limit", 1.0)
         check_range(self, "leak", 0.0, 1.0)
@@ -109,12 +122,27 @@ def clamp_shares(shares: FloatArray, live: BoolArray, low: float, high: float) -
 class RatioPolicy:
     """Capacity-proportional shares with a damped trim toward equal utilisation."""
 
-    def __init__(self, n_members: int, initial_weights: Sequence[float], params: RatioParams) -> None:
+    def __init__(
+        self, n_members: int, initial_weights: Sequence[float], params: RatioParams
+    ) -> None:
         """Start with no estimates: shares follow the configured weights until reports count."""
         self.params = params
         self.prior = prior_weights(n_members, initial_weights)
-        self.estimate = np.full(n_members, np.nan)
+        self.estimator = CapacityEstimator(
+            n_members,
+            EstimatorSettings(
+                params.ewma_alpha,
+                params.jump,
+                params.cpu_floor,
+                params.min_cpu,
+                params.saturation,
+                params.saturation_holdoff,
+            ),
+        )
+        self.estimate = self.estimator.estimate
         self.trim = np.zeros(n_members)
+        self.trim_error = np.zeros(n_members)
+        self.hold = np.zeros(n_members, dtype=np.bool_)
         self.first_report = np.full(n_members, np.nan)
         self.live_since = np.full(n_members, -math.inf)
         self.was_live: BoolArray | None = None
@@ -127,7 +155,9 @@ class RatioPolicy:
         self._track_membership(now, obs, live)
         fresh = live & (obs.report_age <= p.expiry)
         counted = fresh & (now - self.first_report >= p.blackout)
-        self._update_estimates(obs, counted)
+        self.estimator.update(now, obs, counted)
+        self.hold = self.estimator.moved
+        self.estimate = self.estimator.estimate
         capacity = self._capacity(live, fresh, counted)
         self._update_trim(obs, counted)
         target = normalise_live(capacity * np.exp(self.trim), live)
@@ -143,29 +173,15 @@ class RatioPolicy:
             joined = live & ~self.was_live
             self.live_since[joined] = now
             left = ~live & self.was_live
-            self.estimate[left] = np.nan
+            self.estimator.forget(left)
             self.trim[left] = 0.0
+            self.trim_error[left] = 0.0
             self.first_report[left] = np.nan
         self.was_live = live.copy()
         reported = np.isfinite(obs.report_age)
         new = reported & np.isnan(self.first_report) & live
         self.first_report[new] = now - obs.report_age[new]
         self.first_report[~reported] = np.nan
-
-    def _update_estimates(self, obs: Observations, counted: BoolArray) -> None:
-        """Fold this round's conns / cpu samples into the capacity EWMA."""
-        p = self.params
-        cpu = np.nan_to_num(obs.cpu, nan=0.0)
-        conns = np.nan_to_num(obs.conns, nan=0.0)
-        ok = counted & (cpu >= p.min_cpu) & (conns > 0)
-        sample = conns / np.maximum(cpu, p.cpu_floor)
-        known = np.isfinite(self.estimate)
-        saturated = ok & known & (cpu >= p.saturation)
-        sample[saturated] = np.minimum(sample[saturated], self.estimate[saturated])
-        first = ok & ~known
-        self.estimate[first] = sample[first]
-        again = ok & known
-        self.estimate[again] += p.ewma_alpha * (sample[again] - self.estimate[again])
 
     def _capacity(self, live: BoolArray, fresh: BoolArray, counted: BoolArray) -> FloatArray:
         """Estimate where it counts; scaled prior in blackout; the mean estimate when expired."""
@@ -180,19 +196,22 @@ class RatioPolicy:
         return np.where(live, capacity, 0.0)
 
     def _update_trim(self, obs: Observations, counted: BoolArray) -> None:
-        """Integrate the relative utilisation error outside the dead-band (leaky, bounded)."""
+        """Integrate the smoothed relative utilisation error outside the dead-band."""
         p = self.params
         self.trim *= 1.0 - p.leak
         cpu = np.nan_to_num(obs.cpu, nan=0.0)
+        active = counted & ~self.hold
         if np.count_nonzero(counted) < 2:
             return
         mean_u = float(cpu[counted].mean())
         if mean_u < p.min_cpu:
             return
-        error = np.where(counted, (cpu - mean_u) / mean_u, 0.0)
-        error[np.abs(error) < p.dead_band] = 0.0
+        error = np.where(active, (cpu - mean_u) / mean_u, 0.0)
+        self.trim_error += p.trim_alpha * (error - self.trim_error)
+        self.trim_error[~active] = 0.0
+        push = np.where(np.abs(self.trim_error) > p.dead_band, self.trim_error, 0.0)
         limit = math.log(p.correction_limit)
-        self.trim = np.clip(self.trim - p.gain * error, -limit, limit)
+        self.trim = np.clip(self.trim - p.gain * push, -limit, limit)
         self.trim[~counted] = 0.0
 
     def _bounded_move(self, target: FloatArray, live: BoolArray) -> FloatArray:
@@ -207,7 +226,8 @@ class RatioPolicy:
         previous = normalise_live(previous, live)
         delta = target - previous
         biggest = float(np.abs(delta).max())
-        if biggest < p.hold_band / n_live:
+        relative = np.abs(delta) / np.maximum(np.maximum(previous, target), 1e-12)
+        if float(relative[live].max()) <= p.hold_band:
             return previous
         scale = min(1.0, p.max_step / n_live / biggest)
         return normalise_live(previous + scale * delta, live)

@@ -61,6 +61,6 @@ def make_policy(
     _check_name(name)
     if n_members < 0:
         raise PolicyError(f"n_members must be >= 0, got {n_members!r}")
-    built = build_params(PARAMS[name], params)
+    built: object = build_params(PARAMS[name], params)
     policy: Policy = POLICIES[name](n_members, initial_weights, built)
     return policy

@@ -15,7 +15,9 @@ def prior_weights(n_members: int, initial_weights: Sequence[float]) -> FloatArra
     """Configured weights as a validated float array (all 1 when empty)."""
     w = np.ones(n_members) if len(initial_weights) == 0 else np.asarray(initial_weights, np.float64)
     if w.shape != (n_members,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise PolicyError(f"initial_weights must be {n_members} finite values >= 0, got {initial_weights!r}")
+        raise PolicyError(
+            f"initial_weights must be {n_members} finite values >= 0, got {initial_weights!r}"
+        )
     return w
 
 
@@ -27,7 +29,9 @@ class StaticParams:
 class StaticPolicy:
     """Shares proportional to the configured initial weights (live members only)."""
 
-    def __init__(self, n_members: int, initial_weights: Sequence[float], params: StaticParams) -> None:
+    def __init__(
+        self, n_members: int, initial_weights: Sequence[float], params: StaticParams
+    ) -> None:
         """Remember the configured weights."""
         self.params = params
         self.prior = prior_weights(n_members, initial_weights)
@@ -45,7 +49,9 @@ class EqualParams:
 class EqualPolicy:
     """The same share for every live member."""
 
-    def __init__(self, n_members: int, initial_weights: Sequence[float], params: EqualParams) -> None:
+    def __init__(
+        self, n_members: int, initial_weights: Sequence[float], params: EqualParams
+    ) -> None:
         """Nothing to remember but the size."""
         self.params = params
         self.n_members = n_members
@@ -70,7 +76,9 @@ class ConnectionsParams:
 class ConnectionsPolicy:
     """Send more new connections to members with fewer active ones (memoryless)."""
 
-    def __init__(self, n_members: int, initial_weights: Sequence[float], params: ConnectionsParams) -> None:
+    def __init__(
+        self, n_members: int, initial_weights: Sequence[float], params: ConnectionsParams
+    ) -> None:
         """Keep the parameters."""
         self.params = params
 

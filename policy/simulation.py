@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policy.base import FloatArray, IntArray, Observations, Policy
-from policy.buckets import PrefixEntry, bucket_owner, prefix_entries
+from policy.buckets import PrefixEntry, bucket_owner, popcount_bound, prefix_entries
 from policy.quantize import quantize
 
 
@@ -30,8 +30,8 @@ class SimConfig:
     """Cores per server (default 1, 2, 3, 4)."""
     load: float = 0.6
     """Offered load as a fraction of the total capacity before the step (default 0.6)."""
-    conn_cost: float = 0.01
-    """Cores one connection keeps busy (default 0.01)."""
+    conn_cost: float = 0.0025
+    """Cores one connection keeps busy (default 0.0025: about 250 connections per loaded core)."""
     lifetime: float = 2.0
     """Mean connection lifetime in seconds at full speed (default 2.0)."""
     dt: float = 0.1
@@ -40,10 +40,10 @@ class SimConfig:
     """Agents' report period in seconds; reports arrive one period late (default 0.5)."""
     rollout_interval: float = 1.0
     """Seconds between policy runs and rollouts (default 1.0)."""
-    duration: float = 120.0
-    """Simulated seconds (default 120.0)."""
-    step_time: float = 60.0
-    """When `step_server` loses capacity, in seconds (default 60.0; inf: never)."""
+    duration: float = 150.0
+    """Simulated seconds (default 150.0)."""
+    step_time: float = 75.0
+    """When `step_server` loses capacity, in seconds (default 75.0; inf: never)."""
     step_server: int = 3
     """Index of the server that loses capacity (default 3, the largest)."""
     step_factor: float = 0.5
@@ -54,6 +54,10 @@ class SimConfig:
     """Weights sum to 2**weight_bits (default 8)."""
     hash_bits: int = 16
     """Width of the flow hash (default 16)."""
+    report_rate: bool = True
+    """Whether agents report the new-connection rate (default True; False: NaN)."""
+    entry_budget: float | None = None
+    """Entry budget as a multiple of sum popcount (default None: prefix_entries' default)."""
 
 
 @dataclass
@@ -71,7 +75,8 @@ class Trace:
 class _Agents:
     """Accumulates ticks into reports and releases each one report interval late."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, report_rate: bool) -> None:
+        self.report_rate = report_rate
         self.cpu_sum = np.zeros(n)
         self.ticks = 0
         self.arrivals = np.zeros(n)
@@ -92,7 +97,7 @@ class _Agents:
 
     def deliver(self, now: float, delay: float) -> None:
         while self.pending and self.pending[0][0] + delay <= now + 1e-9:
-            sent, cpu, conns, rate = self.pending.pop(0)
+            _, cpu, conns, rate = self.pending.pop(0)
             self.delivered = (now, cpu, conns, rate)
 
     def observations(self, now: float, n: int) -> Observations:
@@ -100,6 +105,8 @@ class _Agents:
             nan = np.full(n, np.nan)
             return Observations(nan, nan, nan, np.full(n, np.inf), np.ones(n, dtype=np.bool_))
         at, cpu, conns, rate = self.delivered
+        if not self.report_rate:
+            rate = np.full(n, np.nan)
         return Observations(cpu, conns, rate, np.full(n, now - at), np.ones(n, dtype=np.bool_))
 
 
@@ -113,7 +120,7 @@ def simulate(policy: Policy, config: SimConfig, rng: np.random.Generator) -> Tra
     weights = quantize(np.ones(n), total)
     entries: list[PrefixEntry] = prefix_entries(weights, c.hash_bits)
     active = np.zeros(n, dtype=np.int64)
-    agents = _Agents(n)
+    agents = _Agents(n, c.report_rate)
     trace = Trace()
     util_sum, util_ticks = np.zeros(n), 0
     ticks = round(c.duration / c.dt)
@@ -141,7 +148,10 @@ def simulate(policy: Policy, config: SimConfig, rng: np.random.Generator) -> Tra
             new_weights = quantize(shares, total, weights) if shares.sum() > 0 else weights
             moved, churn = 0, 0.0
             if not np.array_equal(new_weights, weights):
-                new_entries = prefix_entries(new_weights, c.hash_bits, entries)
+                budget = None
+                if c.entry_budget is not None:
+                    budget = int(c.entry_budget * popcount_bound(new_weights))
+                new_entries = prefix_entries(new_weights, c.hash_bits, entries, budget)
                 before = bucket_owner(entries, c.hash_bits)
                 moved = int(np.count_nonzero(before != bucket_owner(new_entries, c.hash_bits)))
                 churn = float(np.abs(new_weights - weights).sum()) / 2 * (1 << c.hash_bits) / total
@@ -175,16 +185,17 @@ def _max_mean(util: FloatArray) -> float:
     return float(per_server.max() / per_server.mean())
 
 
-def summarise(trace: Trace, config: SimConfig, window: float = 20.0) -> Quality:
+def summarise(trace: Trace, config: SimConfig, window: float = 30.0) -> Quality:
     """Quality figures of a run.
 
     steady/after max/mean: per-server utilisation averaged over the last `window` seconds
-    (default 20.0) before the step / before the end, max over servers divided by the mean.
+    (default 30.0) before the step / before the end, max over servers divided by the mean.
     overshoot: how far the stepped server's share went past its final value (mean of the last
-    window), as a fraction of the change from its pre-step value. settling_rounds: rollouts after
-    the step until that share stays within 2 % of its final value (inf: never). reversals: sign
-    changes of successive share moves, summed over servers. Bucket churn per rollout that changed
-    anything: hash values moved vs the 1/2 L1 minimum.
+    window), as a fraction of the change from its pre-step value. settling_rounds: rollouts
+    after the step until that share stays within 2 % of its final value or one weight unit,
+    whichever is larger (inf: never). reversals: sign changes of successive share moves, summed
+    over servers. Bucket churn, per rollout that changed anything: hash values moved vs the
+    1/2 L1 minimum.
     """
     times = np.asarray(trace.times)
     shares = np.asarray(trace.shares)
@@ -203,7 +214,8 @@ def summarise(trace: Trace, config: SimConfig, window: float = 20.0) -> Quality:
         post = s[after]
         if abs(change) > 1e-9:
             overshoot = max(0.0, float(np.max(np.sign(change) * (post - final)))) / abs(change)
-        outside = np.flatnonzero(np.abs(post - final) > 0.02 * final)
+        band = max(0.02 * final, 1.0 / (1 << config.weight_bits))
+        outside = np.flatnonzero(np.abs(post - final) > band + 1e-12)
         settling = 0.0 if len(outside) == 0 else float(outside[-1] + 1)
         if len(outside) and outside[-1] >= len(post) - rounds:
             settling = math.inf

@@ -29,7 +29,7 @@ import numpy as np
 
 from policy.base import IntArray
 from policy.blocks import aligned_cover, binary_pieces, maximal_blocks
-from policy.tidy import Key, match_ids, tidy
+from policy.tidy import Key, match_ids, parent_owner, tidy
 
 Triple = tuple[int, int, int]
 
@@ -44,15 +44,25 @@ class _Pool:
         self.total = sum(1 << exp for _, exp in pieces)
         self.budget = self.total if budget is None else min(budget, self.total)
 
-    def take(self, exp: int) -> Key | None:
-        """An aligned free piece of 2**exp, splitting the smallest larger one; None if none."""
+    def take(self, exp: int, near: set[Key] | None = None) -> Key | None:
+        """An aligned free piece of 2**exp, splitting the smallest larger one; None if none.
+
+        A piece whose buddy is in `near` (default None: no preference) is taken first, so the
+        taker's pieces merge into one entry.
+        """
         if self.budget < 1 << exp:
             return None
         larger = [e for e, lst in self.by_exp.items() if e >= exp and lst]
         if not larger:
             return None
         have = min(larger)
-        start, _ = self.by_exp[have].pop()
+        pick = len(self.by_exp[have]) - 1
+        if near and have == exp:
+            size = 1 << exp
+            pick = next(
+                (i for i, (st, _) in enumerate(self.by_exp[exp]) if (st ^ size, exp) in near), pick
+            )
+        start, _ = self.by_exp[have].pop(pick)
         while have > exp:
             have -= 1
             self.by_exp[have].append((start + (1 << have), have))
@@ -76,12 +86,17 @@ class _Pool:
         return [piece for lst in self.by_exp.values() for piece in lst]
 
 
-def _keep(pieces: list[Key], amount: int) -> tuple[list[Key], list[Key]]:
-    """Split a member's pieces into (kept, released) so that exactly `amount` is kept."""
+def _keep(
+    pieces: list[Key], amount: int, give_back: frozenset[Key] = frozenset()
+) -> tuple[list[Key], list[Key]]:
+    """Split a member's pieces into (kept, released) so that exactly `amount` is kept.
+
+    Pieces in `give_back` (default none) are kept last: releasing them deletes an entry.
+    """
     kept: list[Key] = []
     skipped: list[Key] = []
     left = amount
-    for piece in sorted(pieces, key=lambda p: (-p[1], p[0])):
+    for piece in sorted(pieces, key=lambda p: (p in give_back, -p[1], p[0])):
         if 1 << piece[1] <= left:
             kept.append(piece)
             left -= 1 << piece[1]
@@ -97,25 +112,33 @@ def _keep(pieces: list[Key], amount: int) -> tuple[list[Key], list[Key]]:
     return kept, released
 
 
-def _allocate(need: int, pools: list[_Pool], whole_first: bool = False) -> list[Key]:
+def _allocate(
+    need: int, pools: list[_Pool], whole_first: bool = False, near: set[Key] | None = None
+) -> list[Key]:
     """Take `need` values from the pools in order, as few aligned pieces as they allow.
 
     By default a pool is used up (splitting requests) before the next is touched; with
     `whole_first` (default False) any pool's whole piece is preferred over splitting a request.
+    Pieces that are buddies of `near` ones (default None) are preferred, and join `near`.
     """
     got: list[Key] = []
+    near = set() if near is None else near
     stack = [exp for exp in range(need.bit_length()) if need >> exp & 1]  # largest popped first
     while stack:
         exp = stack.pop()
         if whole_first:
-            piece = next((p for p in (pool.take(exp) for pool in pools) if p is not None), None)
+            piece = next(
+                (p for p in (pool.take(exp, near) for pool in pools) if p is not None), None
+            )
             if piece is not None:
                 got.append(piece)
+                near.add(piece)
                 continue
         for pool in pools:
-            piece = pool.take(exp)
+            piece = pool.take(exp, near)
             if piece is not None:
                 got.append(piece)
+                near.add(piece)
                 break
             if pool.can_split(exp):
                 stack += [exp - 1, exp - 1]
@@ -158,14 +181,35 @@ def sticky_layout(
             owned[member].append(key)
         else:
             released.append(key)
+    growing = {j for j in live.tolist() if have[j] < demand[j] and j not in rebuild and j != bg}
+    # Whole entries carved out of a growing member's block: giving them back deletes an entry.
+    home = {
+        key: parent
+        for key in entries
+        if (parent := parent_owner(entries, key, space_bits)) in growing and entries[key] != parent
+    }
     for j in live.tolist():
         if j != bg and have[j] > demand[j] and j not in rebuild:
-            _, freed = _keep(owned[j], int(demand[j]))
+            _, freed = _keep(owned[j], int(demand[j]), frozenset(home))
             released += freed
-    free = _Pool(released)
-    surplus = _Pool(owned[bg], budget=max(0, int(have[bg] - demand[bg])))
+    homes: dict[int, list[Key]] = defaultdict(list)
+    for key in released:
+        if key in home:
+            homes[home[key]].append(key)
     patches: list[tuple[Key, int]] = []
-    for j in sorted(rebuild - {bg}):
+    got = np.zeros(n, dtype=np.int64)
+    leftover: list[Key] = []
+    for j, keys in homes.items():
+        for key in sorted(keys, key=lambda k: -k[1]):
+            if got[j] + (1 << key[1]) <= demand[j] - have[j]:
+                patches.append((key, j))
+                got[j] += 1 << key[1]
+            else:
+                leftover.append(key)
+    free = _Pool([key for key in released if key not in home] + leftover)
+    surplus = _Pool(owned[bg], budget=max(0, int(have[bg] - demand[bg])))
+    # Shrinking members first: what they leave over feeds the growing ones.
+    for j in sorted(rebuild - {bg}, key=lambda j: (int(demand[j]) - int(have[j]), j)):
         own = _Pool(owned[j])
         mine = _allocate(int(demand[j]), [own, free, surplus], whole_first=True)
         patches += [(p, j) for p in mine if p not in owned[j]]
@@ -174,7 +218,8 @@ def sticky_layout(
     growers = [j for j in live.tolist() if j != bg and have[j] < demand[j]]
     growers.sort(key=lambda j: (-(int(demand[j]) - int(have[j])), j))
     for j in growers:
-        patches += [(p, j) for p in _allocate(int(demand[j] - have[j]), [free, surplus])]
+        need = int(demand[j] - have[j] - got[j])
+        patches += [(p, j) for p in _allocate(need, [free, surplus], near=set(owned[j]))]
     patches += [(p, bg) for p in free.left()]
     for key, member in patches:
         entries[key] = member

@@ -18,7 +18,7 @@ def match_ids(keys: list[Key], space_bits: int) -> IntArray:
     return ids
 
 
-def _parent_owner(entries: dict[Key, int], key: Key, space_bits: int) -> int:
+def parent_owner(entries: dict[Key, int], key: Key, space_bits: int) -> int:
     """Owner of the nearest entry strictly containing `key` (-1 if none)."""
     start, exp = key
     for up in range(exp + 1, space_bits + 1):
@@ -32,7 +32,7 @@ def _drop_redundant(entries: dict[Key, int], space_bits: int) -> bool:
     """Drop entries that give their block to the owner it would have anyway; True if any."""
     changed = False
     for key in sorted(entries, key=lambda k: -k[1]):
-        if _parent_owner(entries, key, space_bits) == entries[key]:
+        if parent_owner(entries, key, space_bits) == entries[key]:
             del entries[key]
             changed = True
     return changed

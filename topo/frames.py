@@ -26,7 +26,7 @@ def _mac(text: str) -> bytes:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -47,6 +47,7 @@ def build_frame(
     src_mac: str,
     dst_mac: str,
     flow: FlowKey,
+    *,
     flags: int = SYN,
     payload: bytes = b"",
     ttl: int = 64,

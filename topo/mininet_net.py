@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import Any
 
 from topo.addressing import NetworkPlan, make_plan, switch_interface, topology_json
 from topo.cgroups import CpuGroup
+from topo.services import ServerSpec, controller_toml
 
 OFFLOADS = ("rx", "tx", "sg", "tso", "gso", "gro")
 """Offloads turned off on every veth end."""
@@ -43,7 +45,7 @@ def unavailable_reason() -> str | None:
     """Why a Mininet network cannot run here (None when it can)."""
     if os.geteuid() != 0:
         return "needs root"
-    for tool in ("mnexec", "ethtool", "ip"):
+    for tool in ("mnexec", "nsenter", "ethtool", "ip"):
         if shutil.which(tool) is None:
             return f"{tool} not found on PATH"
     try:
@@ -62,6 +64,21 @@ def wait_for(
         if time.monotonic() > deadline:
             raise NetworkError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def free_port_pair() -> int:
+    """A TCP port P on 127.0.0.1 such that P and P + 1 are both free right now."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise NetworkError("no two consecutive free TCP ports on 127.0.0.1")
 
 
 def _offloads_off(run: Callable[[str], object], iface: str) -> None:
@@ -86,7 +103,11 @@ def host_popen(
     namespace_pid: int, argv: Sequence[str], log_path: Path, group: CpuGroup | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in the network namespace of ``namespace_pid`` (a Mininet host's shell),
-    in its own session, inside ``group`` from its first instruction; output to ``log_path``."""
+    in its own session, inside ``group`` from its first instruction; output to ``log_path``.
+
+    Only the network namespace is entered (``nsenter --net``), not the host's mount namespace:
+    Mininet remounts /sys there, which hides /sys/fs/cgroup from agents measuring a cgroup.
+    """
     procs_files = group.procs_files if group is not None else ()
 
     def enter_group() -> None:
@@ -95,10 +116,11 @@ def host_popen(
 
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            ["mnexec", "-da", str(namespace_pid), *argv],
+            ["nsenter", f"--net=/proc/{namespace_pid}/ns/net", "--", *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,
             # no threads run in the processes that start hosts' programs
             preexec_fn=enter_group if procs_files else None,  # noqa: PLW1509
         )
@@ -159,9 +181,9 @@ class ModelNetwork:
     ) -> None:
         self.workdir = workdir
         self.plan = plan or make_plan()
-        self.switch_argv = list(
-            switch_argv or [str(BIN / "p4lb-switch"), "--control", "tcp://127.0.0.1:*"]
-        )
+        # p4lb-switch publishes digests on control port + 1, where clients look for them
+        control = f"tcp://127.0.0.1:{free_port_pair()}"
+        self.switch_argv = list(switch_argv or [str(BIN / "p4lb-switch"), "--control", control])
         self.ready_timeout = ready_timeout
         self.net: Any = None
         self.control_address = ""
@@ -306,13 +328,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m topo.mininet_net", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path("p4lb-net"))
     parser.add_argument("--servers", type=int, default=4)
+    parser.add_argument("--control", default="tcp://127.0.0.1:9559", help="switch control socket")
     parser.add_argument("--cli", action="store_true", help="open Mininet's CLI")
     args = parser.parse_args(argv)
     plan = make_plan(n_servers=args.servers)
-    with model_network(args.workdir, plan) as network:
-        print(f"switch control {network.control_address}, topology {network.topology_path}")
+    workdir = args.workdir.resolve()
+    switch_argv = [str(BIN / "p4lb-switch"), "--control", args.control]
+    with ModelNetwork(workdir, plan, switch_argv) as network:
+        config = workdir / "controller.toml"
+        servers = [ServerSpec(host, 1.0) for host in plan.servers]
+        config.write_text(controller_toml(servers, f"ipc://{workdir}/load.sock"))
+        print(f"switch control {network.control_address}; wrote {network.topology_path}, {config}")
         for host in plan.hosts:
-            print(f"  {host.name} {host.cidr} via {host.gateway} port {host.switch_port}")
+            pid = network.net.get(host.name).pid
+            print(f"  {host.name} {host.cidr} port {host.switch_port} netns /proc/{pid}/ns/net")
         if args.cli:
             from mininet.cli import CLI  # noqa: PLC0415 (optional dependency)
 

@@ -43,7 +43,10 @@ class ControllerKnobs:
     udp_idle_timeout: float = 15.0
     teardown_linger: float = 2.0
     restart_hold: float = 3.0
+    min_weight_change: float = 0.02
     metrics_listen: str = ""
+    policy_params: tuple[tuple[str, float], ...] = ()
+    """``[policy_params]`` for ``policy`` (names from ``policy.policy_params``)."""
 
 
 def _toml(value: object) -> str:
@@ -74,10 +77,14 @@ def controller_toml(
         "udp_idle_timeout": knobs.udp_idle_timeout,
         "teardown_linger": knobs.teardown_linger,
         "restart_hold": knobs.restart_hold,
+        "min_weight_change": knobs.min_weight_change,
         "load_listen": load_listen,
         "metrics_listen": knobs.metrics_listen,
     }
     lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
+    if knobs.policy_params:
+        lines += ["", "[policy_params]"]
+        lines += [f"{key} = {_toml(float(value))}" for key, value in knobs.policy_params]
     vips = [("web", VIP_TCP_PORT, "tcp")]
     if udp_vip:
         vips.append(("dns", VIP_UDP_PORT, "udp"))

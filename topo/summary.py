@@ -2,7 +2,7 @@
 
 Pure: takes the load generator's connection records, per-server utilisation samples and the
 phase boundaries, and returns the ``summary.json`` document. Each phase is measured over a
-window that skips its first ``settle`` seconds (queues and weights take a while to move), so
+window that skips its first seconds (queues and weights take a while to move), so
 ``max_mean_utilisation`` compares steady states: max over servers of the mean utilisation,
 divided by the mean over servers (1.0 means perfectly even).
 """
@@ -39,6 +39,17 @@ class UtilSample:
     t: float
     dip: str
     utilisation: float
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What one demo run observed: phases, connections, utilisation, controller events."""
+
+    dips: tuple[str, ...]
+    phases: tuple[Phase, ...]
+    records: tuple[ConnectionRecord, ...]
+    samples: tuple[UtilSample, ...]
+    events: tuple[dict[str, Any], ...]
 
 
 def mean_utilisation(
@@ -89,14 +100,15 @@ def build_summary(
     records: Sequence[ConnectionRecord],
     samples: Sequence[UtilSample],
     capacities: Mapping[str, float],
-    settle: float,
+    settle_before: float,
+    settle_after: float,
 ) -> dict[str, Any]:
     """``summary.json``: the first phase is "before" (equal weights), the last "after"."""
     if len(phases) < 2:
         raise ValueError(f"need a before and an after phase, got {len(phases)!r}")
     dips = list(capacities)
     before, after = phases[0], phases[-1]
-    windows = {"before": before.window(settle), "after": after.window(settle)}
+    windows = {"before": before.window(settle_before), "after": after.window(settle_after)}
     utilisation = {k: mean_utilisation(samples, dips, *w) for k, w in windows.items()}
     shares = {k: connection_shares(records, dips, *w) for k, w in windows.items()}
     outcomes = Counter(r.outcome for r in records)
@@ -119,10 +131,16 @@ def build_summary(
         "shares_ordered_like_capacities": shares_follow_capacities(shares["after"], capacities),
         "mean_utilisation": {k: rounded(v) for k, v in utilisation.items()},
         "max_mean_utilisation": {k: round(max_over_mean(v), 4) for k, v in utilisation.items()},
-        "windows": {k: [round(a - origin, 2), round(b - origin, 2)] for k, (a, b) in windows.items()},
+        "windows": {
+            k: [round(a - origin, 2), round(b - origin, 2)] for k, (a, b) in windows.items()
+        },
         "phases": [
-            {"name": p.name, "policy": p.policy, "start": round(p.start - origin, 2),
-             "end": round(p.end - origin, 2)}
+            {
+                "name": p.name,
+                "policy": p.policy,
+                "start": round(p.start - origin, 2),
+                "end": round(p.end - origin, 2),
+            }
             for p in phases
         ],
     }

@@ -1,4 +1,4 @@
-"""Config parsing: the good file loads into dataclasses; every bad value is reported with its place."""
+"""Config parsing: a good file loads into dataclasses; each bad value is reported with its place."""
 
 from __future__ import annotations
 
@@ -82,26 +82,64 @@ def vip(dip: str = 'ip = "10.1.3.2"\nport = 8080', extra: str = "") -> str:
     ("text", "expected"),
     [
         (vip('ip = "10.1.3.2"\nport = 70000'), "vip[0].dip[0].port: 70000 is not a port"),
-        (vip('ip = "10.1.3.300"\nport = 1'), "vip[0].dip[0].ip: '10.1.3.300' is not an IPv4 address"),
+        (
+            vip('ip = "10.1.3.300"\nport = 1'),
+            "vip[0].dip[0].ip: '10.1.3.300' is not an IPv4 address",
+        ),
         (vip('ip = "10.1.3.2"'), "vip[0].dip[0].port: missing"),
-        (vip('ip = "10.1.3.2"\nport = 1\nweight = -1'), "vip[0].dip[0].weight: -1 is not an integer"),
+        (
+            vip('ip = "10.1.3.2"\nport = 1\nweight = -1'),
+            "vip[0].dip[0].weight: -1 is not an integer",
+        ),
         (vip('ip = "10.1.3.2"\nport = 1\nstate = "on"'), "vip[0].dip[0].state: 'on' is not one of"),
         (vip('ip = "10.1.3.2"\nport = 1\ncolour = 1'), "vip[0].dip[0].colour: unknown key"),
         (vip(extra='protocol = "sctp"'), "vip[0].protocol: 'sctp' is not one of tcp, udp"),
         (vip('ip = "10.1.3.2"\nport = 1\nstate = "standby"'), "vip[0].dip: no DIP is active"),
         (vip('ip = "10.1.3.2"\nport = 1\nweight = 0'), "vip[0].dip: every active DIP has weight 0"),
-        ("[controller]\nweight_bits = 17\n" + vip(), "controller.weight_bits: 17 is not an integer in [1, 16]"),
-        ("[controller]\nquiet_period = -1\n" + vip(), "controller.quiet_period: -1 is not a number >= 0.0"),
-        ("[controller]\nmin_rollout_interval = 'x'\n" + vip(), "controller.min_rollout_interval: 'x'"),
+        (
+            "[controller]\nweight_bits = 17\n" + vip(),
+            "controller.weight_bits: 17 is not an integer in [1, 16]",
+        ),
+        (
+            "[controller]\nquiet_period = -1\n" + vip(),
+            "controller.quiet_period: -1 is not a number >= 0.0",
+        ),
+        (
+            "[controller]\nmin_rollout_interval = 'x'\n" + vip(),
+            "controller.min_rollout_interval: 'x'",
+        ),
         ("[controller]\npolicy = 'best'\n" + vip(), "controller.policy: 'best' is not one of"),
-        ("[controller]\nmetrics_listen = 'nope'\n" + vip(), "controller.metrics_listen: 'nope' is not HOST:PORT"),
-        ("[controller]\nload_listen = 5\n" + vip(), "controller.load_listen: 5 is not a ZeroMQ endpoint"),
+        (
+            "[controller]\nmetrics_listen = 'nope'\n" + vip(),
+            "controller.metrics_listen: 'nope' is not HOST:PORT",
+        ),
+        (
+            "[controller]\nload_listen = 5\n" + vip(),
+            "controller.load_listen: 5 is not a ZeroMQ endpoint",
+        ),
         ("[controller]\nspeed = 1\n" + vip(), "controller.speed: unknown key"),
-        ("[policy_params]\nwobble = 1\n" + vip(), "policy_params.wobble: unknown parameter for policy 'ratio'"),
+        (
+            "[controller]\nmax_version_connections = -1\n" + vip(),
+            "controller.max_version_connections: -1 is not an integer",
+        ),
+        (
+            "[controller]\nreport_interval = 0\n" + vip(),
+            "controller.report_interval: 0 is not a number > 0.0",
+        ),
+        (
+            "[policy_params]\nwobble = 1\n" + vip(),
+            "policy_params.wobble: unknown parameter for policy 'ratio'",
+        ),
         ("[autoscale]\nenabled = 1\n" + vip(), "autoscale.enabled: 1 is not true or false"),
-        ("[autoscale]\nmin_active = 5\nmax_active = 2\n" + vip(), "autoscale.min_active: 5 exceeds max_active"),
+        (
+            "[autoscale]\nmin_active = 5\nmax_active = 2\n" + vip(),
+            "autoscale.min_active: 5 exceeds max_active",
+        ),
         ("[controller]\n", "vip: at least one [[vip]] is required"),
-        ("[[vip]]\nip = '10.0.0.1'\nport = 80\n", "vip[0].dip: at least one [[vip.dip]] is required"),
+        (
+            "[[vip]]\nip = '10.0.0.1'\nport = 80\n",
+            "vip[0].dip: at least one [[vip.dip]] is required",
+        ),
         (vip() + vip(), "vip[1]: 10.0.0.1:80/tcp already used by vip[0]"),
         ("a = [", "TOML syntax"),
         ("surprise = 1\n" + vip(), "surprise: unknown key"),
@@ -112,19 +150,27 @@ def test_bad_value_is_reported_with_its_location(text: str, expected: str) -> No
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    text = (
-        "[controller]\nweight_bits = 0\nquiet_period = 'soon'\n"
-        + vip('ip = "1.2.3"\nport = 0\nweight = 1.5')
+    text = "[controller]\nweight_bits = 0\nquiet_period = 'soon'\n" + vip(
+        'ip = "1.2.3"\nport = 0\nweight = 1.5'
     )
     found = problems(text)
-    for where in ("controller.weight_bits", "controller.quiet_period", "vip[0].dip[0].ip",
-                  "vip[0].dip[0].port", "vip[0].dip[0].weight"):
+    for where in (
+        "controller.weight_bits",
+        "controller.quiet_period",
+        "vip[0].dip[0].ip",
+        "vip[0].dip[0].port",
+        "vip[0].dip[0].weight",
+    ):
         assert any(p.startswith(where + ":") for p in found), (where, found)
 
 
 def test_dip_shared_by_two_vips_of_one_protocol_is_rejected() -> None:
-    text = vip() + '[[vip]]\nip = "10.0.0.2"\nport = 80\n[[vip.dip]]\nip = "10.1.3.2"\nport = 8080\n'
-    assert any("vip[1].dip[0]: 10.1.3.2:8080 already belongs to vip[0].dip[0]" in p for p in problems(text))
+    text = (
+        vip() + '[[vip]]\nip = "10.0.0.2"\nport = 80\n[[vip.dip]]\nip = "10.1.3.2"\nport = 8080\n'
+    )
+    assert any(
+        "vip[1].dip[0]: 10.1.3.2:8080 already belongs to vip[0].dip[0]" in p for p in problems(text)
+    )
 
 
 def test_load_config_reads_a_file_and_reports_a_missing_one(tmp_path: Path) -> None:

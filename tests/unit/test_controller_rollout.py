@@ -18,7 +18,8 @@ from controller.shadow import BucketKey, DipTarget, DipWrite, WriteKind
 
 def writes(n: int, slot: int = 1) -> tuple[DipWrite, ...]:
     return tuple(
-        DipWrite(WriteKind.ADD, slot, BucketKey(0, i, 16), DipTarget("10.0.0.1", 80), None) for i in range(n)
+        DipWrite(WriteKind.ADD, slot, BucketKey(0, i, 16), DipTarget("10.0.0.1", 80), None)
+        for i in range(n)
     )
 
 

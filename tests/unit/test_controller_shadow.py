@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from controller.shadow import BucketKey, DipShadow, DipTarget, WriteKind
 
 TARGETS = [DipTarget("10.1.0.1", 80), DipTarget("10.1.0.2", 80), DipTarget("10.1.0.3", 81)]
-keys = st.builds(BucketKey, st.integers(0, 2), st.integers(0, 7).map(lambda v: v << 13), st.integers(0, 3))
+keys = st.builds(
+    BucketKey, st.integers(0, 2), st.integers(0, 7).map(lambda v: v << 13), st.integers(0, 3)
+)
 contents = st.dictionaries(keys, st.sampled_from(TARGETS), max_size=12)
 
 

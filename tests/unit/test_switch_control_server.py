@@ -18,9 +18,8 @@ import pytest
 import zmq
 
 from p4model import Digest, Switch, SwitchError
-from p4model.client import NotificationSubscriber, RemoteSwitch
-from p4model.control_protocol import encode_aged, encode_digests, encode_ok
-from p4model.server import SwitchServer, parse_port_spec
+from p4model.client import RemoteSwitch
+from p4model.server import SwitchServer, main, parse_port_spec
 
 VIP, DIP, CLIENT = "10.0.0.100", "10.0.2.2", "10.0.1.2"
 GW1, GW2 = "00:01:0a:00:01:01", "00:01:0a:00:02:01"
@@ -227,78 +226,9 @@ def test_idle_conn_table_entries_are_published_as_aged(served: Served) -> None:
     assert digests == []
 
 
-def test_recv_digests_keeps_aged_handles_for_recv_aged() -> None:
-    pub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    subscriber = NotificationSubscriber(f"tcp://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 10.0
-        while not subscriber.recv_aged(0.01):  # until the subscription has reached the PUB
-            assert time.monotonic() < deadline
-            pub.send(encode_aged([0]))
-        while subscriber.recv_aged(0.05):
-            pass
-        digest = Digest("teardown", CLIENT, VIP, 40000, 80, 6, 1, DIP, 8080)
-        pub.send(encode_aged([7]))
-        pub.send(encode_digests([digest]))
-        assert subscriber.recv_digests(10.0) == [digest]
-        assert subscriber.recv_aged(0.0) == [7]
-        assert subscriber.recv_notifications(0.0) == ([], [])
-    finally:
-        subscriber.close()
-        pub.close(0)
-
-
 def test_no_notifications_within_timeout_gives_empty_lists(served: Served) -> None:
     assert served.remote.recv_notifications(0.05) == ([], [])
     assert served.remote.recv_digests(0.0) == []
-
-
-def test_timeout_raises_and_the_next_call_gets_its_own_reply() -> None:
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    rep = context.socket(zmq.REP)
-    rep.setsockopt(zmq.LINGER, 0)
-    port = rep.bind_to_random_port("tcp://127.0.0.1")
-    remote = RemoteSwitch(f"tcp://127.0.0.1:{port}", timeout=0.2)
-    timed_out = threading.Event()
-
-    def slow_server() -> None:
-        rep.recv()  # first request: answered only after the client gave up
-        timed_out.wait(10.0)
-        rep.send(encode_ok(111))
-        rep.recv()
-        rep.send(encode_ok(222))
-
-    thread = threading.Thread(target=slow_server, daemon=True)
-    thread.start()
-    try:
-        with pytest.raises(SwitchError, match="no reply"):
-            remote.table_num_entries("conn_table")
-        timed_out.set()
-        remote.timeout = 10.0
-        assert remote.table_num_entries("conn_table") == 222
-    finally:
-        thread.join(10.0)
-        remote.close()
-        rep.close(0)
-
-
-def test_closed_client_refuses_calls() -> None:
-    remote = RemoteSwitch("tcp://127.0.0.1:9", timeout=0.1)
-    remote.close()
-    with pytest.raises(SwitchError, match="closed"):
-        remote.table_clear("conn_table")
-    with pytest.raises(SwitchError, match="closed"):
-        remote.recv_digests(0.0)
-
-
-def test_client_rejects_bad_arguments_before_sending() -> None:
-    with (
-        RemoteSwitch("tcp://127.0.0.1:9", timeout=0.1) as remote,
-        pytest.raises(SwitchError, match="must be int"),
-    ):
-        remote.table_delete("conn_table", "7")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -356,3 +286,20 @@ def test_process_fails_when_an_interface_cannot_be_opened() -> None:
     _, err = proc.communicate(timeout=30.0)
     assert proc.returncode == 1
     assert "cannot start" in err
+
+
+def test_process_fails_when_the_control_address_is_taken() -> None:
+    taken: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REP)
+    taken.setsockopt(zmq.LINGER, 0)
+    port = taken.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        proc = _start_process("--control", f"tcp://127.0.0.1:{port}")
+        _, err = proc.communicate(timeout=30.0)
+        assert proc.returncode == 1
+        assert "cannot start" in err
+    finally:
+        taken.close(0)
+
+
+def test_a_port_number_given_twice_is_refused() -> None:
+    assert main(["-i", "1@veth1", "-i", "1@veth2", "--control", "tcp://127.0.0.1:*"]) == 2

@@ -82,3 +82,13 @@ def test_topology_json_has_p4utils_shape() -> None:
     assert link["intfName2"] == switch_interface("s1", 5) == "s1-eth5"
     assert (link["source"], link["target"]) == ("h5", "s1")
     assert len(document["links"]) == len(plan.hosts)
+
+
+def test_controller_reads_routes_from_our_topology_json() -> None:
+    from controller.routing import parse_topology, routes_for_switch
+
+    plan = make_plan()
+    routes = routes_for_switch(parse_topology(topology_json(plan)), plan.switch)
+    assert [(r.prefix, r.port, r.src_mac, r.dst_mac) for r in routes] == [
+        (f"{h.ip}/32", h.switch_port, h.switch_mac, h.mac) for h in plan.hosts
+    ]

@@ -1,0 +1,100 @@
+"""Scalar checks for config validation: each records its problem and says if the value is good."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class Problems:
+    """Collects "location: problem" lines instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def bad(self, where: str, message: str) -> None:
+        """Record one problem."""
+        self.problems.append(f"{where}: {message}")
+
+    def required(
+        self, where: str, item: Mapping[str, Any], key: str, check: Callable[[str, Any], bool]
+    ) -> Any:
+        """A required key: its value if present and good, else None."""
+        if key not in item:
+            self.bad(f"{where}.{key}", "missing")
+            return None
+        value = item[key]
+        return value if check(f"{where}.{key}", value) else None
+
+    def check(self, where: str, ok: bool, message: str) -> bool:
+        """Record `message` at `where` unless `ok`; returns `ok`."""
+        if not ok:
+            self.bad(where, message)
+        return ok
+
+    def ipv4(self, where: str, value: Any) -> bool:
+        """A dotted IPv4 address."""
+        try:
+            ipaddress.IPv4Address(value if isinstance(value, str) else "x")
+        except ValueError:
+            return self.check(where, False, f"{value!r} is not an IPv4 address")
+        return True
+
+    def port(self, where: str, value: Any) -> bool:
+        """A port number 1-65535."""
+        ok = _is_int(value) and 1 <= value <= 65535
+        return self.check(where, ok, f"{value!r} is not a port")
+
+    def integer(self, where: str, value: Any, low: int, high: int) -> bool:
+        """An integer within [low, high]."""
+        ok = _is_int(value) and low <= value <= high
+        return self.check(where, ok, f"{value!r} is not an integer in [{low}, {high}]")
+
+    def number(
+        self,
+        where: str,
+        value: Any,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        strict: bool = False,
+    ) -> bool:
+        """A finite number within the optional bounds."""
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and minimum is not None:
+            ok = value > minimum if strict else value >= minimum
+        if ok and maximum is not None:
+            ok = value <= maximum
+        if not ok:
+            low = "" if minimum is None else (f" > {minimum}" if strict else f" >= {minimum}")
+            high = "" if maximum is None else f" <= {maximum}"
+            self.bad(where, f"{value!r} is not a number{low}{high}")
+        return ok
+
+    def boolean(self, where: str, value: Any) -> bool:
+        """true or false."""
+        return self.check(where, isinstance(value, bool), f"{value!r} is not true or false")
+
+    def choice(self, where: str, value: Any, choices: Mapping[str, Any] | tuple[str, ...]) -> bool:
+        """One of the allowed strings."""
+        ok = isinstance(value, str) and value in choices
+        return self.check(where, ok, f"{value!r} is not one of {', '.join(sorted(choices))}")
+
+    def zmq_endpoint(self, where: str, value: Any) -> bool:
+        """A ZeroMQ endpoint such as tcp://HOST:PORT."""
+        ok = isinstance(value, str) and "://" in value
+        return self.check(where, ok, f"{value!r} is not a ZeroMQ endpoint like tcp://HOST:PORT")
+
+    def host_port(self, where: str, value: Any, *, allow_empty: bool) -> bool:
+        """HOST:PORT (or empty, when allowed)."""
+        if allow_empty and value == "":
+            return True
+        host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+        ok = bool(host) and port.isdigit() and 0 <= int(port) <= 65535
+        return self.check(where, ok, f"{value!r} is not HOST:PORT")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,453 @@
+"""Drive BMv2's simple_switch for the conformance vectors: compile, start, configure, send, collect.
+
+simple_switch runs with `--packet-in`: frames travel over a nanomsg PAIR socket (no root, no veth
+pairs, no stray kernel traffic). It logs at trace level on stdout, and the log says when a packet
+has left the pipeline (transmitted or dropped) and how many digest samples it raised, so every
+wait below ends on an event; the time limits are only bounds for a broken switch. Digests come
+from the switch's notifications socket (nanomsg SUB); each buffer is acknowledged at once and the
+learning buffer holds one sample, so BMv2 neither batches nor suppresses repeated samples.
+Tables and registers are written over Thrift with the key and parameter parsers of BMv2's own
+runtime_CLI, which take the same strings as p4-utils.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import errno
+import ipaddress
+import json
+import queue
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from p4model.digest import KIND_CODES, Digest
+
+_AF_SP = 1
+NN_PAIR = 16
+NN_SUB = 33
+_NN_SUB_SUBSCRIBE = 1
+_NN_SOL_SOCKET = 0
+_NN_RCVTIMEO = 5
+_MSG_PACKET_IN = 3
+_MSG_PACKET_OUT = 4
+_PKT_HDR = struct.Struct("<iii")  # type, port, length (BMv2's packed packet_hdr_t)
+_LEARN_HDR = struct.Struct("<4sQIiQI")  # "LEA|", switch, context, list, buffer, samples
+_MAX_MSG = 1 << 16
+
+_PKT_LINE = re.compile(r"\[(\d+)\.(\d+)\] \[cxt \d+\] (.*)$")
+_RECEIVED = re.compile(r"Processing packet received on port (\d+)")
+_TRANSMIT = re.compile(r"Transmitting packet of size \d+ out of port (\d+)")
+_DROPPED = "Dropping packet at the end of"
+_SAMPLE = "Learning sample for list id"
+
+STARTUP_LIMIT = 30.0
+PACKET_LIMIT = 10.0
+
+
+class Bmv2Error(RuntimeError):
+    """simple_switch or its control channel failed, or rejected a request."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A p4c run: the BMv2 JSON and what p4c printed."""
+
+    json_path: Path
+    returncode: int
+    output: str
+
+
+def add_bmv2_python_path() -> None:
+    """Put BMv2's Python tools (runtime_CLI, bm_runtime) on sys.path, from simple_switch's prefix.
+
+    `make install` puts them in PREFIX/lib/pythonX.Y/site-packages, which Debian's Python does
+    not search (BMv2's own CLI wrappers append that directory to sys.path the same way).
+    """
+    binary = shutil.which("simple_switch")
+    if binary is None:
+        return
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = Path(binary).resolve().parents[1] / "lib" / version / "site-packages"
+    if (site / "runtime_CLI.py").is_file() and str(site) not in sys.path:
+        sys.path.append(str(site))
+
+
+_COMPILED: dict[Path, Compiled] = {}
+
+
+def compile_once(source: Path) -> Compiled:
+    """`compile_program` into a temporary directory, once per process for each source."""
+    if source not in _COMPILED:
+        out_dir = tempfile.mkdtemp(prefix="p4lb-p4c-")
+        atexit.register(shutil.rmtree, out_dir, True)
+        _COMPILED[source] = compile_program(source, Path(out_dir))
+    return _COMPILED[source]
+
+
+def compile_program(source: Path, out_dir: Path) -> Compiled:
+    """Compile `source` with p4c for BMv2's v1model into `out_dir`."""
+    cmd = ["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(out_dir), str(source)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    json_path = out_dir / (source.stem + ".json")
+    return Compiled(json_path, run.returncode, run.stdout + run.stderr)
+
+
+class NanoSocket:
+    """A nanomsg socket (PAIR or SUB) through ctypes on BMv2's own libnanomsg."""
+
+    def __init__(self, protocol: int, address: str) -> None:
+        """Create the socket and connect it to `address`."""
+        name = ctypes.util.find_library("nanomsg")
+        if name is None:
+            raise Bmv2Error("libnanomsg not found")
+        self._lib = ctypes.CDLL(name)
+        lib = self._lib
+        lib.nn_socket.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.nn_setsockopt.argtypes = [
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+        ]
+        lib.nn_connect.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        lib.nn_send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
+        lib.nn_recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        lib.nn_strerror.restype = ctypes.c_char_p
+        self._fd = self._check(lib.nn_socket(_AF_SP, protocol))
+        if protocol == NN_SUB:
+            self._check(lib.nn_setsockopt(self._fd, NN_SUB, _NN_SUB_SUBSCRIBE, None, 0))
+        self._check(lib.nn_connect(self._fd, address.encode()))
+        self._buffer = ctypes.create_string_buffer(_MAX_MSG + _PKT_HDR.size)
+
+    def _check(self, rc: int) -> int:
+        if rc < 0:
+            code = self._lib.nn_errno()
+            raise Bmv2Error(f"nanomsg: {self._lib.nn_strerror(code).decode()}")
+        return rc
+
+    def send(self, data: bytes) -> None:
+        """Send one message."""
+        self._check(self._lib.nn_send(self._fd, data, len(data), 0))
+
+    def recv(self, timeout: float) -> bytes | None:
+        """One message, or None if none arrives within `timeout` seconds."""
+        ms = ctypes.c_int(max(1, int(timeout * 1000)))
+        self._check(
+            self._lib.nn_setsockopt(
+                self._fd, _NN_SOL_SOCKET, _NN_RCVTIMEO, ctypes.byref(ms), ctypes.sizeof(ms)
+            )
+        )
+        size = self._lib.nn_recv(self._fd, self._buffer, len(self._buffer), 0)
+        if size < 0:
+            if self._lib.nn_errno() in (errno.ETIMEDOUT, errno.EAGAIN):
+                return None
+            self._check(size)
+        return self._buffer.raw[:size]
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._lib.nn_close(self._fd)
+
+
+def _resolve(names: Sequence[str], short: str, kind: str) -> str:
+    """The full name for a p4-utils style short name (exact or a unique `.suffix`)."""
+    if short in names:
+        return short
+    found = [n for n in names if n.endswith("." + short)]
+    if len(found) != 1:
+        raise Bmv2Error(f"unknown or ambiguous {kind} {short!r}")
+    return found[0]
+
+
+def digest_widths(program: dict[str, Any]) -> list[int]:
+    """Bit widths of the digest fields, in order, from the BMv2 JSON."""
+    lists = program["learn_lists"]
+    if len(lists) != 1:
+        raise Bmv2Error(f"expected one learn list, found {len(lists)}")
+    header_type = {h["name"]: h["header_type"] for h in program["headers"]}
+    fields = {t["name"]: {f[0]: int(f[1]) for f in t["fields"]} for t in program["header_types"]}
+    widths = []
+    for element in lists[0]["elements"]:
+        header, field = element["value"]
+        widths.append(fields[header_type[header]][field])
+    return widths
+
+
+def decode_samples(data: bytes, count: int, widths: Sequence[int]) -> list[Digest]:
+    """Digest samples: each field in ceil(width/8) big-endian bytes, byte-aligned per field."""
+    sizes = [(w + 7) // 8 for w in widths]
+    if len(sizes) != 9 or len(data) != count * sum(sizes):
+        raise Bmv2Error(f"digest of {len(data)} bytes for {count} samples of {sizes}")
+    out = []
+    pos = 0
+    for _ in range(count):
+        values = []
+        for size in sizes:
+            values.append(int.from_bytes(data[pos : pos + size], "big"))
+            pos += size
+        kind, src, dst, sport, dport, proto, version, dip, dip_port = values
+        out.append(
+            Digest(
+                KIND_CODES[kind],
+                str(ipaddress.IPv4Address(src)),
+                str(ipaddress.IPv4Address(dst)),
+                sport,
+                dport,
+                proto,
+                version,
+                str(ipaddress.IPv4Address(dip)),
+                dip_port,
+            )
+        )
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Bmv2Switch:
+    """One simple_switch process running a compiled program; a p4model.vectors VectorTarget."""
+
+    def __init__(self, json_path: Path, workdir: Path) -> None:
+        """Start simple_switch and connect its packet, notification and Thrift channels."""
+        import runtime_CLI  # BMv2's Python tools (installed with simple_switch)
+        from bm_runtime.standard import Standard
+
+        self._cli: Any = runtime_CLI
+        self._program: dict[str, Any] = json.loads(json_path.read_text(encoding="utf-8"))
+        self._widths = digest_widths(self._program)
+        self._list_id = int(self._program["learn_lists"][0]["id"])
+        self.log: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        packets, notices = f"ipc://{workdir}/packets.ipc", f"ipc://{workdir}/notices.ipc"
+        cmd = ["simple_switch", "--packet-in", packets, "--notifications-addr", notices]
+        cmd += ["--thrift-port", str(_free_port()), "--log-console", "-L", "trace"]
+        self.thrift_port = int(cmd[cmd.index("--thrift-port") + 1])
+        self.notifications = notices
+        self._proc = subprocess.Popen(
+            [*cmd, str(json_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        self._pending: list[Digest] = []
+        self._packets: NanoSocket | None = None
+        self._notices: NanoSocket | None = None
+        self._transport: Any = None
+        try:
+            self._wait_line(lambda line: "Thrift server was started" in line, STARTUP_LIMIT)
+            self._client: Any = self._connect(Standard.Client)
+            self._cli.load_json_str(json_path.read_text(encoding="utf-8"))
+            self._client.bm_learning_set_buffer_size(0, self._list_id, 1)
+            self._packets = NanoSocket(NN_PAIR, packets)
+            self._notices = NanoSocket(NN_SUB, notices)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_log(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def _wait_line(self, want: Any, limit: float) -> str:
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise Bmv2Error(f"simple_switch: no expected log line in {limit} s") from None
+            if line is None:
+                tail = "\n".join(self.log[-20:])
+                raise Bmv2Error(f"simple_switch exited ({self._proc.wait()}):\n{tail}")
+            self.log.append(line)
+            if want(line):
+                return line
+
+    def _connect(self, client_class: Any) -> Any:
+        from thrift.protocol import TBinaryProtocol, TMultiplexedProtocol
+        from thrift.transport import TSocket, TTransport
+
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while True:  # the log line comes just before the server listens: retry, bounded
+            transport = TTransport.TBufferedTransport(
+                TSocket.TSocket("127.0.0.1", self.thrift_port)
+            )
+            try:
+                transport.open()
+                break
+            except TTransport.TTransportException:
+                if time.monotonic() > deadline:
+                    raise Bmv2Error("cannot reach simple_switch's Thrift server") from None
+                time.sleep(0.05)
+        self._transport = transport
+        protocol = TBinaryProtocol.TBinaryProtocol(transport)
+        return client_class(TMultiplexedProtocol.TMultiplexedProtocol(protocol, "standard"))
+
+    def _call(self, what: str, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._client, method)(0, *args)
+        except Exception as exc:  # Thrift's Invalid*Operation carry a code only
+            raise Bmv2Error(f"{what}: {type(exc).__name__} {exc!r}") from exc
+
+    def _table(self, table: str) -> Any:
+        return self._cli.TABLES[_resolve(list(self._cli.TABLES), table, "table")]
+
+    def _action(self, table: Any, action: str) -> Any:
+        found = table.get_action(action)
+        if found is None:
+            raise Bmv2Error(f"table {table.name} has no action {action!r}")
+        return found
+
+    def table_add(
+        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
+    ) -> int:
+        """Add an entry; the entry handle."""
+        tbl = self._table(table)
+        act = self._action(tbl, action)
+        try:
+            key = self._cli.parse_match_key(tbl, list(keys))
+            data = self._cli.parse_runtime_data(act, list(params))
+        except self._cli.UIn_Error as exc:
+            raise Bmv2Error(f"table_add {table}: {exc}") from exc
+        options = self._cli.BmAddEntryOptions(priority=prio)
+        handle: int = self._call(
+            f"table_add {table}", "bm_mt_add_entry", tbl.name, key, act.name, data, options
+        )
+        return handle
+
+    def table_set_default(self, table: str, action: str, params: Sequence[str]) -> None:
+        """Set a table's default action."""
+        tbl = self._table(table)
+        act = self._action(tbl, action)
+        data = self._cli.parse_runtime_data(act, list(params))
+        self._call(f"setdefault {table}", "bm_mt_set_default_action", tbl.name, act.name, data)
+
+    def _register(self, name: str) -> str:
+        names = [r["name"] for r in self._program["register_arrays"]]
+        return _resolve(names, name, "register")
+
+    def register_write(self, name: str, index: int | list[int], value: int) -> None:
+        """Write one cell, or the cells [start, end) when `index` is a list."""
+        full = self._register(name)
+        if isinstance(index, list):
+            start, end = index
+            self._call(name, "bm_register_write_range", full, start, end - 1, value)
+        else:
+            self._call(name, "bm_register_write", full, index, value)
+
+    def register_read(self, name: str, index: int | None = None) -> int | list[int]:
+        """One cell, or the whole array when `index` is None."""
+        full = self._register(name)
+        if index is None:
+            cells: list[int] = self._call(name, "bm_register_read_all", full)
+            return cells
+        cell: int = self._call(name, "bm_register_read", full, index)
+        return cell
+
+    def process(self, ingress_port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        """Send one frame and wait until it left or was dropped; the frames that left."""
+        assert self._packets is not None and self._notices is not None
+        self._packets.send(_PKT_HDR.pack(_MSG_PACKET_IN, ingress_port, len(frame)) + frame)
+        packet_id = ""
+        samples = 0
+        sent: list[int] = []
+        while True:
+            line = self._wait_line(lambda _: True, PACKET_LIMIT)
+            match = _PKT_LINE.search(line)
+            if _SAMPLE in line:
+                samples += 1
+            if match is None:
+                continue
+            pid, text = match.group(1), match.group(3)
+            if not packet_id and _RECEIVED.search(text):
+                packet_id = pid
+            elif pid == packet_id and (out := _TRANSMIT.search(text)):
+                sent.append(int(out.group(1)))
+                break
+            elif pid == packet_id and _DROPPED in text:
+                break
+        frames = [self._receive_frame(port) for port in sent]
+        while samples > 0:
+            samples -= self._receive_digests()
+        return frames
+
+    def _receive_frame(self, port: int) -> tuple[int, bytes]:
+        assert self._packets is not None
+        msg = self._packets.recv(PACKET_LIMIT)
+        if msg is None:
+            raise Bmv2Error(f"logged a frame out of port {port}, none arrived")
+        kind, out_port, length = _PKT_HDR.unpack_from(msg)
+        if kind != _MSG_PACKET_OUT or out_port != port or len(msg) != _PKT_HDR.size + length:
+            raise Bmv2Error(f"unexpected packet message {msg.hex()}")
+        return out_port, msg[_PKT_HDR.size :]
+
+    def _receive_digests(self) -> int:
+        assert self._notices is not None
+        while True:
+            msg = self._notices.recv(PACKET_LIMIT)
+            if msg is None:
+                raise Bmv2Error("logged a digest sample, no notification arrived")
+            if msg[:4] == b"LEA|":
+                break
+        _, _, _, list_id, buffer_id, count = _LEARN_HDR.unpack_from(msg)
+        self._call("ack", "bm_learning_ack_buffer", list_id, buffer_id)
+        self._pending.extend(decode_samples(msg[_LEARN_HDR.size :], count, self._widths))
+        return int(count)
+
+    def pop_digests(self) -> list[Digest]:
+        """Digests raised since the last call (each packet's are collected by `process`)."""
+        out, self._pending = self._pending, []
+        return out
+
+    def close(self) -> None:
+        """Stop simple_switch and close every channel."""
+        for sock in (self._packets, self._notices):
+            if sock is not None:
+                sock.close()
+        if self._transport is not None:
+            self._transport.close()
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._reader.join(timeout=10)
+
+    def __enter__(self) -> Bmv2Switch:
+        """Context manager: the switch itself."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Context manager: close."""
+        self.close()

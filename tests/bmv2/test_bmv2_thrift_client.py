@@ -1,0 +1,191 @@
+"""The controller's ThriftSwitchClient (p4-utils) against a real simple_switch (skipped unless
+p4c, simple_switch, BMv2's Python modules and p4-utils are present)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bmv2_harness import (
+    NN_SUB,
+    Bmv2Switch,
+    Compiled,
+    NanoSocket,
+    add_bmv2_python_path,
+    compile_once,
+)
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from controller.switch.api import Digest, SwitchError
+from controller.switch.testing import ThreadedClock
+
+ROOT = Path(__file__).resolve().parents[2]
+PROGRAM = ROOT / "p4src" / "loadbalancer.p4"
+MISSING = [tool for tool in ("p4c", "simple_switch") if shutil.which(tool) is None]
+add_bmv2_python_path()
+NEEDED = ("runtime_CLI", "bm_runtime", "sswitch_runtime", "thrift", "p4utils")
+NO_PYTHON = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+
+pytestmark = [
+    pytest.mark.bmv2,
+    pytest.mark.skipif(bool(MISSING), reason=f"not on PATH: {', '.join(MISSING)}"),
+    pytest.mark.skipif(bool(NO_PYTHON), reason=f"Python modules missing: {NO_PYTHON}"),
+]
+
+# 10.0.1.2:40000 -> VIP 10.0.0.100:80 TCP SYN (flow hash 0x82c6, see tests/conformance/vip_tcp.vec)
+SYN = bytes.fromhex(
+    "00010a00010100000a000102080045000028000100004006656a0a0001020a000064"
+    "9c400050000003e80000000050022000da040000"
+)
+ROUTE = ["2", "00:01:0a:00:02:01", "00:00:0a:00:02:02"]
+
+
+class Subscriber:
+    """NotificationSocket over the harness' ctypes nanomsg (so nnpy is not needed here)."""
+
+    def __init__(self, address: str) -> None:
+        """Subscribe to `address`."""
+        self._socket = NanoSocket(NN_SUB, address)
+
+    def receive(self) -> bytes | None:
+        """Next message or None after 0.25 s."""
+        return self._socket.recv(0.25)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close()
+
+
+@pytest.fixture(scope="module")
+def compiled() -> Compiled:
+    """The program compiled once per session."""
+    result = compile_once(PROGRAM)
+    assert result.returncode == 0, result.output
+    return result
+
+
+@pytest.fixture
+def switch(compiled: Compiled, tmp_path: Path) -> Iterator[Bmv2Switch]:
+    """A fresh simple_switch."""
+    with Bmv2Switch(compiled.json_path, tmp_path) as sw:
+        yield sw
+
+
+@pytest.fixture
+def client(switch: Bmv2Switch) -> Iterator[tuple[Any, ThreadedClock]]:
+    """A connected ThriftSwitchClient and its test reactor."""
+    from controller.switch.thrift_client import ThriftSwitchClient
+
+    clock = ThreadedClock()
+    thrift = ThriftSwitchClient(
+        clock,
+        "127.0.0.1",
+        switch.thrift_port,
+        notifications=switch.notifications,
+        notification_factory=Subscriber,
+    )
+    clock.run_from_threads(1)
+    ok(run(clock, thrift.connected()))
+    yield thrift, clock
+    closing = defer.ensureDeferred(thrift.close())
+    clock.run_from_threads(0, timeout=0.5)
+    while not closing.called:
+        clock.run_from_threads(1)
+
+
+def run(clock: ThreadedClock, call: Any, thread_calls: int = 1) -> defer.Deferred[Any]:
+    """Start a client coroutine and run the thread calls it needs."""
+    d = defer.ensureDeferred(call)
+    clock.run_from_threads(thread_calls)
+    return d
+
+
+def _outcome(d: defer.Deferred[Any]) -> Any:
+    box: list[Any] = []
+    d.addBoth(box.append)
+    assert box, "the call has not finished"
+    return box[0]
+
+
+def ok(d: defer.Deferred[Any]) -> Any:
+    """The result of a finished Deferred (its exception re-raised if it failed)."""
+    result = _outcome(d)
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def failed(d: defer.Deferred[Any]) -> BaseException:
+    """The exception of a finished, failed Deferred."""
+    result = _outcome(d)
+    assert isinstance(result, Failure), f"succeeded with {result!r}"
+    assert result.value is not None
+    return result.value
+
+
+def test_tables_and_registers(client: tuple[Any, ThreadedClock]) -> None:
+    """Entries and registers written through p4-utils read back from BMv2."""
+    thrift, clock = client
+    handle = ok(run(clock, thrift.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE)))
+    assert isinstance(handle, int)
+    assert ok(run(clock, thrift.table_num_entries("ipv4_lpm"))) == 1
+    ok(run(clock, thrift.register_write("active_version", 0, 3)))
+    assert ok(run(clock, thrift.register_read("active_version", 0))) == 3
+    ok(run(clock, thrift.table_delete("ipv4_lpm", handle)))
+    assert ok(run(clock, thrift.table_num_entries("ipv4_lpm"))) == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda t: t.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE), "DUPLICATE"),
+        (lambda t: t.table_delete("ipv4_lpm", 12345), "INVALID_HANDLE"),
+        (lambda t: t.table_add("conn_table", "rewrite_dst", ["1"], ["1", "1"]), "key"),
+    ],
+)
+def test_errors_become_switch_errors(
+    client: tuple[Any, ThreadedClock], call: Any, needle: str
+) -> None:
+    """What p4-utils only prints reaches the controller as SwitchError."""
+    thrift, clock = client
+    ok(run(clock, thrift.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE)))
+    error = failed(run(clock, call(thrift)))
+    assert isinstance(error, SwitchError)
+    assert needle.lower() in str(error).lower()
+
+
+def test_digest_and_ageing_reach_the_controller(
+    client: tuple[Any, ThreadedClock], switch: Bmv2Switch
+) -> None:
+    """A VIP SYN's new_conn digest and an idle conn_table entry's AGE notice arrive decoded."""
+    thrift, clock = client
+    digests: list[Digest] = []
+    aged: list[Sequence[int]] = []
+    setup = [
+        thrift.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE),
+        thrift.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"]),
+        thrift.table_add("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.0.2.3", "8080"]),
+    ]
+    for call in setup:
+        ok(run(clock, call))
+    ok(run(clock, thrift.subscribe(digests.append, aged.append)))
+    [(port, _)] = switch.process(1, SYN)
+    assert port == 2
+    while not digests:
+        clock.run_from_threads(1)
+    assert digests == [
+        Digest("new_conn", "10.0.1.2", "10.0.0.100", 40000, 80, 6, 0, "10.0.2.3", 8080)
+    ]
+    keys = ["10.0.1.2", "10.0.0.100", "40000", "80", "6"]
+    entry = ok(
+        run(clock, thrift.table_add("conn_table", "rewrite_dst", keys, ["10.0.2.3", "8080"]))
+    )
+    ok(run(clock, thrift.table_set_timeout("conn_table", entry, 100)))
+    while not aged:  # BMv2 sweeps every second: an event, bounded by run_from_threads' timeout
+        clock.run_from_threads(1)
+    assert entry in aged[0]

@@ -1,0 +1,162 @@
+"""Learning: digests become conn_table entries once; slots stay pending until acknowledged;
+entries expire after teardown or idleness; a full table holds connections instead of losing them.
+"""
+
+from __future__ import annotations
+
+from controller.learning import ConnectionLearner, ConnKey, ConnOp, ConnState, OpKind
+from controller.shadow import DipTarget
+
+DIP = DipTarget("10.1.0.1", 8080)
+OTHER = DipTarget("10.1.0.2", 8080)
+
+
+def key(n: int, protocol: int = 6) -> ConnKey:
+    return ConnKey("10.0.1.2", "10.0.0.100", 1000 + n, 80, protocol)
+
+
+def learner(capacity: int = 100) -> ConnectionLearner:
+    return ConnectionLearner(
+        capacity=capacity, tcp_idle_timeout=120.0, udp_idle_timeout=30.0, teardown_linger=2.0
+    )
+
+
+def kinds(ops: list[ConnOp]) -> list[OpKind]:
+    return [op.kind for op in ops]
+
+
+def test_duplicate_digests_make_one_add_and_the_slot_is_pending_until_acknowledged() -> None:
+    book = learner()
+    for t in (0.0, 0.01, 0.02):
+        book.on_new_conn(t, key(1), 2, DIP)
+    ops = book.due(0.03)
+    assert kinds(ops) == [OpKind.ADD] and ops[0].dip == DIP
+    assert book.pending_count(2) == 1 and book.last_digest(2) == 0.02
+    book.on_new_conn(0.04, key(1), 2, DIP)
+    assert book.due(0.05) == []
+    book.add_done(0.1, key(1), handle=7)
+    assert book.pending_count(2) == 0
+    (timeout,) = book.due(0.1)
+    assert (timeout.kind, timeout.handle, timeout.timeout_ms) == (OpKind.SET_TIMEOUT, 7, 120000)
+    assert book.counters.learned == 1 and book.counters.duplicate_digests == 3
+
+
+def test_conflicting_late_digest_is_counted_and_never_changes_the_entry() -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1), 1, DIP)
+    book.due(0.0)
+    book.add_done(0.1, key(1), 3)
+    book.on_new_conn(0.2, key(1), 2, OTHER)
+    conn = book.connection(key(1))
+    assert conn is not None and conn.dip == DIP and conn.version == 1
+    assert book.counters.conflicting_digests == 1
+
+
+def test_failed_add_is_retried_and_keeps_the_slot_pending() -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1), 0, DIP)
+    book.due(0.0)
+    book.add_failed(0.1, key(1), "connection lost")
+    assert book.pending_count(0) == 1
+    assert book.due(0.11) == []
+    assert kinds(book.due(0.2)) == [OpKind.ADD]
+
+
+def test_full_table_holds_new_connections_until_room_frees() -> None:
+    book = learner(capacity=2)
+    for n in range(3):
+        book.on_new_conn(0.0, key(n), 0, DIP)
+    assert kinds(book.due(0.0)) == [OpKind.ADD, OpKind.ADD]
+    assert book.full and book.pending_count(0) == 3
+    book.add_done(0.1, key(0), 1)
+    book.add_done(0.1, key(1), 2)
+    assert kinds(book.due(0.1)) == [OpKind.SET_TIMEOUT, OpKind.SET_TIMEOUT]
+    assert book.full and book.pending_count(0) == 1
+    book.on_teardown(0.2, key(0))
+    (delete,) = book.due(2.3)
+    assert (delete.kind, delete.handle) == (OpKind.DELETE, 1)
+    book.delete_done(2.4, key(0))
+    assert kinds(book.due(2.4)) == [OpKind.ADD]
+    assert not book.full
+
+
+def test_switch_reported_full_counts_and_retries() -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1), 0, DIP)
+    book.due(0.0)
+    book.add_failed(0.1, key(1), "conn_table: table full (TABLE_FULL, size 65536)")
+    assert book.full and book.counters.table_full == 1 and book.pending_count(0) == 1
+
+
+def test_teardown_deletes_after_the_linger_and_a_new_connection_on_the_tuple_is_relearned() -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1), 0, DIP)
+    book.due(0.0)
+    book.add_done(0.1, key(1), 5)
+    book.due(0.1)
+    book.on_teardown(1.0, key(1))
+    assert book.due(2.9) == []
+    (delete,) = book.due(3.0)
+    assert delete.kind is OpKind.DELETE
+    book.on_new_conn(3.05, key(1), 1, OTHER)  # arrives while the delete is in flight
+    book.delete_done(3.1, key(1))
+    conn = book.connection(key(1))
+    assert conn is not None and conn.state is ConnState.PENDING and conn.dip == OTHER
+    assert book.counters.expired_teardown == 1
+
+
+def test_teardown_before_install_deletes_after_install_plus_linger() -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1), 0, DIP)
+    book.due(0.0)
+    book.on_teardown(0.05, key(1))
+    book.add_done(0.1, key(1), 5)
+    assert kinds(book.due(0.1)) == [OpKind.SET_TIMEOUT]
+    assert kinds(book.due(2.1)) == [OpKind.DELETE]
+
+
+def test_ageing_expires_idle_entries_but_ignores_young_handles() -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1, protocol=17), 0, DIP)
+    book.due(0.0)
+    book.add_done(0.1, key(1, protocol=17), 9)
+    book.due(0.1)
+    book.on_aged(10.0, [9])  # stale notice for a reused handle: too young to be idle 30 s
+    assert book.due(10.0) == []
+    book.on_aged(31.0, [9, 12345])
+    assert [(op.kind, op.handle) for op in book.due(31.0)] == [(OpKind.DELETE, 9)]
+    assert book.counters.expired_idle == 1
+
+
+def test_pending_connection_that_goes_silent_is_forgotten_and_frees_its_slot() -> None:
+    book = learner(capacity=0)
+    book.on_new_conn(0.0, key(1, protocol=17), 3, DIP)
+    book.due(0.0)
+    book.on_new_conn(20.0, key(1, protocol=17), 3, DIP)
+    book.due(31.0)
+    assert book.pending_count(3) == 1
+    book.due(50.1)
+    assert book.pending_count(3) == 0 and len(book) == 0
+    assert book.counters.forgotten_pending == 1
+
+
+def test_foreign_entries_are_adopted_and_their_idle_notices_deleted_after_a_grace() -> None:
+    book = learner()
+    book.adopt_foreign(10)
+    assert book.in_use == 10
+    book.on_new_conn(0.0, key(1), 0, DIP)
+    book.due(0.0)
+    book.add_failed(0.1, key(1), "entry already exists (DUPLICATE_ENTRY)")
+    assert book.pending_count(0) == 0 and book.counters.foreign_adopted == 1
+    book.on_aged(1.0, [4])
+    assert book.due(1.5) == []
+    (op,) = book.due(2.0)
+    assert (op.kind, op.handle) == (OpKind.DELETE_FOREIGN, 4)
+    book.foreign_deleted(4)
+    assert book.in_use == 10
+
+
+def test_unknown_idle_handles_are_ignored_on_a_cold_start() -> None:
+    book = learner()
+    book.on_aged(1.0, [4])
+    assert book.due(5.0) == []

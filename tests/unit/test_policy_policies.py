@@ -1,0 +1,195 @@
+"""Policies: registry and parameters, the shares contract, and the ratio policy's safety rails."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from policy import (
+    DEFAULT_POLICY,
+    POLICIES,
+    Observations,
+    Policy,
+    PolicyError,
+    make_policy,
+    policy_params,
+)
+
+CAPACITY = np.array([1.0, 2.0, 3.0, 4.0])
+
+
+def obs(
+    cpu: list[float],
+    conns: list[float],
+    live: list[bool] | None = None,
+    age: list[float] | None = None,
+) -> Observations:
+    """Observations with fresh reports unless `age` says otherwise."""
+    o = Observations.fresh(
+        np.asarray(cpu), np.asarray(conns), None if live is None else np.asarray(live)
+    )
+    if age is None:
+        return o
+    return Observations(o.cpu, o.conns, o.conn_rate, np.asarray(age, dtype=np.float64), o.live)
+
+
+def run_plant(policy: Policy, rounds: int, capacity: np.ndarray = CAPACITY) -> np.ndarray:
+    """A noiseless pool: conns follow the shares, cpu = conns / (100 x capacity); last shares."""
+    shares = np.full(len(capacity), 1 / len(capacity))
+    for k in range(rounds):
+        conns = shares * 600.0
+        cpu = np.minimum(conns / (100.0 * capacity), 1.0)
+        shares = policy.update(float(k), obs(cpu.tolist(), conns.tolist()))
+    return shares
+
+
+def test_registry_names_and_default() -> None:
+    assert set(POLICIES) == {"static", "equal", "connections", "cpu", "ratio"}
+    assert DEFAULT_POLICY == "ratio"
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_parameter_has_a_float_default(name: str) -> None:
+    params = policy_params(name)
+    assert all(isinstance(v, float) for v in params.values())
+    make_policy(name, 2, [1, 1], params)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "match"),
+    [
+        ("nope", None, "'nope'"),
+        ("ratio", {"gainz": 1.0}, "'gainz'"),
+        ("ratio", {"gain": -1.0}, "-1.0"),
+        ("ratio", {"gain": "fast"}, "'fast'"),
+        ("cpu", {"cpu_floor": float("nan")}, "nan"),
+        ("connections", {"offset": 0.0}, "0.0"),
+    ],
+)
+def test_bad_names_and_params_are_rejected_showing_the_value(
+    name: str, params: dict[str, object] | None, match: str
+) -> None:
+    with pytest.raises(PolicyError, match=match):
+        make_policy(name, 2, [1, 1], params)
+
+
+def test_bad_initial_weights_are_rejected() -> None:
+    with pytest.raises(PolicyError, match="initial_weights"):
+        make_policy("static", 2, [1, 2, 3])
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize(
+    "live", [[True, True, True, True], [True, False, True, False], [False, False, False, True]]
+)
+def test_shares_sum_to_one_over_live_members_and_zero_elsewhere(
+    name: str, live: list[bool]
+) -> None:
+    policy = make_policy(name, 4, [1, 2, 3, 4])
+    for k in range(5):
+        shares = policy.update(float(k), obs([0.2, 0.4, 0.6, 0.8], [10, 20, 30, 40], live))
+        assert shares[~np.asarray(live)].tolist() == [0.0] * live.count(False)
+        assert shares.sum() == pytest.approx(1.0)
+        assert (shares >= 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_no_live_member_gives_all_zero(name: str) -> None:
+    policy = make_policy(name, 3, [1, 1, 1])
+    assert policy.update(0.0, obs([0.5] * 3, [5] * 3, [False] * 3)).tolist() == [0.0] * 3
+
+
+def test_static_follows_configured_weights() -> None:
+    shares = make_policy("static", 3, [1, 1, 2]).update(0.0, obs([0.9] * 3, [1] * 3))
+    assert shares.tolist() == [0.25, 0.25, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("name", "cpu", "conns", "favoured"),
+    [("connections", [0.5, 0.5], [10, 100], 0), ("cpu", [0.8, 0.2], [10, 10], 1)],
+)
+def test_baselines_favour_the_less_loaded(
+    name: str, cpu: list[float], conns: list[float], favoured: int
+) -> None:
+    shares = make_policy(name, 2, [1, 1]).update(0.0, obs(cpu, conns))
+    assert shares[favoured] > shares[1 - favoured]
+
+
+def test_ratio_converges_to_capacity_proportions() -> None:
+    policy = make_policy("ratio", 4, [1, 1, 1, 1], {"blackout": 0.0})
+    shares = run_plant(policy, 30)
+    assert shares == pytest.approx(CAPACITY / CAPACITY.sum(), abs=0.01)
+
+
+def test_ratio_moves_each_share_at_most_max_step_per_round() -> None:
+    policy = make_policy("ratio", 4, [1, 1, 1, 1], {"blackout": 0.0, "max_step": 0.2})
+    previous = policy.update(0.0, obs([0.5] * 4, [50] * 4))
+    for k in range(1, 10):
+        shares = policy.update(float(k), obs([0.9, 0.1, 0.1, 0.1], [50, 50, 50, 50]))
+        assert np.abs(shares - previous).max() <= 0.2 / 4 + 1e-9
+        previous = shares
+
+
+def test_ratio_clamps_shares_around_the_mean() -> None:
+    policy = make_policy("ratio", 3, [1, 1, 1], {"blackout": 0.0, "max_step": 100.0})
+    for k in range(5):
+        shares = policy.update(float(k), obs([0.5, 0.5, 0.5], [1, 1000, 100000]))
+    assert shares.min() >= 0.1 / 3 - 1e-9
+    assert shares.max() <= 10 / 3 + 1e-9
+
+
+def test_ratio_blackout_keeps_a_new_reporter_on_its_configured_weight() -> None:
+    policy = make_policy("ratio", 2, [1, 1], {"blackout": 5.0})
+    for k in range(4):
+        shares = policy.update(float(k), obs([0.2, 0.8], [100, 100]))
+    assert shares == pytest.approx([0.5, 0.5])
+    for k in range(4, 12):
+        shares = policy.update(float(k), obs([0.2, 0.8], [100, 100]))
+    assert shares[0] > 0.7
+
+
+def test_ratio_silent_member_falls_back_to_the_mean_estimate() -> None:
+    policy = make_policy("ratio", 2, [1, 1], {"blackout": 0.0, "expiry": 3.0, "gain": 0.0})
+    for k in range(10):
+        policy.update(float(k), obs([0.2, 0.8], [100, 100]))
+    for k in range(10, 20):
+        shares = policy.update(float(k), obs([0.2, 0.8], [100, 100], age=[0.0, 10.0]))
+    assert shares == pytest.approx([0.5, 0.5], abs=0.02)
+
+
+def test_ratio_slow_start_ramps_a_joining_member() -> None:
+    policy = make_policy("ratio", 2, [1, 1], {"blackout": 0.0, "slow_start": 10.0})
+    policy.update(0.0, obs([0.5, 0.5], [100, 100], [True, False]))
+    seen = []
+    for k in range(1, 12):
+        shares = policy.update(float(k), obs([0.5, 0.5], [100, 100]))
+        seen.append(float(shares[1]))
+    assert seen[0] < 0.15
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(seen))
+    assert seen[-1] == pytest.approx(0.5, abs=0.02)
+
+
+def test_ratio_follows_a_capacity_drop() -> None:
+    policy = make_policy("ratio", 4, [1, 1, 1, 1], {"blackout": 0.0})
+    run_plant(policy, 20)
+    dropped = CAPACITY * np.array([1, 1, 1, 0.5])
+    shares = run_plant(policy, 20, dropped)
+    assert shares == pytest.approx(dropped / dropped.sum(), abs=0.02)
+
+
+def test_observations_reject_mismatched_lengths() -> None:
+    with pytest.raises(PolicyError, match="'cpu'"):
+        Observations(np.zeros(2), np.zeros(3), np.zeros(3), np.zeros(3), np.ones(3, dtype=bool))
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_unknown_readings_still_give_valid_shares(name: str) -> None:
+    nan = np.full(3, np.nan)
+    never = Observations(nan, nan, nan, np.full(3, np.inf), np.ones(3, dtype=bool))
+    policy = make_policy(name, 3, [1, 2, 1])
+    for k in range(3):
+        shares = policy.update(float(k), never)
+        assert np.isfinite(shares).all()
+        assert shares.sum() == pytest.approx(1.0)
