@@ -9,6 +9,7 @@ Exit status 1 if any connection broke or the share error exceeds --max-share-err
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -41,7 +42,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-share-error", type=float, default=2.0, help="percentage points")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--verbose", action="store_true", help="show the controller's log")
     args = parser.parse_args(argv)
+    if not args.verbose:  # injected faults make every aborted rollout log a warning
+        logging.getLogger("controller").setLevel(logging.ERROR)
     options = SimOptions(
         connections=args.connections,
         rollouts=args.rollouts,

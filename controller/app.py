@@ -31,6 +31,7 @@ from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
 from controller.weighting import MemberLoad
 
 log = logging.getLogger("controller")
+METRICS_INTERVAL = 1.0
 SETTINGS_P4 = Path(__file__).resolve().parent.parent / "p4src" / "settings.p4"
 
 
@@ -119,6 +120,7 @@ class ControllerService:
         self._booted: defer.Deferred[None] | None = None
         self._exported: dict[str, float] = {}
         self._next_load_record = -math.inf
+        self._next_export = -math.inf
         self.unexpected_errors = 0
 
     # -- life cycle
@@ -148,6 +150,10 @@ class ControllerService:
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
         self._ticker = None
+        if self.state_path is not None:
+            journal = self.core.journal_at_stop(self.clock())
+            if journal is not None:
+                self._write_journal(journal)
         await self.switch.close()
         self.recorder.close()
         log.info("event=stopped")
@@ -200,7 +206,9 @@ class ControllerService:
                     self.recorder.event(
                         now, "load", dip=dip, cpu=load.cpu, conns=load.conns, state=load.state
                     )
-        self._export_metrics()
+        if now >= self._next_export:
+            self._next_export = now + METRICS_INTERVAL
+            self._export_metrics()
 
     def _on_digest(self, digest: Digest) -> None:
         self._guard(lambda: self._run(self.core.on_digest(self.clock(), digest)))
@@ -271,7 +279,12 @@ class ControllerService:
         for record in self.core.take_records():
             self.recorder.event(record.now, record.kind, **record.fields)
             if record.kind == "fault":
-                log.warning(
+                # Backpressure is the protocol working as designed: worth knowing, not a warning.
+                level = (
+                    logging.INFO if record.fields.get("what") == "backpressure" else logging.WARNING
+                )
+                log.log(
+                    level,
                     "event=fault what=%s detail=%s",
                     record.fields.get("what"),
                     record.fields.get("detail"),

@@ -137,7 +137,12 @@ class ControllerCore:
         assert view is not None
         self.learner.adopt_foreign(view.conn_entries)
         adopted = self._read_journal(now, journal, active, view.dip_entries)
-        self.versions.attach_warm(now, active, adopted)
+        self.versions.attach_warm(now, active, adopted, view.dip_entries)
+        for src, dst, sport, dport, proto, version, dip_ip, dip_port in (
+            adopted.unsettled if adopted else ()
+        ):
+            key = ConnKey(src, dst, sport, dport, proto)
+            self.learner.on_new_conn(now, key, version % self.slots, DipTarget(dip_ip, dip_port))
         used = "adopted" if adopted else "not used"
         self._record(now, "phase", name=f"warm start: active slot {active}, journal {used}")
         return self._flush(now)
@@ -159,6 +164,27 @@ class ControllerCore:
             self._record(now, "fault", what="journal", detail=detail)
             return None
         return state
+
+    def journal_at_stop(self, now: float) -> dict[str, Any] | None:
+        """The journal a clean stop leaves (None while a rollout is in flight: keep the last)."""
+        if self.versions.ledger is None or self.versions.commit is not None:
+            return None
+        data = self.versions.journal(pending=None)
+        data["stopped_at"] = now
+        data["unsettled"] = [
+            [
+                c.key.src,
+                c.key.dst,
+                c.key.sport,
+                c.key.dport,
+                c.key.protocol,
+                c.version,
+                c.dip.ip,
+                c.dip.port,
+            ]
+            for c in self.learner.unsettled()
+        ]
+        return data
 
     @property
     def started(self) -> bool:

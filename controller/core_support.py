@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller.learning import ConnectionLearner, ConnOp, LearningCounters, OpKind
+from controller.connections import ConnOp, LearningCounters, OpKind
+from controller.learning import ConnectionLearner
 from controller.pools import BackendPool
 from controller.rollout import FlipVersion, ReadActive, ResetBloom, Step
 from controller.shadow import DipShadow, DipWrite, WriteKind
@@ -248,6 +249,11 @@ class JournalState:
     pending: int | None
     shadow: DipShadow
     slot_weights: list[dict[int, dict[str, int]] | None]
+    stopped_at: float | None = None
+    """When the previous controller stopped cleanly (its clock), if it did."""
+    unsettled: tuple[tuple[Any, ...], ...] = ()
+    """Connections it had learned but not yet installed: (src, dst, sport, dport, proto,
+    version, dip_ip, dip_port)."""
 
     def matches(self, active: int, dip_entries: int) -> bool:
         """Whether the switch agrees (active slot and dip_table entry count)."""
@@ -266,9 +272,18 @@ def parse_journal(data: Mapping[str, Any], slots: int) -> JournalState:
             else {int(p): {str(d): int(x) for d, x in m.items()} for p, m in w.items()}
             for w in data["slot_weights"]
         ]
-        pending = data.get("pending")
+        pending, stopped = data.get("pending"), data.get("stopped_at")
+        unsettled = tuple(
+            (str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), str(r[6]), int(r[7]))
+            for r in data.get("unsettled", ())
+        )
         return JournalState(
-            int(data["active"]), None if pending is None else int(pending), shadow, weights
+            int(data["active"]),
+            None if pending is None else int(pending),
+            shadow,
+            weights,
+            None if stopped is None else float(stopped),
+            unsettled,
         )
     except JournalError:
         raise

@@ -1,13 +1,12 @@
 """Connection learning: `new_conn` digests → `conn_table` entries, teardown and idle expiry.
 
-Pure bookkeeping: digests and write outcomes come in with `now`, `due(now)` returns the writes to
-issue. Each connection is pending (counted against the version slot its first packet chose) until
+Pure bookkeeping: digests and write outcomes come in with `now`; `due(now)` returns the writes to
+issue. A connection is pending (counted against the version slot its first packet chose) until
 its table_add is acknowledged; the rollout gate reads `pending_count(slot)` and
-`last_digest(slot)` so a slot is never reused while a connection learned under it could still
-depend on it. Entries expire after a teardown (FIN/RST) plus a linger, or when the switch reports
-them idle (entry ageing) for longer than the protocol's idle timeout; a connection that never got
-installed is forgotten once no digest has been seen for that timeout. When `conn_table` is full,
-new connections wait (holding their slot, hence rollouts) instead of being dropped.
+`last_digest(slot)`. Entries go after a teardown (FIN/RST) plus a linger, or when the switch
+reports them idle (entry ageing) past the protocol's idle timeout; a connection never installed
+is forgotten once silent for that timeout. A full `conn_table` makes new connections wait
+(holding their slot, hence rollouts) instead of dropping them.
 """
 
 from __future__ import annotations
@@ -15,99 +14,24 @@ from __future__ import annotations
 import heapq
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from enum import Enum
 
+from controller.connections import (
+    Connection,
+    ConnKey,
+    ConnOp,
+    ConnState,
+    LearningCounters,
+    OpKind,
+)
 from controller.shadow import DipTarget
+
+__all__ = ["ConnKey", "ConnOp", "ConnState", "Connection", "ConnectionLearner", "OpKind"]
 
 TCP = 6
 RETRY_BASE = 0.05
 RETRY_MAX = 1.0
 DELETE_ATTEMPTS = 5
 FOREIGN_GRACE = 1.0
-
-
-@dataclass(frozen=True, order=True)
-class ConnKey:
-    """A connection's 5-tuple as the client sent it (dst = the VIP)."""
-
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    protocol: int
-
-    def match_keys(self) -> list[str]:
-        """conn_table keys in contract order."""
-        return [self.src, self.dst, str(self.sport), str(self.dport), str(self.protocol)]
-
-
-class ConnState(Enum):
-    """Where a connection's conn_table entry is."""
-
-    PENDING = "pending"  # known from a digest, table_add not yet issued (or to be retried)
-    ADDING = "adding"  # table_add in flight
-    INSTALLED = "installed"  # acknowledged
-    DELETING = "deleting"  # table_delete in flight
-
-
-@dataclass
-class Connection:
-    """The controller's record of one connection."""
-
-    key: ConnKey
-    version: int
-    dip: DipTarget
-    state: ConnState
-    last_digest: float
-    handle: int | None = None
-    installed_at: float | None = None
-    add_issued_at: float | None = None
-    delete_at: float | None = None
-    teardown_seen: bool = False
-    attempts: int = 0
-    relearn: tuple[int, DipTarget, float] | None = None
-
-
-class OpKind(Enum):
-    """Kinds of conn_table writes learning asks for."""
-
-    ADD = "add"
-    SET_TIMEOUT = "set_timeout"
-    DELETE = "delete"
-    DELETE_FOREIGN = "delete_foreign"
-
-
-@dataclass(frozen=True)
-class ConnOp:
-    """One conn_table write: ADD uses key and dip; the others use handle (and timeout_ms)."""
-
-    kind: OpKind
-    key: ConnKey | None
-    dip: DipTarget | None = None
-    handle: int | None = None
-    timeout_ms: int = 0
-
-
-@dataclass
-class LearningCounters:
-    """Monotonic counters (exported as metrics)."""
-
-    learned: int = 0
-    installed: int = 0
-    duplicate_digests: int = 0
-    conflicting_digests: int = 0
-    add_failures: int = 0
-    table_full: int = 0
-    expired_idle: int = 0
-    expired_teardown: int = 0
-    forgotten_pending: int = 0
-    foreign_adopted: int = 0
-    foreign_deleted: int = 0
-    unknown_teardown: int = 0
-    delete_failures: int = 0
-    timeout_failures: int = 0
-    by_dip: Counter[str] = field(default_factory=Counter)
 
 
 class ConnectionLearner:
@@ -150,6 +74,10 @@ class ConnectionLearner:
     def pending_count(self, slot: int) -> int:
         """Connections learned under `slot` whose entry is not yet acknowledged."""
         return len(self._pending.get(slot, ()))
+
+    def unsettled(self) -> list[Connection]:
+        """Connections learned but not yet acknowledged (carried across a clean restart)."""
+        return [self._conns[k] for keys in self._pending.values() for k in keys]
 
     def last_digest(self, slot: int) -> float | None:
         """When a new_conn digest for `slot` last arrived."""

@@ -94,9 +94,20 @@ class VersionSlots:
         self._boot.expect()  # settled when the initial version commits
         self._start(now, active)
 
-    def attach_warm(self, now: float, active: int, journal: JournalState | None) -> None:
-        """A switch that kept its state: adopt the journal or reclaim dip_table after the hold."""
+    def attach_warm(
+        self, now: float, active: int, journal: JournalState | None, dip_entries: int
+    ) -> None:
+        """A switch that kept its state: adopt the journal or reclaim dip_table after the hold.
+
+        The hold is `restart_hold`, shorter after a clean stop shortly before (the journal says
+        when, and which connections were still being installed), and none for an empty dip_table.
+        """
         hold = now + self.settings.restart_hold
+        if journal is not None and journal.stopped_at is not None and now >= journal.stopped_at:
+            downtime = now - journal.stopped_at
+            hold = now + min(self.settings.restart_hold, self.settings.quiet_period + 2 * downtime)
+        if not dip_entries:
+            hold = now
         self.ledger = SlotLedger(self.slots, active, now, hold_until=hold)
         self.ledger.deactivated_at = [now] * self.slots
         if journal is not None:

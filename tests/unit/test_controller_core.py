@@ -299,3 +299,37 @@ def test_a_busy_version_is_refreshed_even_with_unchanged_weights() -> None:
     assert runner.switch.register_read("active_version", 0) == 1
     runner.tick(7.5)
     assert runner.core.versions.counters.rollouts == 2  # the new version has taken nothing yet
+
+
+def test_warm_start_with_an_empty_dip_table_programs_it_without_the_hold() -> None:
+    runner = started()
+    send(runner.switch, 40001)
+    runner.digests()
+    runner.switch.table_clear("dip_table")
+    core = ControllerCore(config(restart_hold=30.0), routes=ROUTES)
+    fresh = Runner(core, runner.switch)
+    fresh.feed(core.bootstrap(100.0, SwitchView(0, 1, 0)))
+    fresh.run()
+    fresh.tick(101.5)
+    assert runner.switch.table_num_entries("dip_table") == core.versions.shadow.size() > 0
+    assert send(runner.switch, 40002) is not None
+
+
+def test_clean_stop_journal_shortens_the_hold_and_carries_unsettled_connections() -> None:
+    runner = started()
+    runner.fail = lambda call: call.args[0] == "conn_table"
+    dip = send(runner.switch, 40001)
+    runner.digests()
+    journal = runner.core.journal_at_stop(10.0)
+    assert journal is not None and len(journal["unsettled"]) == 1
+    core = ControllerCore(config(restart_hold=30.0), routes=ROUTES)
+    fresh = Runner(core, runner.switch)
+    entries = runner.switch.table_num_entries("dip_table")
+    fresh.feed(core.bootstrap(10.5, SwitchView(0, 0, entries), journal))
+    fresh.run()
+    assert runner.switch.table_num_entries("conn_table") == 1  # re-learned from the journal
+    assert send(runner.switch, 40001, PSH | ACK) == dip
+    fresh.tick(11.0, cpu=(0.9, 0.2, 0.2))
+    assert "restart hold" in (core.versions.backpressure or "")
+    fresh.tick(13.0, cpu=(0.9, 0.2, 0.2))  # hold = quiet 1 s + 2 x downtime 0.5 s
+    assert runner.switch.register_read("active_version", 0) == 1
