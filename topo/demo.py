@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from topo.demo_plan import DemoPlan, PlanError, make_demo_plan
@@ -28,6 +30,10 @@ SHARE_BIN = 5.0
 
 def _say(message: str) -> None:
     print(f"p4lb-demo: {message}", flush=True)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def real_mode_problem() -> str | None:
@@ -59,8 +65,10 @@ def enrich_events(data: RunData) -> list[dict[str, Any]]:
             total = sum(bins[index].values())
             shares = {d: n / total for d, n in sorted(bins[index].items())}
             events.append({"t": index * SHARE_BIN, "kind": "share", "pool": 0, "shares": shares})
-    if not any(e.get("kind") == "phase" for e in events):
-        events += [{"t": p.start, "kind": "phase", "name": p.policy} for p in data.phases]
+    if not any(e.get("kind") == "phase" and e.get("demo") for e in events):
+        events += [
+            {"t": p.start, "kind": "phase", "name": p.policy, "demo": True} for p in data.phases
+        ]
     events.sort(key=lambda e: float(e.get("t", 0.0)))
     return events
 
@@ -87,8 +95,10 @@ def write_outputs(out: Path, plan: DemoPlan, data: RunData, mode: str) -> dict[s
     )
     summary["offered_rate"] = plan.rate
     summary["work_ms"] = plan.work_ms
+    # the plot marks only the demo's policy switch, not the controller's own start-up phases
+    plotted = [e for e in events if e.get("kind") != "phase" or e.get("demo")]
     render(
-        series_from_events(events),
+        series_from_events(plotted),
         out / "loads.png",
         title=f"p4lb demo ({mode}): equal, then {plan.policy}",
     )
@@ -135,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         _say(f"real network unavailable ({problem}): running the simulation instead")
     started = time.monotonic()
+    # SIGTERM unwinds like Ctrl-C, so every namespace, interface, cgroup and process goes
+    signal.signal(signal.SIGTERM, _terminate)
     _say(
         f"{mode}: {len(plan.capacities)} servers with CPU "
         f"{', '.join(f'{c:.0%}' for c in plan.capacities)}; {plan.rate:g} conn/s; "
@@ -158,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except NetworkError as exc:
         print(f"p4lb-demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("p4lb-demo: interrupted; cleaned up", file=sys.stderr)
+        return 130
     summary = write_outputs(out, plan, data, mode)
     _say(f"done in {time.monotonic() - started:.0f}s; wrote {out}/summary.json and loads.png")
     print(json.dumps(summary, indent=2))

@@ -105,7 +105,7 @@ def run_real(plan: DemoPlan, workdir: Path, say: Callable[[str], None]) -> RunDa
                 raise NetworkError("clients did not finish 120 s after the load ended")
         events: list[dict[str, Any]] = []
         for path, phase in zip(lab.records, phases, strict=False):
-            events.append({"t": phase.start, "kind": "phase", "name": phase.policy})
+            events.append({"t": phase.start, "kind": "phase", "name": phase.policy, "demo": True})
             events += read_jsonl(path)
         records = read_records([c.log for c in clients])
         dips = tuple(lab.dips)

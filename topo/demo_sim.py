@@ -228,14 +228,14 @@ def run_simulated(plan: DemoPlan, workdir: Path, say: Callable[[str], None]) -> 
     start = sim.clock.seconds()
     switch_at, end = start + plan.equal_duration, start + plan.duration
     phases = [Phase("equal", "equal", start, switch_at)]
-    events: list[dict[str, Any]] = [{"t": start, "kind": "phase", "name": "equal"}]
+    events: list[dict[str, Any]] = [{"t": start, "kind": "phase", "name": "equal", "demo": True}]
     next_report, next_progress, owed, index = start, start + 10.0, 0.0, 0
     while sim.clock.seconds() < end or sim.conns:
         now = sim.clock.seconds()
         if now >= switch_at and len(phases) == 1:
             sim.start_controller(plan.policy)
             phases.append(Phase("policy", plan.policy, now, end))
-            events.append({"t": now, "kind": "phase", "name": plan.policy})
+            events.append({"t": now, "kind": "phase", "name": plan.policy, "demo": True})
             say(f"[{now - start:5.0f}s] switched the controller to policy {plan.policy!r}")
         if now < end:
             owed += plan.rate * STEP

@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = make_plan(n_servers=args.servers)
     workdir = args.workdir.resolve()
+    # SIGINT and SIGTERM both unwind through the clean-up (also when started in the background)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     switch_argv = [str(BIN / "p4lb-switch"), "--control", args.control]
     with ModelNetwork(workdir, plan, switch_argv) as network:
         config = workdir / "controller.toml"
@@ -347,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
             CLI(network.net)
         else:
-            print("running; Ctrl-C stops and cleans up", flush=True)
+            print("running; Ctrl-C (or SIGTERM) stops and cleans up", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
     return 0

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     args = parser.parse_args(argv)
     capacities = [float(c) for c in args.capacities.split(",") if c]
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     try:

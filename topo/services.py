@@ -39,7 +39,7 @@ class ControllerKnobs:
     report_interval: float = 0.5
     min_rollout_interval: float = 1.0
     quiet_period: float = 2.0
-    tcp_idle_timeout: float = 60.0
+    tcp_idle_timeout: float = 300.0
     udp_idle_timeout: float = 15.0
     teardown_linger: float = 2.0
     restart_hold: float = 3.0

@@ -82,3 +82,10 @@ def test_quota_files(version: int, fraction: float, files: dict[str, str]) -> No
 def test_quota_rejects_nonsense(fraction: float) -> None:
     with pytest.raises(CgroupError, match=repr(fraction)):
         quota_files(1, fraction)
+
+
+def test_policy_params_are_rendered_for_the_chosen_policy() -> None:
+    knobs = ControllerKnobs(policy="ratio", policy_params=(("jump", 0.3),))
+    text = controller_toml(_servers(), "tcp://127.0.0.1:5555", knobs)
+    config = parse_config(text, policy_catalog={"ratio": {"jump": 0.15}})
+    assert dict(config.policy_params) == {"jump": 0.3}
