@@ -249,7 +249,8 @@ def digest_tuple(p: Packet) -> None:
 
 
 def raise_digest(p: Packet, kind: int, version: int) -> None:
-    """The digest() calls: kind, version and the (rewritten) destination as the DIP."""
+    """Digest metadata: kind, version, the (rewritten) destination as the DIP; the single
+    digest() call at the end of the apply block sends it when kind != 0."""
     p.dg_kind = kind
     p.dg_version = version
     p.dg_dip_addr = p.ipv4_dst_addr

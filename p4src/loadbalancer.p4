@@ -30,9 +30,10 @@
  * IPv4 checksum is recomputed in full, and so is the TCP or UDP checksum over the pseudo-header
  * and the whole payload (a UDP checksum of 0, "none", stays 0).
  *
- * Digests: one struct, kind 1 = new_conn, 2 = teardown; the 5-tuple as received, the version
- * (0 for teardown) and the DIP address and port. BMv2 samples digest fields at the end of
- * ingress, so they live in metadata that is not changed after digest() is called.
+ * Digests: one struct and one digest() call (one BMv2 learn list); kind 1 = new_conn,
+ * 2 = teardown; the 5-tuple as received, the version (0 for teardown) and the DIP address and
+ * port. BMv2 samples digest fields at the end of ingress, so they live in metadata that is not
+ * changed after digest() is called.
  */
 #include <core.p4>
 #include <v1model.p4>
@@ -259,7 +260,6 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
         }
         actions = { use_version; NoAction; }
         default_action = NoAction();
-        size = 64;
         const entries = {
             (2w0, 4w0b0000) : use_version(2w0, 1w1);
             (2w0, 4w0b0001) : use_version(2w0, 1w0);
@@ -451,7 +451,6 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
                         meta.dg.version = 0;
                         meta.dg.dip_addr = hdr.ipv4.dst_addr;
                         meta.dg.dip_port = meta.l4_dport;
-                        digest<digest_t>(1, meta.dg);
                     }
                 } else if (vip_table.apply().hit) {
                     active_version.read(meta.active, 0);
@@ -476,7 +475,6 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
                         meta.dg.version = (bit<8>)meta.version;
                         meta.dg.dip_addr = hdr.ipv4.dst_addr;
                         meta.dg.dip_port = meta.l4_dport;
-                        digest<digest_t>(1, meta.dg);
                     }
                 } else {
                     dip_reverse.apply();
@@ -490,6 +488,10 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
                         hdr.udp.dst_port = meta.l4_dport;
                     }
                 }
+            }
+            /* One digest() call, so BMv2 has a single learn list for the controller. */
+            if (meta.dg.kind != 0) {
+                digest<digest_t>(1, meta.dg);
             }
             if (meta.dropped == 0) {
                 ipv4_lpm.apply();
