@@ -133,13 +133,21 @@ class RemoteSwitch:
         self._context = context or zmq.Context.instance()
         self._lock = threading.Lock()
         self._closed = False
-        try:
-            self.digest_address = digests or default_digest_address(control)
-        except ControlProtocolError as exc:
-            raise SwitchError(str(exc)) from exc
         self._req = self._new_req()
+        self.digest_address = digests or self._discover_digest_address()
         # Subscribe now, so digests raised by the first packets after our first writes are not lost.
         self.subscriber = NotificationSubscriber(self.digest_address, self._context)
+
+    def _discover_digest_address(self) -> str:
+        # The switch knows where it publishes (its digest port may have been picked at random);
+        # a switch not up yet gets the conventional address its control address implies.
+        try:
+            return str(self.info()["digests"])
+        except (SwitchError, KeyError, TypeError):
+            try:
+                return default_digest_address(self.control)
+            except ControlProtocolError as exc:
+                raise SwitchError(str(exc)) from exc
 
     def _new_req(self) -> zmq.Socket[Any]:
         sock: zmq.Socket[Any] = self._context.socket(zmq.REQ)

@@ -95,7 +95,7 @@ def test_timeout_raises_and_the_next_call_gets_its_own_reply() -> None:
     rep = context.socket(zmq.REP)
     rep.setsockopt(zmq.LINGER, 0)
     port = rep.bind_to_random_port("tcp://127.0.0.1")
-    remote = RemoteSwitch(f"tcp://127.0.0.1:{port}", timeout=10.0)
+    remote = RemoteSwitch(f"tcp://127.0.0.1:{port}", "tcp://127.0.0.1:9", timeout=10.0)
     got_slow_request, timed_out = threading.Event(), threading.Event()
 
     def slow_server() -> None:
@@ -162,3 +162,16 @@ def test_client_rejects_bad_arguments_before_sending() -> None:
         pytest.raises(SwitchError, match="must be int"),
     ):
         remote.table_delete("conn_table", "7")  # type: ignore[arg-type]
+
+
+def test_client_finds_a_digest_port_the_switch_picked_at_random() -> None:
+    server = SwitchServer(Switch(), [], "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with RemoteSwitch(server.control_address) as remote:
+            assert remote.digest_address == server.digest_address
+    finally:
+        server.stop()
+        thread.join(10.0)
+        server.close()
