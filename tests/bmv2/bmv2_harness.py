@@ -13,10 +13,6 @@ runtime_CLI, which take the same strings as p4-utils.
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
-import errno
-import ipaddress
 import json
 import queue
 import re
@@ -34,19 +30,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from p4model.digest import KIND_CODES, Digest
+from bmv2_nanomsg import NN_PAIR, NN_SUB, NanoSocket, decode_samples, digest_widths
 
-_AF_SP = 1
-NN_PAIR = 16
-NN_SUB = 33
-_NN_SUB_SUBSCRIBE = 1
-_NN_SOL_SOCKET = 0
-_NN_RCVTIMEO = 5
+from p4model.digest import Digest
+
 _MSG_PACKET_IN = 3
 _MSG_PACKET_OUT = 4
 _PKT_HDR = struct.Struct("<iii")  # type, port, length (BMv2's packed packet_hdr_t)
 _LEARN_HDR = struct.Struct("<4sQIiQI")  # "LEA|", switch, context, list, buffer, samples
-_MAX_MSG = 1 << 16
 
 _PKT_LINE = re.compile(r"\[(\d+)\.(\d+)\] \[cxt \d+\] (.*)$")
 _RECEIVED = re.compile(r"Processing packet received on port (\d+)")
@@ -106,64 +97,6 @@ def compile_program(source: Path, out_dir: Path) -> Compiled:
     return Compiled(json_path, run.returncode, run.stdout + run.stderr)
 
 
-class NanoSocket:
-    """A nanomsg socket (PAIR or SUB) through ctypes on BMv2's own libnanomsg."""
-
-    def __init__(self, protocol: int, address: str) -> None:
-        """Create the socket and connect it to `address`."""
-        name = ctypes.util.find_library("nanomsg")
-        if name is None:
-            raise Bmv2Error("libnanomsg not found")
-        self._lib = ctypes.CDLL(name)
-        lib = self._lib
-        lib.nn_socket.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.nn_setsockopt.argtypes = [
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-        ]
-        lib.nn_connect.argtypes = [ctypes.c_int, ctypes.c_char_p]
-        lib.nn_send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
-        lib.nn_recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        lib.nn_strerror.restype = ctypes.c_char_p
-        self._fd = self._check(lib.nn_socket(_AF_SP, protocol))
-        if protocol == NN_SUB:
-            self._check(lib.nn_setsockopt(self._fd, NN_SUB, _NN_SUB_SUBSCRIBE, None, 0))
-        self._check(lib.nn_connect(self._fd, address.encode()))
-        self._buffer = ctypes.create_string_buffer(_MAX_MSG + _PKT_HDR.size)
-
-    def _check(self, rc: int) -> int:
-        if rc < 0:
-            code = self._lib.nn_errno()
-            raise Bmv2Error(f"nanomsg: {self._lib.nn_strerror(code).decode()}")
-        return rc
-
-    def send(self, data: bytes) -> None:
-        """Send one message."""
-        self._check(self._lib.nn_send(self._fd, data, len(data), 0))
-
-    def recv(self, timeout: float) -> bytes | None:
-        """One message, or None if none arrives within `timeout` seconds."""
-        ms = ctypes.c_int(max(1, int(timeout * 1000)))
-        self._check(
-            self._lib.nn_setsockopt(
-                self._fd, _NN_SOL_SOCKET, _NN_RCVTIMEO, ctypes.byref(ms), ctypes.sizeof(ms)
-            )
-        )
-        size = self._lib.nn_recv(self._fd, self._buffer, len(self._buffer), 0)
-        if size < 0:
-            if self._lib.nn_errno() in (errno.ETIMEDOUT, errno.EAGAIN):
-                return None
-            self._check(size)
-        return self._buffer.raw[:size]
-
-    def close(self) -> None:
-        """Close the socket."""
-        self._lib.nn_close(self._fd)
-
-
 def _resolve(names: Sequence[str], short: str, kind: str) -> str:
     """The full name for a p4-utils style short name (exact or a unique `.suffix`)."""
     if short in names:
@@ -172,49 +105,6 @@ def _resolve(names: Sequence[str], short: str, kind: str) -> str:
     if len(found) != 1:
         raise Bmv2Error(f"unknown or ambiguous {kind} {short!r}")
     return found[0]
-
-
-def digest_widths(program: dict[str, Any]) -> list[int]:
-    """Bit widths of the digest fields, in order, from the BMv2 JSON."""
-    lists = program["learn_lists"]
-    if len(lists) != 1:
-        raise Bmv2Error(f"expected one learn list, found {len(lists)}")
-    header_type = {h["name"]: h["header_type"] for h in program["headers"]}
-    fields = {t["name"]: {f[0]: int(f[1]) for f in t["fields"]} for t in program["header_types"]}
-    widths = []
-    for element in lists[0]["elements"]:
-        header, field = element["value"]
-        widths.append(fields[header_type[header]][field])
-    return widths
-
-
-def decode_samples(data: bytes, count: int, widths: Sequence[int]) -> list[Digest]:
-    """Digest samples: each field in ceil(width/8) big-endian bytes, byte-aligned per field."""
-    sizes = [(w + 7) // 8 for w in widths]
-    if len(sizes) != 9 or len(data) != count * sum(sizes):
-        raise Bmv2Error(f"digest of {len(data)} bytes for {count} samples of {sizes}")
-    out = []
-    pos = 0
-    for _ in range(count):
-        values = []
-        for size in sizes:
-            values.append(int.from_bytes(data[pos : pos + size], "big"))
-            pos += size
-        kind, src, dst, sport, dport, proto, version, dip, dip_port = values
-        out.append(
-            Digest(
-                KIND_CODES[kind],
-                str(ipaddress.IPv4Address(src)),
-                str(ipaddress.IPv4Address(dst)),
-                sport,
-                dport,
-                proto,
-                version,
-                str(ipaddress.IPv4Address(dip)),
-                dip_port,
-            )
-        )
-    return out
 
 
 def _free_port() -> int:
@@ -293,16 +183,15 @@ class Bmv2Switch:
 
         deadline = time.monotonic() + STARTUP_LIMIT
         while True:  # the log line comes just before the server listens: retry, bounded
-            transport = TTransport.TBufferedTransport(
-                TSocket.TSocket("127.0.0.1", self.thrift_port)
-            )
             try:
-                transport.open()
+                socket.create_connection(("127.0.0.1", self.thrift_port), timeout=1.0).close()
                 break
-            except TTransport.TTransportException:
+            except OSError:
                 if time.monotonic() > deadline:
                     raise Bmv2Error("cannot reach simple_switch's Thrift server") from None
                 time.sleep(0.05)
+        transport = TTransport.TBufferedTransport(TSocket.TSocket("127.0.0.1", self.thrift_port))
+        transport.open()
         self._transport = transport
         protocol = TBinaryProtocol.TBinaryProtocol(transport)
         return client_class(TMultiplexedProtocol.TMultiplexedProtocol(protocol, "standard"))
@@ -376,7 +265,11 @@ class Bmv2Switch:
         samples = 0
         sent: list[int] = []
         while True:
-            line = self._wait_line(lambda _: True, PACKET_LIMIT)
+            try:
+                line = self._wait_line(lambda _: True, PACKET_LIMIT)
+            except Bmv2Error as exc:
+                hint = "packet not done (was BMv2 built with --disable-logging-macros?)"
+                raise Bmv2Error(f"{hint}: {exc}") from exc
             match = _PKT_LINE.search(line)
             if _SAMPLE in line:
                 samples += 1

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from bmv2_harness import (
-    NN_SUB,
     Bmv2Switch,
     Compiled,
-    NanoSocket,
     add_bmv2_python_path,
     compile_once,
 )
+from bmv2_nanomsg import NN_SUB, NanoSocket
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
@@ -41,6 +40,10 @@ pytestmark = [
 SYN = bytes.fromhex(
     "00010a00010100000a000102080045000028000100004006656a0a0001020a000064"
     "9c400050000003e80000000050022000da040000"
+)
+# 10.0.1.2:40000 -> 10.0.2.100:80 UDP, not a VIP: routed only
+TO_SERVER = bytes.fromhex(
+    "00010a00010100000a00010208004500001c000100004011656e0a0001020a0002649c40005000080000"
 )
 ROUTE = ["2", "00:01:0a:00:02:01", "00:00:0a:00:02:02"]
 
@@ -92,16 +95,14 @@ def client(switch: Bmv2Switch) -> Iterator[tuple[Any, ThreadedClock]]:
     clock.run_from_threads(1)
     ok(run(clock, thrift.connected()))
     yield thrift, clock
-    closing = defer.ensureDeferred(thrift.close())
-    clock.run_from_threads(0, timeout=0.5)
-    while not closing.called:
-        clock.run_from_threads(1)
+    ok(run(clock, thrift.close()))
 
 
-def run(clock: ThreadedClock, call: Any, thread_calls: int = 1) -> defer.Deferred[Any]:
-    """Start a client coroutine and run the thread calls it needs."""
+def run(clock: ThreadedClock, call: Any) -> defer.Deferred[Any]:
+    """Start a client coroutine and run thread calls until it has finished."""
     d = defer.ensureDeferred(call)
-    clock.run_from_threads(thread_calls)
+    while not d.called:
+        clock.run_from_threads(1)  # raises TimeoutError after 10 s without a thread call
     return d
 
 
@@ -128,16 +129,24 @@ def failed(d: defer.Deferred[Any]) -> BaseException:
     return result.value
 
 
-def test_tables_and_registers(client: tuple[Any, ThreadedClock]) -> None:
-    """Entries and registers written through p4-utils read back from BMv2."""
+def test_tables_and_registers(client: tuple[Any, ThreadedClock], switch: Bmv2Switch) -> None:
+    """Entries and registers written through p4-utils read back from BMv2 and act on packets."""
     thrift, clock = client
     handle = ok(run(clock, thrift.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE)))
     assert isinstance(handle, int)
     assert ok(run(clock, thrift.table_num_entries("ipv4_lpm"))) == 1
+    other = ["3", "00:01:0a:00:00:01", "00:00:0a:00:00:02"]
+    ok(run(clock, thrift.table_modify("ipv4_lpm", "forward", handle, other)))
+    assert [port for port, _ in switch.process(1, TO_SERVER)] == [3]  # the modified route
+    ok(run(clock, thrift.table_clear("ipv4_lpm")))
+    assert ok(run(clock, thrift.table_num_entries("ipv4_lpm"))) == 0
     ok(run(clock, thrift.register_write("active_version", 0, 3)))
     assert ok(run(clock, thrift.register_read("active_version", 0))) == 3
-    ok(run(clock, thrift.table_delete("ipv4_lpm", handle)))
-    assert ok(run(clock, thrift.table_num_entries("ipv4_lpm"))) == 0
+    ok(run(clock, thrift.register_write("bloom_2", 65535, 1)))
+    cells = ok(run(clock, thrift.register_read("bloom_2")))
+    assert len(cells) == 65536 and sum(cells) == 1 and cells[-1] == 1
+    ok(run(clock, thrift.register_reset("bloom_2")))
+    assert sum(ok(run(clock, thrift.register_read("bloom_2")))) == 0
 
 
 @pytest.mark.parametrize(
