@@ -52,6 +52,7 @@ INSTALL_HINT = (
 NNPY_HINT = "digests from BMv2 need the nanomsg binding nnpy: `pip install nnpy`"
 LEARNING_TIMEOUT_MS = 10
 RECEIVE_TIMEOUT_MS = 250
+MAX_SKIPPED_ACKS = 4096  # bound on the learn buffers acknowledged after a gap
 
 
 class NotificationSocket(Protocol):
@@ -170,6 +171,8 @@ class ThriftSwitchClient:
         self._on_aged: AgedCallback | None = None
         self._closed = False
         self.malformed_notifications = 0
+        self.skipped_learn_buffers = 0
+        self._last_buffer: dict[tuple[int, int], int] = {}
         connecting = self._worker.run(
             self._connect, api_factory, probe, host, port, connect_timeout
         )
@@ -332,13 +335,36 @@ class ThriftSwitchClient:
                         self._on_digest(digest)
             finally:
                 self._acknowledge(message)
+                self._acknowledge_skipped(message)
         elif isinstance(message, AgeingMessage) and self._on_aged is not None:
             self._on_aged(list(message.handles))
 
     def _acknowledge(self, message: LearnMessage) -> None:
+        self._ack_buffers(message.cxt_id, message.list_id, [message.buffer_id])
+
+    def _acknowledge_skipped(self, message: LearnMessage) -> None:
+        # BMv2 withholds every later sample identical to an unacknowledged one, so a learn
+        # message we never saw (sent before we subscribed, or lost) would silence its
+        # connections' digests for good. Acknowledging an id twice or an unknown id is harmless.
+        stream = (message.cxt_id, message.list_id)
+        previous = self._last_buffer.get(stream, -1)
+        self._last_buffer[stream] = max(previous, message.buffer_id)
+        skipped = range(max(previous + 1, message.buffer_id - MAX_SKIPPED_ACKS), message.buffer_id)
+        if skipped:
+            self.skipped_learn_buffers += len(skipped)
+            log.warning(
+                "BMv2 %s: %d learn buffers before %d were never received; acknowledging them",
+                self._address,
+                len(skipped),
+                message.buffer_id,
+            )
+            self._ack_buffers(message.cxt_id, message.list_id, list(skipped))
+
+    def _ack_buffers(self, cxt_id: int, list_id: int, buffer_ids: list[int]) -> None:
         def ack() -> None:
             client = self._require_api("bm_learning_ack_buffer").client
-            client.bm_learning_ack_buffer(message.cxt_id, message.list_id, message.buffer_id)
+            for buffer_id in buffer_ids:
+                client.bm_learning_ack_buffer(cxt_id, list_id, buffer_id)
 
         acked = self._worker.run(ack)
         acked.addErrback(

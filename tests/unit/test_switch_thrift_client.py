@@ -348,18 +348,18 @@ def test_digests_are_delivered_acknowledged_and_the_learning_timeout_lowered() -
     assert sub.address == "ipc:///tmp/fake.ipc"
     assert api.client.learning_timeouts == {1: 5}
 
-    sub.messages.put(encode_learn(LearnMessage(0, 0, 1, 42, (NEW, NEW))))
+    sub.messages.put(encode_learn(LearnMessage(0, 0, 1, 0, (NEW, NEW))))
     clock.run_from_threads(1)  # the message reaches the reactor
     assert digests == [NEW, NEW]
     clock.run_from_threads(1)  # the acknowledgement went through the worker
-    assert api.client.acked == [(0, 1, 42)]
+    assert api.client.acked == [(0, 1, 0)]
 
     sub.messages.put(encode_ageing(AgeingMessage(0, 0, 3, 0, (5, 6))))
     clock.run_from_threads(1)
     assert aged == [[5, 6]]
 
     sub.messages.put(b"LEA|" + bytes(10))
-    sub.messages.put(encode_learn(LearnMessage(0, 0, 1, 43, (NEW,))))
+    sub.messages.put(encode_learn(LearnMessage(0, 0, 1, 1, (NEW,))))
     clock.run_from_threads(2)
     assert client.malformed_notifications == 1
     assert len(digests) == 3
@@ -372,6 +372,27 @@ def test_digests_are_delivered_acknowledged_and_the_learning_timeout_lowered() -
         defer.ensureDeferred(client.table_num_entries("ipv4_lpm")), SwitchError
     )
     assert "closed" in str(failure.value)
+
+
+def test_learn_buffers_never_received_are_acknowledged_so_bmv2_does_not_withhold_digests() -> None:
+    clock = ThreadedClock()
+    subscribers: list[FakeSubscriber] = []
+
+    def subscriber(address: str) -> FakeSubscriber:
+        subscribers.append(FakeSubscriber(address))
+        return subscribers[-1]
+
+    client, (api,) = make_client(clock, notification_factory=subscriber)
+    digests: list[Digest] = []
+    sync.successResultOf(run(clock, client.subscribe(digests.append, lambda h: None)))
+    (sub,) = subscribers
+    sub.messages.put(encode_learn(LearnMessage(0, 0, 1, 2, (NEW,))))  # 0 and 1 came before us
+    clock.run_from_threads(3)
+    sub.messages.put(encode_learn(LearnMessage(0, 0, 1, 5, (NEW,))))  # 3 and 4 were lost
+    clock.run_from_threads(3)
+    assert len(digests) == 2
+    assert sorted(buffer for _, _, buffer in api.client.acked) == [0, 1, 2, 3, 4, 5]
+    assert client.skipped_learn_buffers == 4
 
 
 def test_subscribing_to_a_switch_with_another_digest_layout_fails() -> None:
