@@ -44,7 +44,8 @@ test: lint typecheck
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/p4lb-demo
+	$(BIN)/p4lb-demo --out demo-out
+	@mkdir -p docs && cp demo-out/loads.png docs/demo-loads.png
 
 bench: setup
 	$(BIN)/python -m bench

@@ -24,7 +24,9 @@ def main(argv: list[str]) -> int:
     if argv:
         name, rest = argv[0], argv[1:]
         if name not in BENCHMARKS:
-            print(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+            print(
+                f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr
+            )
             return 2
         return int(importlib.import_module(BENCHMARKS[name]).main(rest))
     status = 0

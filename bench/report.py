@@ -20,7 +20,9 @@ def format_table(title: str, rows: Sequence[Mapping[str, Any]]) -> str:
         "| " + " | ".join(col.ljust(w) for col, w in zip(columns, widths, strict=True)) + " |",
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
     return "\n".join(lines) + "\n"
 
 
