@@ -1,20 +1,39 @@
-"""Per-member capacity estimates for the ratio policy: connections a member serves at full CPU.
+"""Per-member capacity estimates for the ratio policy: connections completed per CPU-second.
 
-An unsaturated member serving `conns` connections at utilisation `cpu` can serve about
-conns / cpu at full load, whatever share it gets, so the estimate needs no feedback. Samples are
-smoothed by an EWMA; when the median of the last three samples differs from the EWMA by more
-than `jump`, the EWMA jumps to it (a real change is followed within two samples, while noise and
-a single odd sample are still averaged out). Samples near idle carry no information.
+A member's capacity is the rate at which it can finish connections at full CPU. Each round gives
+a sample of its throughput: the connections it finished per second, arrivals (conn_rate) minus
+the growth of its active connections since its previous report, together with the CPU that
+work took (the report's utilisation). The estimate is the ratio of the two EWMAs,
+EWMA(finished) / max(EWMA(cpu), cpu_floor): completions per CPU-second. The EWMAs start as
+running means (weight 1/k for the k-th round until that falls to ewma_alpha), so early rounds
+are not over-weighted and a restart settles as fast as the data allow. Averaging numerator and
+denominator separately (rather than averaging per-sample ratios) weights each round by how much
+work it carried, so a quiet round or a round in which more connections arrived than finished
+(negative finishes are kept: they cancel against later rounds) cannot throw the estimate.
 
-A saturated member (cpu >= saturation) gives no such sample: its demand exceeds its capacity and
-connections pile up. Its capacity then follows from Little's law instead: connections finish at
-capacity / lifetime per second, and finishes = arrivals (conn_rate) - growth of `conns`, with the
-lifetime learnt from unsaturated samples (conns / conn_rate). The median of the saturated
-samples replaces the estimate, never above its value before the saturation. Without a
-connection rate, the estimate is cut by the mean utilisation u of the unsaturated members (right
-when demand just meets capacity, never too deep), again only after `holdoff` seconds and while
-connections still pile up. After a saturation ends, samples are skipped for `holdoff` seconds:
-a draining backlog (instantaneous conns over the period's mean cpu) reads low.
+Why not active connections / CPU: the active count includes the connections that are waiting.
+It grows with queueing long before the CPU shows more work (new connections count at once, their
+CPU follows later), and a saturated server's backlog grows without bound while its CPU is pinned
+at 1. Read as capacity, that makes a backlogged member look stronger the more it lags, so it is
+given more share and lags further (positive feedback). Throughput per CPU has no such bias: a
+saturated member finishes connections at exactly its capacity, a draining one finishes more than
+arrive, and an idle-ish one finishes few but at little CPU. So saturation needs no special case
+when rates are reported, and a member saturated at its very first sample is estimated right.
+
+When the median of the last three per-round samples differs from the estimate by more than
+`jump` and by more than twice the samples' own scatter (a running RMS of their relative
+deviation), both EWMAs restart as running means of the last two rounds (a median beyond the
+gap needs two rounds past the change): a real change is followed within two samples, while
+noise and a single odd round are still averaged out. Rounds below `min_cpu` carry no
+information and are skipped, as are rounds without a new report (no time elapsed).
+
+Fallback without a connection rate (conn_rate NaN): conns / cpu, converted to completions by the
+pool's connection lifetime (learnt as conns / completions from members that do report rates,
+1 s if none does), and only while the member is unsaturated and has not been saturated for
+`holdoff` seconds (a draining backlog reads wrong both ways). A saturated member without rates
+gives no usable sample: its estimate (the unsaturated one, or its first reading) is cut by the
+mean utilisation of the unsaturated members (right when demand just meets capacity, never too
+deep) at most once per `holdoff` seconds while its connections keep piling up.
 """
 
 from __future__ import annotations
@@ -24,6 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from policy.base import BoolArray, FloatArray, Observations
+
+WINDOW = 3
+"""Rounds in the jump detector's window."""
+SCATTER_ALPHA = 0.1
+"""EWMA weight of the squared relative deviation behind the jump detector's scatter."""
 
 
 @dataclass(frozen=True)
@@ -39,95 +63,154 @@ class EstimatorSettings:
 
 
 class CapacityEstimator:
-    """Capacity EWMA per member, robust to saturation; NaN where nothing is known yet."""
+    """Completions per CPU-second per member; NaN where nothing is known yet."""
 
     def __init__(self, n_members: int, settings: EstimatorSettings) -> None:
         """Start knowing nothing."""
         self.s = settings
         self.estimate = np.full(n_members, np.nan)
+        self.work = np.zeros(n_members)
+        self.busy = np.zeros(n_members)
+        self.count = np.zeros(n_members)
+        self.scatter = np.full(n_members, np.nan)
+        self.recent = np.full((n_members, WINDOW, 2), np.nan)
         self.lifetime = np.full(n_members, np.nan)
-        self.recent = np.full((n_members, 3), np.nan)
         self.saturated_at = np.full(n_members, np.nan)
         self.cut_at = np.full(n_members, np.nan)
-        self.before = np.full(n_members, np.nan)
         self.last_conns = np.full(n_members, np.nan)
-        self.last_time = np.full(n_members, np.nan)
+        self.last_at = np.full(n_members, np.nan)
         self.moved = np.zeros(n_members, dtype=np.bool_)
+        self.saturated = np.zeros(n_members, dtype=np.bool_)
 
     def forget(self, members: BoolArray) -> None:
         """Drop everything known about `members` (they left the pool)."""
-        for arr in (self.estimate, self.lifetime, self.saturated_at, self.cut_at):
+        for arr in (self.estimate, self.scatter, self.lifetime, self.saturated_at, self.cut_at):
             arr[members] = np.nan
-        for arr in (self.last_conns, self.last_time):
+        for arr in (self.last_conns, self.last_at):
             arr[members] = np.nan
+        for arr in (self.work, self.busy, self.count):
+            arr[members] = 0.0
         self.recent[members] = np.nan
 
     def update(self, now: float, obs: Observations, counted: BoolArray) -> None:
-        """Fold this round's reports of `counted` members in; sets `moved` where it jumped."""
+        """Fold this round's reports of `counted` members in.
+
+        Afterwards `moved` marks members whose estimate jumped or was cut this round, and
+        `saturated` those at or above the saturation CPU.
+        """
         s = self.s
         cpu = np.nan_to_num(obs.cpu, nan=0.0)
         conns = np.nan_to_num(obs.conns, nan=0.0)
-        rate = obs.conn_rate
-        ok = counted & (cpu >= s.min_cpu) & (conns > 0)
-        known = np.isfinite(self.estimate)
-        saturated = ok & known & (cpu >= s.saturation)
-        calm = ok & ~saturated & ~(now - self.saturated_at < s.holdoff)
-        sample = conns / np.maximum(cpu, s.cpu_floor)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            life = np.where(calm & (rate > 0), conns / rate, np.nan)
-        have_life = np.isfinite(life)
-        first_life = have_life & np.isnan(self.lifetime)
-        self.lifetime[first_life] = life[first_life]
-        again_life = have_life & ~first_life
-        self.lifetime[again_life] += s.ewma_alpha * (life[again_life] - self.lifetime[again_life])
-        self.moved = saturated.copy()
-        if saturated.any():
-            self._saturated(now, saturated=saturated, cpu=cpu, conns=conns, rate=rate, calm=calm)
-        self.cut_at[calm] = np.nan
-        self.last_conns = np.where(counted, conns, np.nan)
-        self.last_time = np.where(counted, now, np.nan)
-        first = calm & ~known
-        self.estimate[first] = sample[first]
-        again = calm & known
-        self.estimate[again] += s.ewma_alpha * (sample[again] - self.estimate[again])
-        self.recent[calm] = np.column_stack((self.recent[calm, 1:], sample[calm]))
-        full = again & ~np.isnan(self.recent).any(axis=1)
-        median = np.full(len(sample), np.nan)
-        median[full] = np.median(self.recent[full], axis=1)
-        jumped = full & (np.abs(median - self.estimate) > s.jump * self.estimate)
-        self.estimate[jumped] = median[jumped]
-        self.recent[jumped] = np.nan
-        self.moved |= jumped
+        at = now - obs.report_age
+        with np.errstate(invalid="ignore"):
+            elapsed = at - self.last_at
+            new = counted & np.isfinite(at) & ~(elapsed <= 1e-9)
+            growth = np.where(new, (conns - self.last_conns) / elapsed, np.nan)
+        finished = obs.conn_rate - growth
+        ok = new & (cpu >= s.min_cpu)
+        self.saturated = counted & (cpu >= s.saturation)
+        measured = ok & np.isfinite(finished)
+        self._learn_lifetime(measured & ~self.saturated, conns)
+        blind = ok & ~measured & ~np.isfinite(obs.conn_rate)
+        self.moved = np.zeros(len(cpu), dtype=np.bool_)
+        calm = blind & ~self.saturated & ~(now - self.saturated_at < s.holdoff)
+        self.saturated_at[blind & self.saturated] = now
+        # Without rates, conns / lifetime stands in for completions (see the module docstring).
+        lifetime = self._pool_lifetime()
+        finished = np.where(calm, conns / lifetime, finished)
+        self._fold(measured | calm, finished, cpu)
+        self._cut(
+            now,
+            where=blind & self.saturated,
+            reading=conns / lifetime,
+            cpu=cpu,
+            conns=conns,
+            calm=calm,
+        )
+        reported = np.isfinite(at)
+        self.last_conns = np.where(reported, conns, np.nan)
+        self.last_at = np.where(reported, at, np.nan)
 
-    def _saturated(
+    def _learn_lifetime(self, where: BoolArray, conns: FloatArray) -> None:
+        """Track conns / smoothed completions (Little's law) where both are meaningful."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            life = np.where(where & (self.work > 0) & (conns > 0), conns / self.work, np.nan)
+        have = np.isfinite(life)
+        first = have & np.isnan(self.lifetime)
+        self.lifetime[first] = life[first]
+        again = have & ~first
+        self.lifetime[again] += self.s.ewma_alpha * (life[again] - self.lifetime[again])
+
+    def _pool_lifetime(self) -> float:
+        """The pool's typical connection lifetime in seconds (1.0 while nothing is learnt)."""
+        known = self.lifetime[np.isfinite(self.lifetime) & (self.lifetime > 0)]
+        return float(np.median(known)) if len(known) else 1.0
+
+    def _fold(self, where: BoolArray, finished: FloatArray, cpu: FloatArray) -> None:
+        """Add one (completions, cpu) round to the EWMAs of `where`; jump on a clear change."""
+        s = self.s
+        self.count[where] += 1.0
+        a = np.maximum(s.ewma_alpha, 1.0 / self.count[where])
+        self.work[where] += a * (finished[where] - self.work[where])
+        self.busy[where] += a * (cpu[where] - self.busy[where])
+        self.recent[where] = np.concatenate(
+            (self.recent[where, 1:], np.stack((finished[where], cpu[where]), axis=-1)[:, None]),
+            axis=1,
+        )
+        ratio = self.recent[:, :, 0] / np.maximum(self.recent[:, :, 1], s.cpu_floor)
+        full = where & ~np.isnan(ratio).any(axis=1) & np.isfinite(self.estimate)
+        median = np.full(len(where), np.nan)
+        median[full] = np.median(ratio[full], axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = np.abs(median - self.estimate) / self.estimate
+        noise = np.nan_to_num(np.sqrt(self.scatter), nan=0.0)
+        jumped = full & (gap > s.jump) & (gap > 2.0 * noise)
+        if jumped.any():
+            # At least the last two rounds are past the change: restart a running mean there.
+            self.work[jumped] = self.recent[jumped, -2:, 0].mean(axis=1)
+            self.busy[jumped] = self.recent[jumped, -2:, 1].mean(axis=1)
+            self.count[jumped] = 2.0
+            self.recent[jumped] = np.nan
+            self.moved |= jumped
+        self._publish(where)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            latest = finished / np.maximum(cpu, s.cpu_floor)
+            deviation = (latest - self.estimate) / self.estimate
+        track = where & ~jumped & np.isfinite(deviation)
+        first = track & np.isnan(self.scatter)
+        self.scatter[first] = deviation[first] ** 2
+        again = track & ~first
+        self.scatter[again] += SCATTER_ALPHA * (deviation[again] ** 2 - self.scatter[again])
+
+    def _publish(self, where: BoolArray) -> None:
+        """estimate = EWMA(completions) / max(EWMA(cpu), cpu_floor); unknown until positive."""
+        value = self.work[where] / np.maximum(self.busy[where], self.s.cpu_floor)
+        self.estimate[where] = np.where(value > 0, value, np.nan)
+
+    def _cut(
         self,
         now: float,
         *,
-        saturated: BoolArray,
+        where: BoolArray,
+        reading: FloatArray,
         cpu: FloatArray,
         conns: FloatArray,
-        rate: FloatArray,
         calm: BoolArray,
     ) -> None:
-        """Lower the estimates of saturated members (see the module docstring)."""
+        """Lower the estimates of saturated members without rates (see the module docstring)."""
+        if not where.any():
+            return
         s = self.s
-        fresh = saturated & ~(now - self.saturated_at < s.holdoff)  # saturation just began
-        self.recent[fresh] = np.nan
-        self.before[fresh] = self.estimate[fresh]
-        self.saturated_at[saturated] = now
-        with np.errstate(divide="ignore", invalid="ignore"):
-            growth = (conns - self.last_conns) / (now - self.last_time)
-            finishes = rate - growth
-        little = saturated & np.isfinite(self.lifetime) & np.isfinite(finishes) & (finishes > 0)
-        if little.any():
-            sample = self.lifetime * finishes
-            self.recent[little] = np.column_stack((self.recent[little, 1:], sample[little]))
-            median = np.nanmedian(self.recent[little], axis=1)
-            self.estimate[little] = np.minimum(self.before[little], median)
-        rest = saturated & ~little
-        if rest.any():
-            level = float(cpu[calm].mean()) if calm.any() else s.saturation
-            growing = ~(conns < self.last_conns)
-            due = rest & growing & ~(now - self.cut_at < s.holdoff)
-            self.estimate[due] *= min(level, s.saturation)
-            self.cut_at[due] = now
+        self.moved |= where
+        level = min(float(cpu[calm].mean()) if calm.any() else s.saturation, s.saturation)
+        unknown = where & np.isnan(self.estimate)
+        self.work[unknown] = reading[unknown] * level
+        self.busy[unknown] = 1.0
+        self.count[unknown] = 1.0
+        self.estimate[unknown] = reading[unknown] * level
+        self.cut_at[unknown] = now
+        growing = ~(conns < self.last_conns)
+        due = where & ~unknown & growing & ~(now - self.cut_at < s.holdoff)
+        self.work[due] *= level
+        self.estimate[due] *= level
+        self.cut_at[due] = now

@@ -1,9 +1,11 @@
 """The default `ratio` policy: shares proportional to estimated capacity, with a damped trim.
 
-Capacity estimate (`policy.capacity`): connections a member serves at full CPU, conns / cpu,
-smoothed, with jumps for real changes and Little's law while a member is saturated. The estimate
-does not depend on the shares we set, so following it is open loop: a correct estimate equalises
-utilisation in one round and cannot oscillate.
+Capacity estimate (`policy.capacity`): connections a member completes per CPU-second, the EWMA
+of its completions (arrivals minus the growth of its active connections) over the EWMA of its
+CPU, with jumps for real changes. Queue length is not capacity: a backlogged member has many
+connections but completes no more than its capacity, so it is not rewarded for lagging. The
+estimate does not depend on the shares we set, so following it is open loop: a correct estimate
+equalises utilisation in one round and cannot oscillate.
 
 Trim toward equal utilisation, for what the estimate gets wrong (e.g. CPU that does not scale
 with connections). A per-member factor exp(x_i) multiplies the estimate. The relative
@@ -16,7 +18,8 @@ oscillation, no overshoot) iff g <= a / 4, and inside the unit circle since thei
 the extra lag of connection lifetimes. (Without the filter, a = 1, the polynomial is z^2 - z + g
 and the bound is the classic 1/4.) The factor is bounded (correction_limit), leaks back toward 1
 (leak), and is held while a member is saturated or its estimate jumps: those transients are the
-estimate's business, and integrating them would overshoot.
+estimate's business (a saturated member's utilisation error says nothing about how far it is
+over), and integrating them would overshoot.
 
 Safety rails: clamp to [clamp_low, clamp_high] x the mean share; each round a share moves at most
 max_step x the mean share (the whole move is scaled, so shares still sum to 1); no move is made
@@ -44,19 +47,23 @@ from policy.simple import prior_weights
 class RatioParams:
     """Parameters of the ratio policy (every field has a default)."""
 
-    ewma_alpha: float = 0.3
-    """Weight of a new capacity sample in the capacity EWMA (default 0.3)."""
+    ewma_alpha: float = 0.02
+    """Weight of a new round in the EWMAs of completions and CPU, after a running mean over
+    the first 1/ewma_alpha rounds (default 0.02: counted completions are noisy, and real
+    changes are followed by the jump)."""
     jump: float = 0.15
-    """Relative gap of the last-3 median from the EWMA that resets the EWMA to it (default 0.15)."""
+    """Relative gap of the last-3 median from the estimate that restarts the EWMAs from the
+    last two rounds, if also above twice the samples' scatter (default 0.15)."""
     cpu_floor: float = 0.05
     """Smallest CPU used as a divisor (default 0.05)."""
     min_cpu: float = 0.02
     """Samples below this CPU carry no capacity information and are skipped (default 0.02)."""
     saturation: float = 0.9
-    """CPU at or above which a member counts as saturated (default 0.9)."""
+    """CPU at or above which a member counts as saturated: its trim is held, and without a
+    connection rate its conns / cpu is no capacity sample (default 0.9)."""
     saturation_holdoff: float = 2.0
-    """Seconds between two saturation cuts of one member, and after a saturation ends before
-    its samples count again (default 2.0)."""
+    """Without a connection rate: seconds between two saturation cuts of one member, and after
+    a saturation ends before its samples count again (default 2.0)."""
     gain: float = 0.04
     """Trim gain per round; no oscillation needs gain <= trim_alpha / 4 (default 0.04)."""
     trim_alpha: float = 0.2
@@ -156,7 +163,7 @@ class RatioPolicy:
         fresh = live & (obs.report_age <= p.expiry)
         counted = fresh & (now - self.first_report >= p.blackout)
         self.estimator.update(now, obs, counted)
-        self.hold = self.estimator.moved
+        self.hold = self.estimator.moved | self.estimator.saturated
         self.estimate = self.estimator.estimate
         capacity = self._capacity(live, fresh, counted)
         self._update_trim(obs, counted)

@@ -7,7 +7,10 @@ capacity) shares its cores (processor sharing), so its connections last longer a
 queueing effect. CPU = min(1, active x conn_cost / capacity). Agents report the period's mean CPU
 (plus noise), the active connection count and the new-connection rate every report interval; the
 controller sees each report one interval late, runs the policy and rolls out new weights (and
-prefix entries) every rollout interval. Pure: randomness comes from the `rng` passed in.
+prefix entries) every rollout interval. With a `warmup`, the pool first runs on equal weights
+without consulting the policy, as the demo's equal phase does: a weak server then starts the
+policy's run saturated, with a backlog of connections. Pure: randomness comes from the `rng`
+passed in.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class SimConfig:
     """Whether agents report the new-connection rate (default True; False: NaN)."""
     entry_budget: float | None = None
     """Entry budget as a multiple of sum popcount (default None: prefix_entries' default)."""
+    warmup: float = 0.0
+    """Seconds on equal weights before the policy's first run (default 0.0)."""
 
 
 @dataclass
@@ -144,8 +149,10 @@ def simulate(policy: Policy, config: SimConfig, rng: np.random.Generator) -> Tra
             agents.report(now, active, c.report_interval, rng.normal(0.0, c.cpu_noise, n))
         agents.deliver(now, c.report_interval)
         if k % per_rollout == 0:
-            shares = policy.update(now, agents.observations(now, n))
-            new_weights = quantize(shares, total, weights) if shares.sum() > 0 else weights
+            new_weights = weights
+            if now >= c.warmup - 1e-9:
+                shares = policy.update(now, agents.observations(now, n))
+                new_weights = quantize(shares, total, weights) if shares.sum() > 0 else weights
             moved, churn = 0, 0.0
             if not np.array_equal(new_weights, weights):
                 budget = None

@@ -16,6 +16,7 @@ from policy import (
     make_policy,
     policy_params,
 )
+from policy.capacity import CapacityEstimator, EstimatorSettings
 
 CAPACITY = np.array([1.0, 2.0, 3.0, 4.0])
 
@@ -193,3 +194,71 @@ def test_unknown_readings_still_give_valid_shares(name: str) -> None:
         shares = policy.update(float(k), never)
         assert np.isfinite(shares).all()
         assert shares.sum() == pytest.approx(1.0)
+
+
+SETTINGS = EstimatorSettings(
+    ewma_alpha=0.3, jump=0.15, cpu_floor=0.05, min_cpu=0.02, saturation=0.9, holdoff=2.0
+)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "conns", "rate", "expected"),
+    [
+        # steady: 50 conns/s in and out at half CPU -> 100 completions per CPU-second
+        (0.5, [100.0] * 6, 50.0, 100.0),
+        # saturated with a growing backlog: 10 of the 50/s pile up, 40/s finish at full CPU
+        (1.0, [500.0 + 10 * k for k in range(6)], 50.0, 40.0),
+        # draining a backlog: 20/s arrive, the queue shrinks by 20/s, so 40/s finish
+        (1.0, [500.0 - 20 * k for k in range(6)], 20.0, 40.0),
+    ],
+)
+def test_estimate_is_completions_per_cpu_second_whatever_the_queue(
+    cpu: float, conns: list[float], rate: float, expected: float
+) -> None:
+    estimator = CapacityEstimator(1, SETTINGS)
+    everyone = np.ones(1, dtype=np.bool_)
+    for k, c in enumerate(conns):
+        o = Observations.fresh(np.array([cpu]), np.array([c]), conn_rate=np.array([rate]))
+        estimator.update(float(k), o, everyone)
+    assert estimator.estimate[0] == pytest.approx(expected)
+
+
+def test_a_backlog_does_not_raise_the_estimate() -> None:
+    """Two members of equal capacity; one is saturated from its first sample, its queue growing."""
+    estimator = CapacityEstimator(2, SETTINGS)
+    everyone = np.ones(2, dtype=np.bool_)
+    for k in range(8):
+        o = Observations.fresh(
+            np.array([0.5, 1.0]),
+            np.array([100.0, 400.0 + 50 * k]),
+            conn_rate=np.array([50.0, 150.0]),
+        )
+        estimator.update(float(k), o, everyone)
+    assert estimator.estimate == pytest.approx([100.0, 100.0])
+
+
+def test_saturated_first_sample_without_rates_is_cut_not_taken_as_capacity() -> None:
+    estimator = CapacityEstimator(2, SETTINGS)
+    everyone = np.ones(2, dtype=np.bool_)
+    readings = []
+    for k in range(6):
+        o = Observations.fresh(np.array([0.5, 1.0]), np.array([100.0, 400.0 + 50 * k]))
+        estimator.update(float(k), o, everyone)
+        readings.append(float(estimator.estimate[1] / estimator.estimate[0]))
+    # conns / cpu would say member 1 has 2x member 0's capacity, and more each round; its first
+    # reading is cut by the others' utilisation (0.5) at once
+    assert readings[0] <= 0.5 * (400.0 / 1.0) / (100.0 / 0.5)
+    assert all(b <= a for a, b in itertools.pairwise(readings[1:]))
+    assert readings[-1] < 1.0
+
+
+def test_ratio_with_rates_converges_to_capacity_proportions() -> None:
+    policy = make_policy("ratio", 4, [1, 1, 1, 1], {"blackout": 0.0})
+    shares = np.full(4, 0.25)
+    for k in range(40):
+        rate = shares * 150.0
+        conns = rate * 2.0
+        cpu = np.minimum(rate / (50.0 * CAPACITY), 1.0)
+        o = Observations.fresh(cpu, conns, conn_rate=rate)
+        shares = policy.update(float(k), o)
+    assert shares == pytest.approx(CAPACITY / CAPACITY.sum(), abs=0.01)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from policy import make_policy
-from policy.simulation import Quality, SimConfig, simulate, summarise
+from policy.simulation import Quality, SimConfig, Trace, simulate, summarise
 
 CONFIG = SimConfig(duration=40.0, step_time=math.inf)
 
@@ -56,3 +56,39 @@ def test_capacity_step_is_followed_without_sustained_oscillation() -> None:
 
 def test_the_same_seed_gives_the_same_trace() -> None:
     assert quality("ratio", 3) == quality("ratio", 3)
+
+
+DEMO = SimConfig(load=0.5, warmup=30.0, duration=90.0, step_time=math.inf)
+"""The demo's scenario: capacities 1:2:3:4, half the pool's capacity offered, 30 s on equal
+weights first (the weakest server then gets 1.25x its capacity and piles up connections)."""
+
+
+@pytest.fixture(scope="module")
+def backlogged() -> tuple[Trace, Quality]:
+    policy = make_policy("ratio", len(DEMO.capacities), [1.0] * len(DEMO.capacities))
+    trace = simulate(policy, DEMO, np.random.default_rng(7))
+    return trace, summarise(trace, DEMO, window=30.0)
+
+
+def test_a_backlogged_server_is_not_taken_for_a_strong_one(
+    backlogged: tuple[Trace, Quality],
+) -> None:
+    trace, _ = backlogged
+    times = np.asarray(trace.times)
+    util = np.asarray(trace.utilisation)[:, 0]
+    share = np.asarray(trace.shares)[:, 0]
+    capacity_share = DEMO.capacities[0] / sum(DEMO.capacities)
+    # The weakest server is saturated when the policy takes over ...
+    assert util[(times > DEMO.warmup - 5) & (times <= DEMO.warmup)].min() > 0.99
+    # ... yet, while its backlog drains, it never gets much more than its capacity share and
+    # on average not more: its many connections are a queue, not capacity.
+    policy_rounds = times > DEMO.warmup + 5
+    assert share[policy_rounds].max() <= 1.1 * capacity_share
+    assert share[policy_rounds].mean() < capacity_share + 0.5 / (1 << DEMO.weight_bits)
+
+
+def test_ratio_evens_out_the_demo_scenario(backlogged: tuple[Trace, Quality]) -> None:
+    trace, q = backlogged
+    assert q.after_max_mean <= 1.1
+    final = np.asarray(trace.shares)[-10:].mean(axis=0)
+    assert list(np.argsort(final)) == [0, 1, 2, 3]
