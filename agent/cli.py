@@ -61,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s p4lb-agent %(levelname)s %(message)s",
     )
     if args.make_keys is not None:
-        args.make_keys.parent.mkdir(parents=True, exist_ok=True)
-        public, secret = zmq.auth.create_certificates(args.make_keys.parent, args.make_keys.name)
+        try:
+            args.make_keys.parent.mkdir(parents=True, exist_ok=True)
+            public, secret = zmq.auth.create_certificates(
+                args.make_keys.parent, args.make_keys.name
+            )
+        except OSError as exc:
+            log.error("cannot write keys %s: %s", args.make_keys, exc.strerror or exc)
+            return 2
         print(f"wrote {public} and {secret}")
         return 0
     if not args.controller or not args.dip:
@@ -73,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if not 0.01 <= args.interval <= 3600:
         parser.error(f"--interval must be in [0.01, 3600] seconds, got {args.interval!r}")
+    if args.count < 0:
+        parser.error(f"--count must be >= 0, got {args.count!r}")
+    if "://" not in args.controller:
+        parser.error(
+            f"--controller must be an endpoint like tcp://HOST:PORT, got {args.controller!r}"
+        )
     if (args.curve_server_key is None) != (args.curve_key is None):
         parser.error("--curve-server-key and --curve-key go together")
     try:

@@ -44,6 +44,9 @@ class CurveClientKeys:
     @classmethod
     def from_files(cls, server_key: Path, client_key: Path) -> CurveClientKeys:
         """Load zmq.auth certificates (server .key, client .key_secret); raises ValueError."""
+        for path in (server_key, client_key):
+            if not path.is_file():
+                raise ValueError(f"cannot load CURVE certificates: no such file {str(path)!r}")
         try:
             server_public, _ = zmq.auth.load_certificate(str(server_key))
             public, secret = zmq.auth.load_certificate(str(client_key))

@@ -23,7 +23,8 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from controller.config import Config, DipConfig
-from controller.core import ControllerCore, RouteEntry, SwitchCall, SwitchView
+from controller.core import ControllerCore, RecordEvent, RouteEntry, SwitchCall, SwitchView
+from controller.core_support import FaultThrottle
 from controller.loadbook import IngestResult, LoadBook
 from controller.metrics import Metrics
 from controller.record import Recorder
@@ -122,6 +123,7 @@ class ControllerService:
         self._next_load_record = -math.inf
         self._next_export = -math.inf
         self.unexpected_errors = 0
+        self._report_faults = FaultThrottle()
 
     # -- life cycle
 
@@ -158,13 +160,20 @@ class ControllerService:
         self.recorder.close()
         log.info("event=stopped")
 
+    @property
+    def running(self) -> bool:
+        """Whether the service is started and its periodic tick still scheduled."""
+        return self._ticker is not None and self._ticker.running
+
     async def _read_view(self) -> SwitchView | None:
         try:
             active = await self.switch.register_read("active_version", 0)
             conns = await self.switch.table_num_entries("conn_table")
             dips = await self.switch.table_num_entries("dip_table")
         except SwitchError as exc:
-            raise ControllerError(f"cannot read the switch: {exc}") from exc
+            raise ControllerError(
+                f"cannot read the switch (is it up and reachable?): {exc}"
+            ) from exc
         value = active[0] if isinstance(active, list) else active
         return SwitchView(int(value), conns, dips)
 
@@ -182,7 +191,21 @@ class ControllerService:
 
     def ingest_report(self, data: bytes) -> IngestResult:
         """Apply one encoded LoadReport (what the ZeroMQ feed would deliver)."""
-        return self.book.ingest(self.clock(), data)
+        now = self.clock()
+        result = self.book.ingest(now, data)
+        self.note_report(now, result)
+        return result
+
+    def note_report(self, now: float, result: IngestResult) -> None:
+        """Record and log a rejected report (throttled; the load book counts every one).
+
+        Stale and duplicate reports are ordinary reordering and are only counted.
+        """
+        if result.outcome not in ("malformed", "unknown_dip"):
+            return
+        record = self._report_faults.note(now, f"report_{result.outcome}", result.detail)
+        if record is not None:
+            self._write_fault(record)
 
     def add_member(self, pool: int, dip: DipConfig) -> None:
         """Add a DIP to a pool (return path programmed now; weight from the next rollout)."""
@@ -194,7 +217,11 @@ class ControllerService:
         self.core.drain_member(self.clock(), dip, remove=remove)
 
     def tick(self) -> None:
-        """One periodic step of the core (the LoopingCall calls this)."""
+        """One periodic step of the core (the LoopingCall calls this; it never raises, or the
+        LoopingCall would stop for good)."""
+        self._guard(self._tick)
+
+    def _tick(self) -> None:
         now = self.clock()
         self._guard(lambda: self._run(self.core.tick(now, member_loads(self.book, now))))
         for dip in self.core.take_removed():
@@ -275,21 +302,24 @@ class ControllerService:
 
     # -- outputs
 
+    def _write_fault(self, record: RecordEvent) -> None:
+        self.recorder.event(record.now, record.kind, **record.fields)
+        # Backpressure is the protocol working as designed: worth knowing, not a warning.
+        level = logging.INFO if record.fields.get("what") == "backpressure" else logging.WARNING
+        log.log(
+            level,
+            "event=fault what=%s detail=%s",
+            record.fields.get("what"),
+            record.fields.get("detail"),
+        )
+
     def _flush_records(self) -> None:
         for record in self.core.take_records():
-            self.recorder.event(record.now, record.kind, **record.fields)
             if record.kind == "fault":
-                # Backpressure is the protocol working as designed: worth knowing, not a warning.
-                level = (
-                    logging.INFO if record.fields.get("what") == "backpressure" else logging.WARNING
-                )
-                log.log(
-                    level,
-                    "event=fault what=%s detail=%s",
-                    record.fields.get("what"),
-                    record.fields.get("detail"),
-                )
-            elif record.kind == "rollout":
+                self._write_fault(record)
+                continue
+            self.recorder.event(record.now, record.kind, **record.fields)
+            if record.kind == "rollout":
                 log.info(
                     "event=rollout slot=%s version=%s duration_ms=%.1f entries=%s",
                     record.fields["slot"],
@@ -316,8 +346,19 @@ class ControllerService:
                 "forgotten_pending",
                 "foreign_adopted",
                 "foreign_deleted",
+                "unknown_teardown",
+                "delete_failures",
+                "timeout_failures",
             )
         }
+        values.update(
+            (f"load_reports_{name}_total", float(count))
+            for name, count in self.book.counters.items()
+        )
+        values.update(
+            (f"digests_{reason}_total", float(self.core.digest_faults[reason]))
+            for reason in ("malformed", "unknown_vip", "unknown_dip")
+        )
         values.update(
             rollouts_total=rollouts.rollouts,
             rollouts_aborted_total=rollouts.rollouts_aborted,
@@ -325,6 +366,7 @@ class ControllerService:
             switch_write_failures_total=rollouts.write_failures,
             members_removed_total=self.core.members_removed,
             unexpected_errors_total=self.unexpected_errors,
+            record_write_failures_total=self.recorder.write_failures,
         )
         return values
 

@@ -7,13 +7,21 @@ p4lb-controller --check-config lb.toml      # exit 0, or print every problem and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from controller.config import Config, ConfigError, load_config
+from controller.config import (
+    Config,
+    ConfigError,
+    ControllerSettings,
+    load_config,
+    policy_params_problem,
+)
+from controller.validation import Problems
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
@@ -46,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--load-listen", metavar="ENDPOINT", help="ZeroMQ endpoint for load reports"
     )
     parser.add_argument(
+        "--curve-secret",
+        type=Path,
+        metavar="FILE",
+        help="encrypt the load feed with CURVE: this controller's .key_secret (p4lb-agent "
+        "--make-keys writes one)",
+    )
+    parser.add_argument(
+        "--curve-clients",
+        type=Path,
+        metavar="DIR",
+        help="with --curve-secret: accept only agents whose public .key file is in DIR",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     return parser
@@ -61,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "p4lb-controller: --config FILE is required (or --check-config FILE)", file=sys.stderr
         )
+        return EXIT_CONFIG
+    from controller.switch.connect import SwitchSpecError, parse_switch_spec  # noqa: PLC0415
+
+    try:
+        parse_switch_spec(args.switch)
+    except SwitchSpecError as exc:
+        print(f"p4lb-controller: --switch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         config = apply_overrides(load_config(args.config), args)
@@ -98,20 +126,33 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         if args.policy not in policy.POLICIES:
             names = ", ".join(sorted(policy.POLICIES))
             problems.append(f"--policy: {args.policy!r} is not one of {names}")
+        else:
+            # [policy_params] were checked against the file's policy, not this one.
+            known = policy.policy_params(args.policy)
+            foreign = [name for name in config.policy_params if name not in known]
+            if foreign:
+                problems.append(
+                    f"--policy: {args.policy!r} takes no parameter {', '.join(foreign)}"
+                    " (set in [policy_params])"
+                )
+            else:
+                problem = policy_params_problem(args.policy, config.policy_params)
+                if problem is not None:
+                    problems.append(f"--policy: [policy_params] for {args.policy!r}: {problem}")
         changes["policy"] = args.policy
-    for option, key in (
-        ("min_rollout_interval", "min_rollout_interval"),
-        ("quiet_period", "quiet_period"),
-    ):
-        value = getattr(args, option)
+    checks = Problems()
+    for key in ("min_rollout_interval", "quiet_period"):
+        value = getattr(args, key)
         if value is not None:
-            if not value >= 0:
-                problems.append(f"--{option.replace('_', '-')}: {value!r} is not >= 0")
+            checks.number(f"--{key.replace('_', '-')}", value, minimum=0.0)  # finite, like the file
             changes[key] = value
     if args.metrics is not None:
+        checks.host_port("--metrics", args.metrics, allow_empty=True)
         changes["metrics_listen"] = args.metrics
     if args.load_listen is not None:
+        checks.zmq_endpoint("--load-listen", args.load_listen)
         changes["load_listen"] = args.load_listen
+    problems.extend(checks.problems)
     if problems:
         raise ConfigError(problems)
     settings = dataclasses.replace(config.controller, **changes)
@@ -120,14 +161,15 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     """Start everything on the global reactor and run until stopped."""
-    from twisted.internet import defer, reactor  # noqa: PLC0415
+    from twisted.internet import defer, error, reactor  # noqa: PLC0415
 
     from controller.app import ControllerService, DataPlaneLimits  # noqa: PLC0415
     from controller.core import RouteEntry  # noqa: PLC0415
-    from controller.feed import LoadFeed  # noqa: PLC0415
-    from controller.metrics import Metrics, listen_metrics  # noqa: PLC0415
+    from controller.feed import CurveServerKeys, LoadFeed  # noqa: PLC0415
+    from controller.metrics import Metrics  # noqa: PLC0415
     from controller.record import Recorder  # noqa: PLC0415
     from controller.routing import TopologyError, load_topology, routes_for_switch  # noqa: PLC0415
+    from controller.switch.api import SwitchError  # noqa: PLC0415
     from controller.switch.connect import connect_switch  # noqa: PLC0415
 
     routes: list[RouteEntry] = []
@@ -141,39 +183,91 @@ def run(config: Config, args: argparse.Namespace) -> int:
         except (OSError, TopologyError) as exc:
             print(f"p4lb-controller: topology {args.topology}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    curve = None
+    if args.curve_clients is not None and args.curve_secret is None:
+        print("p4lb-controller: --curve-clients needs --curve-secret", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.curve_secret is not None:
+        try:
+            curve = CurveServerKeys.from_files(args.curve_secret, args.curve_clients)
+        except ValueError as exc:
+            print(f"p4lb-controller: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    if args.state is not None and not args.state.parent.is_dir():
+        print(f"p4lb-controller: --state {args.state}: no such directory", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        recorder = Recorder(args.record)
+    except OSError as exc:
+        print(f"p4lb-controller: --record {args.record}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
     rx: Any = reactor
-    switch = connect_switch(args.switch, rx)
+    try:
+        switch = connect_switch(args.switch, rx)
+    except SwitchError as exc:
+        recorder.close()
+        print(f"p4lb-controller: switch {args.switch}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     metrics = Metrics()
     service = ControllerService(
         rx,
         config,
         switch,
-        recorder=Recorder(args.record),
+        recorder=recorder,
         metrics=metrics,
         routes=routes,
         limits=DataPlaneLimits.from_settings(),
         state_path=args.state,
     )
-    feed = LoadFeed(rx, config.controller.load_listen, service.book, rx.seconds)
+    feed = LoadFeed(
+        rx,
+        config.controller.load_listen,
+        service.book,
+        rx.seconds,
+        curve,
+        on_report=service.note_report,
+    )
     status = {"code": EXIT_OK}
 
     async def start() -> None:
+        # Listen first: a bad address must fail before anything is written to the switch.
+        _listen(rx, feed, metrics, config.controller)
         await service.start()
-        feed.start()
-        if config.controller.metrics_listen:
-            listen_metrics(rx, metrics, config.controller.metrics_listen)
-            log.info("event=metrics_listening address=%s", config.controller.metrics_listen)
 
     def failed(failure: Any) -> None:
         log.error("event=start_failed error=%s", failure.getErrorMessage())
         status["code"] = EXIT_FAILED
-        rx.stop()
+        with contextlib.suppress(error.ReactorNotRunning):  # a signal may have come first
+            rx.stop()
 
     async def shutdown() -> None:
         feed.stop()
         await service.stop()
 
-    defer.ensureDeferred(start()).addErrback(failed)
+    # Start inside the running reactor: a failure before run() could not stop it (and would hang).
+    rx.callWhenRunning(lambda: defer.ensureDeferred(start()).addErrback(failed))
     rx.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(shutdown()))
     rx.run()
     return status["code"]
+
+
+def _listen(rx: Any, feed: Any, metrics: Any, settings: ControllerSettings) -> None:
+    """Bind the load feed and the metrics endpoint, turning bind errors into one clear line."""
+    import zmq  # noqa: PLC0415
+    from twisted.internet.error import CannotListenError  # noqa: PLC0415
+
+    from controller.app import ControllerError  # noqa: PLC0415
+    from controller.metrics import listen_metrics  # noqa: PLC0415
+
+    try:
+        feed.start()
+    except zmq.ZMQError as exc:
+        where = settings.load_listen
+        raise ControllerError(f"cannot listen for load reports on {where!r}: {exc}") from exc
+    if settings.metrics_listen:
+        try:
+            listen_metrics(rx, metrics, settings.metrics_listen)
+        except (CannotListenError, ValueError) as exc:
+            where = settings.metrics_listen
+            raise ControllerError(f"cannot serve metrics on {where!r}: {exc}") from exc
+        log.info("event=metrics_listening address=%s", settings.metrics_listen)

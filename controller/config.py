@@ -130,6 +130,8 @@ def load_config(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from exc
     return parse_config(text, source=str(path), hash_bits=hash_bits, policy_catalog=policy_catalog)
 
 
@@ -150,6 +152,21 @@ def parse_config(
     if checker.problems or config is None:
         raise ConfigError(checker.problems)
     return config
+
+
+def policy_params_problem(policy_name: str, params: Mapping[str, float]) -> str | None:
+    """Why `params` are invalid for the named policy (None if valid or the policy is unknown)."""
+    import policy  # noqa: PLC0415 - the parameter dataclasses validate their own values
+    from policy.params import build_params  # noqa: PLC0415
+
+    cls = policy.PARAMS.get(policy_name)
+    if cls is None:
+        return None
+    try:
+        build_params(cls, params)
+    except policy.PolicyError as exc:
+        return str(exc)
+    return None
 
 
 def _catalog() -> dict[str, Mapping[str, float]]:
@@ -207,7 +224,7 @@ class _Checker(Problems):
         allowed = set(defaults.__dataclass_fields__)
         self.unknown("controller", table, allowed)
         values: dict[str, Any] = {}
-        for key in allowed & set(table):
+        for key in [k for k in table if k in allowed]:  # file order: problems read top-down
             where, value = f"controller.{key}", table[key]
             if key in _FLOAT_FIELDS:
                 ok = self.number(where, value, minimum=0.0, strict=key in _POSITIVE_FIELDS)
@@ -235,7 +252,16 @@ class _Checker(Problems):
             if key not in known:
                 self.bad(where, f"unknown parameter for policy {policy!r}")
             elif self.number(where, value):
-                params[key] = float(value)
+                problem = policy_params_problem(policy, {key: float(value)})
+                if problem is None:
+                    params[key] = float(value)
+                else:
+                    self.bad(where, problem)
+        if params and len(params) == len(table):
+            # Each value alone is fine; some constraints tie two parameters together.
+            problem = policy_params_problem(policy, params)
+            if problem is not None:
+                self.bad("policy_params", problem)
         return params
 
     def autoscale(self, table: Mapping[str, Any]) -> AutoscaleConfig:
@@ -243,7 +269,7 @@ class _Checker(Problems):
         allowed = set(defaults.__dataclass_fields__)
         self.unknown("autoscale", table, allowed)
         values: dict[str, Any] = {}
-        for key in allowed & set(table):
+        for key in [k for k in table if k in allowed]:
             where, value = f"autoscale.{key}", table[key]
             current = getattr(defaults, key)
             if isinstance(current, bool):

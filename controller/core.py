@@ -23,6 +23,7 @@ Start-up (`bootstrap`) depends on what the switch already holds:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from controller.core_support import (
     BootTracker,
     CallQueue,
     DigestLike,
+    FaultThrottle,
     Handler,
     JournalError,
     JournalState,
@@ -39,6 +41,7 @@ from controller.core_support import (
     RouteEntry,
     SwitchCall,
     SwitchView,
+    digest_problem,
     learning_call,
     parse_journal,
 )
@@ -107,6 +110,10 @@ class ControllerCore:
         self._activity = ActivityRecords()
         self._next_policy = -math.inf
         self._reverse: dict[str, int | None] = {}
+        self.digest_faults: Counter[str] = Counter()
+        self._faults = FaultThrottle()
+        self._vip_generations: tuple[int, ...] = ()
+        self._vips: dict[tuple[str, int, int], frozenset[str]] = {}
 
     def desired(self) -> dict[int, tuple[int, ...]]:
         """The weights each pool's policy asks for now (member order)."""
@@ -216,16 +223,35 @@ class ControllerCore:
         return self._flush(now)
 
     def on_digest(self, now: float, digest: DigestLike) -> list[SwitchCall]:
-        """A digest from the data plane."""
+        """A digest from the data plane (malformed or impossible ones are counted and dropped)."""
+        problem = digest_problem(digest, self.slots, self._vip_members())
+        if problem is not None:
+            reason, detail = problem
+            self.digest_faults[reason] += 1
+            record = self._faults.note(now, f"digest_{reason}", detail)
+            if record is not None:
+                self._records.append(record)
+            if reason != "unknown_dip":
+                return self._flush(now)
         key = ConnKey(
             digest.src_ip, digest.dst_ip, digest.src_port, digest.dst_port, digest.protocol
         )
         if digest.kind == "new_conn":
             dip = DipTarget(digest.dip_ip, digest.dip_port)
-            self.learner.on_new_conn(now, key, digest.version % self.slots, dip)
+            self.learner.on_new_conn(now, key, digest.version, dip)
         elif digest.kind == "teardown":
             self.learner.on_teardown(now, key)
         return self._flush(now)
+
+    def _vip_members(self) -> dict[tuple[str, int, int], frozenset[str]]:
+        generations = tuple(pool.generation for pool in self.pools)
+        if generations != self._vip_generations:
+            self._vip_generations = generations
+            self._vips = {
+                (p.vip.ip, p.vip.port, p.vip.protocol_number): frozenset(m.dip for m in p)
+                for p in self.pools
+            }
+        return self._vips
 
     def on_aged(self, now: float, handles: Sequence[int]) -> list[SwitchCall]:
         """conn_table handles the switch reports idle."""

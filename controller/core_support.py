@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from controller.rollout import FlipVersion, ReadActive, ResetBloom, Step
 from controller.shadow import DipShadow, DipWrite, WriteKind
 
 SHARE_WINDOW = 5.0
+FAULT_RECORD_INTERVAL = 1.0
+PROTOCOL_NUMBERS = frozenset({6, 17})
 
 
 class DigestLike(Protocol):
@@ -171,6 +175,65 @@ class ActivityRecords:
             self._share_since = now
             self._share_mark = Counter(counters.by_dip)
         return out
+
+
+class FaultThrottle:
+    """Turns a stream of faults into "fault" records: the first of each kind at once, then at
+    most one per `interval` naming how many were left out (the counters keep every one)."""
+
+    def __init__(self, interval: float = FAULT_RECORD_INTERVAL) -> None:
+        self.interval = interval
+        self._next: dict[str, float] = {}
+        self._skipped: Counter[str] = Counter()
+
+    def note(self, now: float, what: str, detail: str) -> RecordEvent | None:
+        """The record to write for this fault, or None while throttled."""
+        if now < self._next.get(what, -math.inf):
+            self._skipped[what] += 1
+            return None
+        self._next[what] = now + self.interval
+        skipped = self._skipped.pop(what, 0)
+        if skipped:
+            detail = f"{detail} (and {skipped} more since the last record)"
+        return RecordEvent(now, "fault", {"what": what, "detail": detail})
+
+
+def digest_problem(
+    digest: DigestLike, slots: int, vips: Mapping[tuple[str, int, int], frozenset[str]]
+) -> tuple[str, str] | None:
+    """Why a digest cannot be taken as is: ("malformed" | "unknown_vip" | "unknown_dip", detail).
+
+    `vips` maps each configured (VIP ip, port, protocol) to its pool's DIP names. A digest for a
+    DIP outside the pool is still worth pinning (the data plane already sent the connection
+    there); the others are dropped by the caller.
+    """
+    if digest.kind not in ("new_conn", "teardown"):
+        return "malformed", f"unknown digest kind {digest.kind!r}"
+    for name in ("src_port", "dst_port", "dip_port"):
+        value = getattr(digest, name)
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            return "malformed", f"{name} {value!r} is not a port number"
+    if digest.protocol not in PROTOCOL_NUMBERS:
+        return "malformed", f"protocol {digest.protocol!r} is neither TCP nor UDP"
+    version = digest.version
+    if not isinstance(version, int) or not 0 <= version < slots:
+        return "malformed", f"version {version!r} is not a slot in [0, {slots})"
+    for name in ("src_ip", "dst_ip", "dip_ip"):
+        value = getattr(digest, name)
+        try:
+            ipaddress.IPv4Address(value if isinstance(value, str) else "")
+        except ValueError:
+            return "malformed", f"{name} {value!r} is not an IPv4 address"
+    if digest.kind != "new_conn":
+        return None
+    vip = (digest.dst_ip, digest.dst_port, digest.protocol)
+    members = vips.get(vip)
+    if members is None:
+        return "unknown_vip", f"{digest.dst_ip}:{digest.dst_port}/{digest.protocol} is no VIP"
+    dip = f"{digest.dip_ip}:{digest.dip_port}"
+    if dip not in members:
+        return "unknown_dip", f"{dip} is not in the pool of {digest.dst_ip}:{digest.dst_port}"
+    return None
 
 
 @dataclass(frozen=True)

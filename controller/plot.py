@@ -126,15 +126,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
     parser.add_argument("--title", help="figure title")
     args = parser.parse_args(argv)
+    skipped: list[int] = []
     try:
-        data = series_from_events(read_events(args.record))
+        data = series_from_events(read_events(args.record, lambda n, _: skipped.append(n)))
     except OSError as exc:
         print(f"p4lb-plot: cannot read {str(args.record)!r}: {exc}", file=sys.stderr)
         return 2
+    if skipped:
+        first = ", ".join(str(n) for n in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(
+            f"p4lb-plot: skipped {len(skipped)} malformed line(s) in {str(args.record)!r}"
+            f" (line {first})",
+            file=sys.stderr,
+        )
     if data.empty:
         print(
             f"p4lb-plot: no load, weights or share events in {str(args.record)!r}", file=sys.stderr
         )
         return 1
-    render(data, args.output, args.title)
+    try:
+        render(data, args.output, args.title)
+    except OSError as exc:
+        print(f"p4lb-plot: cannot write {str(args.output)!r}: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -9,8 +9,9 @@ duration_ms, entries_written}, "learn" {count}, "expire" {count}, "fault" {what,
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -19,6 +20,7 @@ EVENT_KINDS = frozenset(
     {"load", "weights", "rollout", "learn", "expire", "fault", "share", "phase"}
 )
 RESERVED_FIELDS = frozenset({"t", "kind"})
+log = logging.getLogger("controller")
 
 
 def _plain(value: Any) -> Any:
@@ -60,6 +62,8 @@ class Recorder:
         if path is not None:
             self._file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.path = None if path is None else Path(path)
+        self.write_failures = 0
+        """Events lost because the file could not be written (logged once, then counted)."""
 
     @property
     def enabled(self) -> bool:
@@ -72,8 +76,14 @@ class Recorder:
             if kind not in EVENT_KINDS:  # same check as when recording, without the encoding
                 raise ValueError(f"unknown record kind {kind!r}; known: {sorted(EVENT_KINDS)}")
             return
-        self._file.write(encode_event(now, kind, fields) + "\n")
-        self._file.flush()
+        line = encode_event(now, kind, fields) + "\n"
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:  # e.g. disk full: lose the record, never the controller
+            self.write_failures += 1
+            if self.write_failures == 1:
+                log.error("event=record_write_failed path=%s error=%s", self.path, exc)
 
     def close(self) -> None:
         """Close the file (further events are dropped)."""
@@ -93,16 +103,24 @@ class Recorder:
         self.close()
 
 
-def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the events of a JSON-lines record; blank and malformed lines are skipped."""
-    with Path(path).open(encoding="utf-8") as lines:
-        for line in lines:
+def read_events(
+    path: str | Path, on_skip: Callable[[int, str], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield the events of a JSON-lines record; blank lines are ignored and malformed ones
+    skipped, each reported to `on_skip(line_number, reason)` when given."""
+    # errors="replace": a corrupt byte spoils its line only, not the whole file.
+    with Path(path).open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
             text = line.strip()
             if not text:
                 continue
             try:
                 event = json.loads(text)
-            except ValueError:
-                continue  # a line cut short by a crash
+            except ValueError:  # e.g. a line cut short by a crash
+                if on_skip is not None:
+                    on_skip(number, "not JSON")
+                continue
             if isinstance(event, dict) and "t" in event and "kind" in event:
                 yield event
+            elif on_skip is not None:
+                on_skip(number, "not an event object")

@@ -83,8 +83,8 @@ class Problems:
         return self.check(where, ok, f"{value!r} is not one of {', '.join(sorted(choices))}")
 
     def zmq_endpoint(self, where: str, value: Any) -> bool:
-        """A ZeroMQ endpoint such as tcp://HOST:PORT."""
-        ok = isinstance(value, str) and "://" in value
+        """A ZeroMQ bind endpoint: tcp://HOST:PORT (PORT may be *), ipc://PATH or inproc://NAME."""
+        ok = isinstance(value, str) and zmq_endpoint_ok(value)
         return self.check(where, ok, f"{value!r} is not a ZeroMQ endpoint like tcp://HOST:PORT")
 
     def host_port(self, where: str, value: Any, *, allow_empty: bool) -> bool:
@@ -94,6 +94,18 @@ class Problems:
         host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
         ok = bool(host) and port.isdigit() and 0 <= int(port) <= 65535
         return self.check(where, ok, f"{value!r} is not HOST:PORT")
+
+
+def zmq_endpoint_ok(endpoint: str) -> bool:
+    """Whether `endpoint` has the form of a ZeroMQ endpoint a socket can bind."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or not rest or scheme not in ("tcp", "ipc", "inproc"):
+        return False
+    if scheme != "tcp":
+        return True
+    host, colon, port = rest.rpartition(":")
+    good_port = port == "*" or (port.isdigit() and 0 <= int(port) <= 65535)
+    return bool(colon and host and good_port)
 
 
 def _is_int(value: Any) -> bool:

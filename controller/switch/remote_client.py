@@ -69,6 +69,7 @@ class RemoteSwitchClient:
         self._on_aged: AgedCallback | None = None
         self._poller: PollingThread | None = None
         self._closed = False
+        self.malformed_digests = 0
 
     async def _call(self, operation: str, *args: Any) -> Any:
         what = describe_call(operation, *args)
@@ -152,8 +153,15 @@ class RemoteSwitchClient:
 
     def _receive(self) -> tuple[list[Digest], list[int]] | None:
         raw_digests, raw_aged = self._remote.recv_notifications(self._digest_poll)
-        batch = [digest_from(d) for d in raw_digests]
-        aged = [int(h) for h in raw_aged]
+        batch: list[Digest] = []
+        for raw in raw_digests:
+            # One bad digest must not end the stream (an exception here stops the poller).
+            try:
+                batch.append(digest_from(raw))
+            except SwitchError as exc:
+                self.malformed_digests += 1
+                log.warning("skipping a bad digest from %s: %s", self._control, exc)
+        aged = [h for h in raw_aged if isinstance(h, int)]
         return (batch, aged) if batch or aged else None
 
     def _deliver(self, batch: tuple[list[Digest], list[int]]) -> None:

@@ -181,3 +181,202 @@ def test_load_config_reads_a_file_and_reports_a_missing_one(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as info:
         load_config(path, policy_catalog=CATALOG)
     assert info.value.problems == ("vip[0].dip: no DIP is active",)
+
+
+def controller(lines: str) -> str:
+    return f"[controller]\n{lines}\n" + vip()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "controller = 5\n" + vip(), "controller: 5 is not a table", id="controller-not-table"
+        ),
+        pytest.param(
+            "policy_params = 3\n" + vip(), "policy_params: 3 is not a table", id="params-not-table"
+        ),
+        pytest.param(
+            "autoscale = 'x'\n" + vip(), "autoscale: 'x' is not a table", id="autoscale-not-table"
+        ),
+        pytest.param("vip = 5", "vip: at least one [[vip]] is required", id="vip-not-array"),
+        pytest.param("vip = [1]", "vip[0]: 1 is not a table", id="vip-entry-not-table"),
+        pytest.param(
+            '[[vip]]\nip = "10.0.0.1"\nport = 80\ndip = [1]\n',
+            "vip[0].dip[0]: 1 is not a table",
+            id="dip-entry-not-table",
+        ),
+        pytest.param(
+            controller("quiet_period = nan"),
+            "controller.quiet_period: nan is not a number",
+            id="nan-rejected",
+        ),
+        pytest.param(
+            controller("tcp_idle_timeout = inf"),
+            "controller.tcp_idle_timeout: inf is not a number",
+            id="inf-rejected",
+        ),
+        pytest.param(
+            controller("weight_bits = true"),
+            "controller.weight_bits: True is not an integer",
+            id="bool-not-integer",
+        ),
+        pytest.param(
+            controller("weight_bits = 8.0"),
+            "controller.weight_bits: 8.0 is not an integer",
+            id="float-not-integer",
+        ),
+        pytest.param(
+            controller("min_weight_change = 1.5"),
+            "controller.min_weight_change: 1.5 is not a number >= 0.0 <= 1.0",
+            id="dead-band-above-1",
+        ),
+        pytest.param(
+            controller("teardown_linger = '2s'"),
+            "controller.teardown_linger: '2s' is not a number",
+            id="duration-with-unit",
+        ),
+        pytest.param(
+            controller("load_listen = 'tcp://0.0.0.0'"),
+            "controller.load_listen: 'tcp://0.0.0.0' is not a ZeroMQ endpoint",
+            id="load-listen-no-port",
+        ),
+        pytest.param(
+            controller("load_listen = 'udp://0.0.0.0:5555'"),
+            "controller.load_listen: 'udp://0.0.0.0:5555' is not",
+            id="load-listen-bad-transport",
+        ),
+        pytest.param(
+            controller("load_listen = 'tcp://:5555'"),
+            "controller.load_listen: 'tcp://:5555' is not",
+            id="load-listen-no-host",
+        ),
+        pytest.param(
+            controller("load_listen = 'tcp://0.0.0.0:99999'"),
+            "controller.load_listen: 'tcp://0.0.0.0:99999' is not",
+            id="load-listen-port-range",
+        ),
+        pytest.param(
+            controller("metrics_listen = '127.0.0.1:70000'"),
+            "controller.metrics_listen: '127.0.0.1:70000' is not HOST:PORT",
+            id="metrics-port-range",
+        ),
+        pytest.param(
+            controller("metrics_listen = ':9100'"),
+            "controller.metrics_listen: ':9100' is not HOST:PORT",
+            id="metrics-no-host",
+        ),
+        pytest.param(
+            "[policy_params]\ngain = 2\n" + vip(),
+            "policy_params.gain: RatioParams.gain must be in [0.0, 1.0], got 2.0",
+            id="param-out-of-range",
+        ),
+        pytest.param(
+            "[policy_params]\ngain = true\n" + vip(),
+            "policy_params.gain: True is not a number",
+            id="param-bool",
+        ),
+        pytest.param(
+            "[policy_params]\ngain = 'x'\n" + vip(),
+            "policy_params.gain: 'x' is not a number",
+            id="param-string",
+        ),
+        pytest.param(
+            "[autoscale]\ntarget = 1.5\n" + vip(),
+            "autoscale.target: 1.5 is not a number > 0.0 <= 1.0",
+            id="autoscale-target-above-1",
+        ),
+        pytest.param(
+            "[autoscale]\ntolerance = -0.1\n" + vip(),
+            "autoscale.tolerance: -0.1 is not a number >= 0.0",
+            id="autoscale-negative-tolerance",
+        ),
+        pytest.param(
+            "[autoscale]\nmax_step_up = 0\n" + vip(),
+            "autoscale.max_step_up: 0 is not an integer in [1, 65536]",
+            id="autoscale-no-step",
+        ),
+        pytest.param(
+            "[autoscale]\ncooldown_up = -1\n" + vip(),
+            "autoscale.cooldown_up: -1 is not a number >= 0.0",
+            id="autoscale-negative-cooldown",
+        ),
+        pytest.param(
+            "[autoscale]\nspeed = 1\n" + vip(),
+            "autoscale.speed: unknown key",
+            id="autoscale-unknown-key",
+        ),
+        pytest.param(vip(extra="port = 81"), "TOML syntax", id="duplicate-key"),
+        pytest.param(
+            '[[vip]]\nport = 80\n[[vip.dip]]\nip = "10.1.1.1"\nport = 1\n',
+            "vip[0].ip: missing",
+            id="vip-ip-missing",
+        ),
+        pytest.param(
+            vip(extra='name = ""'), "vip[0].name: '' is not a non-empty string", id="vip-name-empty"
+        ),
+        pytest.param(
+            vip(dip='ip = "10.1.3.2"\nport = 80.0'),
+            "vip[0].dip[0].port: 80.0 is not a port",
+            id="float-port",
+        ),
+        pytest.param(
+            vip(dip='ip = "10.1.3.2"\nport = "80"'),
+            "vip[0].dip[0].port: '80' is not a port",
+            id="string-port",
+        ),
+        pytest.param(
+            vip(dip='ip = "10.1.3.2"\nport = 0'),
+            "vip[0].dip[0].port: 0 is not a port",
+            id="zero-port",
+        ),
+        pytest.param(
+            vip(dip='ip = "::1"\nport = 1'),
+            "vip[0].dip[0].ip: '::1' is not an IPv4 address",
+            id="ipv6-dip",
+        ),
+        pytest.param(
+            vip(dip="ip = 167772161\nport = 1"),
+            "vip[0].dip[0].ip: 167772161 is not an IPv4 address",
+            id="integer-ip",
+        ),
+        pytest.param(
+            vip(dip='ip = "10.1.3.2"\nport = 1\nweight = 70000'),
+            "vip[0].dip[0].weight: 70000 is not an integer in [0, 65536]",
+            id="weight-too-big",
+        ),
+        pytest.param(
+            vip(extra='name = "a"') + vip(extra='name = "a"').replace("port = 80", "port = 81"),
+            "vip[1].name: 'a' already used by vip[0]",
+            id="duplicate-vip-name",
+        ),
+        pytest.param(
+            vip() * 257, "vip: 257 VIPs exceed the vip_table size 256", id="too-many-vips"
+        ),
+    ],
+)
+def test_bad_config_case_is_reported_at_its_location(text: str, expected: str) -> None:
+    assert any(expected in p for p in problems(text)), problems(text)
+
+
+def test_problems_follow_the_order_of_the_file() -> None:
+    text = controller("quiet_period = -1\npolicy = 5\nweight_bits = 0")
+    assert [p.split(":")[0] for p in problems(text)] == [
+        "controller.quiet_period",
+        "controller.policy",
+        "controller.weight_bits",
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xff\xfe" + vip().encode())
+    with pytest.raises(ConfigError) as info:
+        load_config(path, policy_catalog=CATALOG)
+    assert info.value.problems == (f"{path}: not UTF-8 text (byte 0)",)
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5555", "tcp://127.0.0.1:*", "ipc:///tmp/lb"])
+def test_load_listen_accepts_every_bindable_form(endpoint: str) -> None:
+    config = parse_config(controller(f"load_listen = {endpoint!r}"), policy_catalog=CATALOG)
+    assert config.controller.load_listen == endpoint
