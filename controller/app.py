@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,10 @@ from controller.metrics import Metrics
 from controller.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
 from controller.weighting import MemberLoad
+from p4model.settings import load_settings
 
 log = logging.getLogger("controller")
 METRICS_INTERVAL = 1.0
-SETTINGS_P4 = Path(__file__).resolve().parent.parent / "p4src" / "settings.p4"
 
 
 class ControllerError(Exception):
@@ -47,20 +46,17 @@ class DataPlaneLimits:
     hash_bits: int = 16
     version_slots: int = 4
     conn_table_size: int = 65536
+    dip_table_size: int = 16384
 
     @classmethod
-    def from_settings(cls, path: Path = SETTINGS_P4) -> DataPlaneLimits:
-        """Read the `#define` lines of settings.p4 (defaults for anything missing)."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            return cls()
-        found = dict(re.findall(r"^\s*#define\s+([A-Z_]+)\s+(\d+)", text, re.MULTILINE))
-        base = cls()
+    def from_settings(cls, path: Path | None = None) -> DataPlaneLimits:
+        """Read them from settings.p4 (default: the repository's), the program's own constants."""
+        settings = load_settings(path)
         return cls(
-            int(found.get("HASH_BITS", base.hash_bits)),
-            int(found.get("VERSION_SLOTS", base.version_slots)),
-            int(found.get("CONN_TABLE_SIZE", base.conn_table_size)),
+            settings.hash_bits,
+            settings.version_slots,
+            settings.conn_table_size,
+            settings.dip_table_size,
         )
 
 
@@ -112,6 +108,7 @@ class ControllerService:
             hash_bits=self.limits.hash_bits,
             slots=self.limits.version_slots,
             conn_capacity=self.limits.conn_table_size,
+            dip_table_size=self.limits.dip_table_size,
             routes=routes,
             journaling=state_path is not None,
         )

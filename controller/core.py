@@ -67,6 +67,7 @@ class ControllerCore:
         hash_bits: int = 16,
         slots: int = 4,
         conn_capacity: int = 65536,
+        dip_table_size: int = 16384,
         routes: Sequence[RouteEntry] = (),
         journaling: bool = False,
     ) -> None:
@@ -103,6 +104,7 @@ class ControllerCore:
             record=self._record,
             boot=self.boot,
             journaling=journaling,
+            dip_table_size=dip_table_size,
         )
         self.removed: list[str] = []
         self.members_removed = 0

@@ -28,7 +28,7 @@ from controller.rollout import (
     skip_reason,
 )
 from controller.shadow import BucketKey, DipShadow, DipTarget, DipWrite
-from controller.weighting import pool_buckets
+from controller.weighting import entry_budget, held_entries, pool_buckets
 
 VERIFY_RETRY = 0.5
 INITIAL_ATTEMPTS = 5
@@ -61,8 +61,10 @@ class VersionSlots:
         record: Record,
         boot: BootTracker,
         journaling: bool = False,
+        dip_table_size: int = 16384,
     ) -> None:
         self.settings = settings
+        self.dip_table_size = dip_table_size
         self.hash_bits = hash_bits
         self.slots = slots
         self.journaling = journaling
@@ -207,13 +209,18 @@ class VersionSlots:
         pools, desired = self._pools, self._desired()
         content: dict[BucketKey, DipTarget] = {}
         staged: SlotWeights = {}
+        # Start from what the active version holds, so few flow hashes change member (fewer
+        # connections depend on conn_table entries still being learned), with the slot's share
+        # of the table as the entry budget.
+        held = self.shadow.content(self.ledger.active)
         for p, pool in enumerate(pools):
             members = [DipTarget(m.ip, m.port) for m in pool]
             weights = list(desired[p])
-            # The fresh (fewest-entries) layout: moving few hash values buys nothing here, since
-            # every existing connection is pinned in conn_table, and the sticky layout costs
-            # 30 ms (64 DIPs) to 0.8 s (1,024 DIPs) per rollout.
-            pool_content, _ = pool_buckets(p, members, weights, self.hash_bits)
+            budget = entry_budget(weights, self.dip_table_size, self.slots, len(pools))
+            previous = held_entries(p, members, held)
+            pool_content, _ = pool_buckets(
+                p, members, weights, self.hash_bits, previous, max_entries=budget
+            )
             content.update(pool_content)
             staged[p] = {m.dip: w for m, w in zip(pool, weights, strict=True)}
         writes = tuple(self.shadow.plan(slot, content))

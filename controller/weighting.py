@@ -2,7 +2,9 @@
 
 `PoolWeighting` keeps one policy instance per pool, feeds it `policy.Observations` built from the
 load book's view of each member, and quantizes its shares into integer weights summing to
-2**weight_bits. `pool_buckets` turns weights into the dip_table content of one pool.
+2**weight_bits. `pool_buckets` turns weights into the dip_table content of one pool, moving few
+hash values from what the active version holds (`held_entries`) within the table room of one
+slot (`entry_budget`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import policy
 from controller.config import AutoscaleConfig
 from controller.pools import BackendPool, MemberState
 from controller.shadow import BucketKey, DipTarget
-from policy.buckets import PrefixEntry, prefix_entries
+from policy.buckets import PrefixEntry, popcount_bound, prefix_entries
 
 
 @dataclass(frozen=True)
@@ -133,11 +135,44 @@ def pool_buckets(
     weights: Sequence[int],
     hash_bits: int,
     previous: Sequence[PrefixEntry] | None = None,
+    *,
+    max_entries: int | None = None,
 ) -> tuple[dict[BucketKey, DipTarget], list[PrefixEntry]]:
-    """dip_table content of one pool for `weights`, and the prefix entries behind it."""
-    entries = prefix_entries(np.asarray(weights, dtype=np.int64), hash_bits, previous or None)
+    """dip_table content of one pool for `weights`, and the prefix entries behind it.
+
+    `previous` (default None: the fresh, fewest-entries layout) and `max_entries` (default None:
+    prefix_entries' default budget) are passed to `policy.buckets.prefix_entries`.
+    """
+    w = np.asarray(weights, dtype=np.int64)
+    entries = prefix_entries(w, hash_bits, previous or None, max_entries)
     content = {BucketKey(pool_id, e.value, e.prefix_len): members[e.index] for e in entries}
     return content, entries
+
+
+def held_entries(
+    pool_id: int, members: Sequence[DipTarget], held: Mapping[BucketKey, DipTarget]
+) -> list[PrefixEntry]:
+    """One pool's prefix entries in a slot's content (`held`), as indices into `members`.
+
+    Entries of DIPs no longer in the pool are left out: their hash values count as free.
+    """
+    index = {m: i for i, m in enumerate(members)}
+    return [
+        PrefixEntry(key.value, key.prefix_len, index[target])
+        for key, target in held.items()
+        if key.pool == pool_id and target in index
+    ]
+
+
+def entry_budget(weights: Sequence[int], table_size: int, slots: int, pools: int) -> int:
+    """Entries one pool may use in one slot: twice the popcount bound, within an even share
+    of the table, never below popcount.
+
+    Twice popcount lets the layout move exactly the minimum of hash values; more room only
+    lets fragments accumulate, which costs writes at every rollout.
+    """
+    bound = popcount_bound(weights)
+    return max(min(2 * bound, table_size // (slots * max(pools, 1))), bound)
 
 
 class PoolAutoscaling:

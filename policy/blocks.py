@@ -48,24 +48,73 @@ def binary_pieces(start: int, amount: int) -> list[tuple[int, int]]:
     return out
 
 
+def maximal_block_arrays(owner: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """(starts, exps, owners) of the maximal uniform aligned blocks, by size then address.
+
+    `owner` has a power-of-two length; values owned by -1 form no block.
+    """
+    size = len(owner)
+    cut = np.flatnonzero(owner[1:] != owner[:-1]) + 1
+    lo = np.concatenate(([0], cut)).astype(np.int64)
+    hi = np.concatenate((cut, [size])).astype(np.int64)
+    who = owner[lo].astype(np.int64)
+    keep = who >= 0
+    return run_pieces(lo[keep], hi[keep], who[keep], size)
+
+
+def run_pieces(
+    lo: IntArray, hi: IntArray, label: IntArray, size: int
+) -> tuple[IntArray, IntArray, IntArray]:
+    """(starts, exps, labels) of the aligned cover of runs [lo, hi), by size then address.
+
+    The runs are disjoint in a space of `size` (a power of two) values. A maximal uniform aligned
+    block lies in one run, and the greedy aligned cover of a run is made of exactly its maximal
+    blocks.
+    """
+    lo, hi, label = lo.astype(np.int64), hi.astype(np.int64), label.astype(np.int64)
+    length = hi - lo
+    whole = ((length & (length - 1)) == 0) & ((lo & (length - 1)) == 0)  # one aligned block
+    one = np.frexp(length[whole].astype(np.float64))[1].astype(np.int64) - 1
+    split = _split_runs(lo[~whole], hi[~whole], label[~whole], size)
+    starts = np.concatenate((lo[whole], split[0]))
+    exps = np.concatenate((one, split[1]))
+    order = np.lexsort((starts, exps))
+    return starts[order], exps[order], np.concatenate((label[whole], split[2]))[order]
+
+
+def _split_runs(
+    lo: IntArray, hi: IntArray, label: IntArray, size: int
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Aligned cover of runs, unordered (see `run_pieces`).
+
+    Below `mid`, the most aligned point inside a run, there is one piece per set bit of
+    mid - lo (smallest first); above it, one per set bit of hi - mid (largest first).
+    """
+    top = np.frexp((lo ^ hi).astype(np.float64))[1].astype(np.int64) - 1  # highest differing bit
+    mid = hi >> top << top
+    below, above = mid - lo, hi - mid
+    exps = np.arange(size.bit_length(), dtype=np.int64)
+    sizes = np.int64(1) << exps
+    left = (below[:, None] & sizes) != 0
+    right = (above[:, None] & sizes) != 0
+    left_start = lo[:, None] + (below[:, None] & (sizes - 1))
+    right_start = mid[:, None] + (above[:, None] & ~(2 * sizes - 1))
+    grid_exps = np.broadcast_to(exps, left.shape)
+    grid_labels = np.broadcast_to(label[:, None], left.shape)
+    return (
+        np.concatenate((left_start[left], right_start[right])),
+        np.concatenate((grid_exps[left], grid_exps[right])),
+        np.concatenate((grid_labels[left], grid_labels[right])),
+    )
+
+
 def maximal_blocks(owner: IntArray) -> list[Block]:
     """Maximal uniform aligned blocks of an owner array (len a power of two); skips owner -1."""
-    size = len(owner)
-    bits = size.bit_length() - 1
-    levels: list[IntArray] = [owner.astype(np.int64)]
-    for _ in range(bits):
-        child = levels[-1].reshape(-1, 2)
-        levels.append(np.where(child[:, 0] == child[:, 1], child[:, 0], -2))
-    out: list[Block] = []
-    for exp, level in enumerate(levels):
-        if exp < bits:
-            parent = np.repeat(levels[exp + 1], 2)
-            mask = (level >= 0) & (parent < 0)
-        else:
-            mask = level >= 0
-        for pos in np.flatnonzero(mask).tolist():
-            out.append(Block(pos << exp, exp, int(level[pos])))
-    return out
+    starts, exps, owners = maximal_block_arrays(owner)
+    return [
+        Block(s, e, o)
+        for s, e, o in zip(starts.tolist(), exps.tolist(), owners.tolist(), strict=True)
+    ]
 
 
 def merge_buddies(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -10,16 +10,18 @@ connections of that flow hash to another member). The sticky layout (`policy.sti
 exactly the minimum, 1/2 * sum |change|, but every change carves new pieces, so its entry count
 grows. The entry budget defaults to max(sum popcount(w), len(previous)): the table never grows
 past the popcount bound, and a layout that already fits may keep its size when the new weights
-happen to be rounder. Over budget, the most fragmented members are re-laid in whole blocks, then
-the layout is re-encoded with the fewest entries (ORTC), and only then does the fresh layout
-replace it, placed where members already were. The fresh layout is also taken whenever it has
-fewer entries and moves at most PACKED_SLACK (5 %) more than the minimum.
+happen to be rounder; callers with table room pass a larger `max_entries` and get the minimum.
+Over budget, the most fragmented members are re-laid in whole blocks, then the layout is
+re-encoded with the fewest entries (ORTC), and only then does the fresh layout replace it,
+placed where members already were.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from typing import NamedTuple
+from functools import partial
+from typing import NamedTuple, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -28,6 +30,7 @@ from policy.base import IntArray, PolicyError
 from policy.layout import fresh_layout
 from policy.ortc import ortc
 from policy.sticky import sticky_layout
+from policy.tidy import match_array
 
 
 class PrefixEntry(NamedTuple):
@@ -45,10 +48,6 @@ class PrefixEntry(NamedTuple):
     def key(self) -> str:
         """The entry as a runtime-API lpm key string, e.g. "0x8000/1"."""
         return f"{self.value:#x}/{self.prefix_len}"
-
-
-PACKED_SLACK = 1.05
-"""A fresh layout replaces the sticky one if it moves at most this multiple of the minimum."""
 
 
 def _weights(weights: ArrayLike, hash_bits: int) -> tuple[IntArray, int]:
@@ -88,8 +87,9 @@ def prefix_entries(
     if not w.any():
         return []
     bits = k
+    held = np.fromiter(itertools.chain.from_iterable(previous or ()), np.int64).reshape(-1, 3)
     if previous:
-        bits = max(k, *(e.prefix_len for e in previous))
+        bits = max(k, int(held[:, 1].max()))
         if bits > hash_bits:
             raise PolicyError(f"previous entries are longer than hash_bits={hash_bits!r}")
     demand = w << (bits - k)
@@ -99,45 +99,33 @@ def prefix_entries(
     triples = None
     if previous:
         shift = hash_bits - bits
-        old = [(e.value >> shift, bits - e.prefix_len, e.index) for e in previous]
+        starts, exps = (held[:, 0] >> shift).tolist(), (bits - held[:, 1]).tolist()
+        old = list(zip(starts, exps, held[:, 2].tolist(), strict=True))
         triples = _sticky_within(demand, old, bits, budget)
-        fewest = len(fresh_layout(demand, bits))
-        if triples is None or len(triples) > fewest:
-            # The fresh layout has fewer entries: place it where members were, and take it if
-            # that moves hardly more (or if the sticky one is over budget).
+        if triples is None:
+            # Over budget even after re-laying fragmented members: the fewest-entries layout,
+            # its blocks placed where their members already were.
             old_owner = bucket_owner(previous, hash_bits)[:: 1 << shift]
             roots = [e.index for e in previous if e.prefix_len == 0]
-            packed = fresh_layout(demand, bits, old_owner, roots[0] if roots else None)
-            if triples is None or _prefer_packed(triples, packed, old_owner, demand, bits):
-                triples = packed
+            triples = fresh_layout(demand, bits, old_owner, roots[0] if roots else None)
     if triples is None:
         triples = fresh_layout(demand, bits)
-    shift = hash_bits - bits
-    return [PrefixEntry(start << shift, bits - exp, owner) for start, exp, owner in triples]
-
-
-def _prefer_packed(
-    sticky: list[tuple[int, int, int]],
-    packed: list[tuple[int, int, int]],
-    old_owner: IntArray,
-    demand: IntArray,
-    bits: int,
-) -> bool:
-    """Take the fresh (fewest-entry) layout when it has fewer entries and moves at most 5 % more."""
-    if len(packed) >= len(sticky):
-        return False
-    minimum = np.bincount(old_owner[old_owner >= 0], minlength=len(demand))[: len(demand)]
-    least = float(np.abs(demand - minimum).sum()) / 2 + np.count_nonzero(old_owner < 0) / 2
-    moved = int(np.count_nonzero(_owner_of(packed, bits) != old_owner))
-    return moved <= PACKED_SLACK * max(least, 1.0)
+    blocks = np.fromiter(itertools.chain.from_iterable(triples), np.int64).reshape(-1, 3)
+    values = (blocks[:, 0] << (hash_bits - bits)).tolist()
+    lengths = (bits - blocks[:, 1]).tolist()
+    # tuple.__new__ is what PrefixEntry._make does, without a Python call per entry.
+    make = partial(tuple.__new__, PrefixEntry)
+    rows = zip(values, lengths, blocks[:, 2].tolist(), strict=True)
+    return cast(list[PrefixEntry], list(map(make, rows)))
 
 
 def _owner_of(triples: list[tuple[int, int, int]], bits: int) -> IntArray:
     """Owner of each value of a 2**bits space under blocks (start, exp, owner), longest wins."""
-    owner = np.full(1 << bits, -1, dtype=np.int64)
-    for start, exp, member in sorted(triples, key=lambda t: -t[1]):
-        owner[start : start + (1 << exp)] = member
-    return owner
+    if not triples:
+        return np.full(1 << bits, -1, dtype=np.int64)
+    blocks = np.asarray(triples, dtype=np.int64)
+    ids = match_array(blocks[:, :2], bits)
+    return np.where(ids >= 0, blocks[np.maximum(ids, 0), 2], -1)
 
 
 def _sticky_within(

@@ -27,11 +27,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from policy.base import IntArray
-from policy.blocks import aligned_cover, binary_pieces, maximal_blocks
-from policy.tidy import Key, match_ids, parent_owner, tidy
+from policy.base import BoolArray, IntArray
+from policy.blocks import aligned_cover, binary_pieces, run_pieces
+from policy.tidy import Key, flatten, key_array, parents, tidy
 
 Triple = tuple[int, int, int]
+_Owned = defaultdict[int, list[Key]]
 
 
 class _Pool:
@@ -41,6 +42,8 @@ class _Pool:
         self.by_exp: dict[int, list[Key]] = defaultdict(list)
         for piece in sorted(pieces, reverse=True):
             self.by_exp[piece[1]].append(piece)
+        self.free = set(pieces)
+        self.top = max((exp for _, exp in pieces), default=-1)
         self.total = sum(1 << exp for _, exp in pieces)
         self.budget = self.total if budget is None else min(budget, self.total)
 
@@ -52,20 +55,23 @@ class _Pool:
         """
         if self.budget < 1 << exp:
             return None
-        larger = [e for e, lst in self.by_exp.items() if e >= exp and lst]
-        if not larger:
-            return None
-        have = min(larger)
+        have = exp
+        while not self.by_exp.get(have):
+            if have >= self.top:
+                return None
+            have += 1
         pick = len(self.by_exp[have]) - 1
         if near and have == exp:
             size = 1 << exp
-            pick = next(
-                (i for i, (st, _) in enumerate(self.by_exp[exp]) if (st ^ size, exp) in near), pick
-            )
+            buddies = [b for st, e in near if e == exp and (b := (st ^ size, exp)) in self.free]
+            if buddies:
+                pick = min(map(self.by_exp[exp].index, buddies))
         start, _ = self.by_exp[have].pop(pick)
+        self.free.discard((start, have))
         while have > exp:
             have -= 1
             self.by_exp[have].append((start + (1 << have), have))
+            self.free.add((start + (1 << have), have))
         self.budget -= 1 << exp
         self.total -= 1 << exp
         return (start, exp)
@@ -78,6 +84,8 @@ class _Pool:
         """Return pieces to the pool."""
         for piece in pieces:
             self.by_exp[piece[1]].append(piece)
+            self.free.add(piece)
+            self.top = max(self.top, piece[1])
             self.total += 1 << piece[1]
             self.budget += 1 << piece[1]
 
@@ -91,12 +99,15 @@ def _keep(
 ) -> tuple[list[Key], list[Key]]:
     """Split a member's pieces into (kept, released) so that exactly `amount` is kept.
 
-    Pieces in `give_back` (default none) are kept last: releasing them deletes an entry.
+    `pieces` come largest first, then by address. Pieces in `give_back` (default none) are kept
+    last: releasing them deletes an entry.
     """
     kept: list[Key] = []
     skipped: list[Key] = []
     left = amount
-    for piece in sorted(pieces, key=lambda p: (p in give_back, -p[1], p[0])):
+    if not give_back.isdisjoint(pieces):
+        pieces = sorted(pieces, key=give_back.__contains__)  # stable: sizes stay in order
+    for piece in pieces:
         if 1 << piece[1] <= left:
             kept.append(piece)
             left -= 1 << piece[1]
@@ -162,71 +173,111 @@ def sticky_layout(
     if len(live) == 0:
         return []
     entries: dict[Key, int] = {(s, e): o for s, e, o in old}
-    keys = list(entries)
-    ids = match_ids(keys, space_bits)
-    owner_of = np.array([entries[k] for k in keys] + [-1], dtype=np.int64)[ids]
+    lo, hi, ids = flatten(key_array(entries, len(entries)), space_bits)
+    owner_of = np.fromiter([*entries.values(), -1], dtype=np.int64, count=len(entries) + 1)[ids]
     root = entries.get((0, space_bits))
     if root is not None and 0 <= root < n and demand[root] > 0:
         bg = root
     else:
         bg = int(live[np.argmax(demand[live])])
         entries[(0, space_bits)] = bg  # a departed background's land goes to the new one
-    have = np.bincount(owner_of[owner_of >= 0], minlength=n)[:n]
-    owned: dict[int, list[Key]] = defaultdict(list)
-    released: list[Key] = []
-    for piece in maximal_blocks(ids + 1):  # +1: values no entry matches form pieces too
-        member = int(owner_of[piece.start])
-        key = (piece.start, piece.exp)
-        if 0 <= member < n and demand[member] > 0:
-            owned[member].append(key)
-        else:
-            released.append(key)
-    growing = {j for j in live.tolist() if have[j] < demand[j] and j not in rebuild and j != bg}
+    matched = owner_of >= 0
+    have = np.bincount(owner_of[matched], (hi - lo)[matched], minlength=n)[:n].astype(np.int64)
+    needed = have != demand  # members whose weight stays need no pieces
+    needed[[bg, *rebuild]] = True
+    owned, released = _pieces(lo, hi, owner_of, demand, space_bits, needed=needed)
+    wanted: list[int] = demand.tolist()
+    held: list[int] = have.tolist()
+    members_live: list[int] = live.tolist()
+    growing = {j for j in members_live if held[j] < wanted[j] and j not in rebuild and j != bg}
     # Whole entries carved out of a growing member's block: giving them back deletes an entry.
-    home = {
-        key: parent
-        for key in entries
-        if (parent := parent_owner(entries, key, space_bits)) in growing and entries[key] != parent
-    }
-    for j in live.tolist():
-        if j != bg and have[j] > demand[j] and j not in rebuild:
-            _, freed = _keep(owned[j], int(demand[j]), frozenset(home))
+    owners = np.fromiter(entries.values(), dtype=np.int64, count=len(entries))
+    up = parents(key_array(entries, len(entries)), space_bits)
+    above = np.where(up >= 0, owners[up], -1)  # owner of the entry around each (-1: none)
+    grows = np.zeros(n + 1, dtype=np.bool_)  # index -1 (no parent) reads the spare False
+    grows[list(growing)] = True
+    carved = grows[np.where(above < n, above, -1)] & (above != owners)
+    listed = list(entries)
+    home = {listed[i]: int(above[i]) for i in np.flatnonzero(carved).tolist()}
+    give_back = frozenset(home)
+    for j in members_live:
+        if j != bg and held[j] > wanted[j] and j not in rebuild:
+            _, freed = _keep(owned[j], wanted[j], give_back)
             released += freed
     homes: dict[int, list[Key]] = defaultdict(list)
     for key in released:
         if key in home:
             homes[home[key]].append(key)
     patches: list[tuple[Key, int]] = []
-    got = np.zeros(n, dtype=np.int64)
+    got = [0] * n
     leftover: list[Key] = []
     for j, keys in homes.items():
         for key in sorted(keys, key=lambda k: -k[1]):
-            if got[j] + (1 << key[1]) <= demand[j] - have[j]:
+            if got[j] + (1 << key[1]) <= wanted[j] - held[j]:
                 patches.append((key, j))
                 got[j] += 1 << key[1]
             else:
                 leftover.append(key)
     free = _Pool([key for key in released if key not in home] + leftover)
-    surplus = _Pool(owned[bg], budget=max(0, int(have[bg] - demand[bg])))
+    spare = max(0, held[bg] - wanted[bg])  # the background's land growers may take
+    surplus = _Pool(owned[bg] if spare else [], budget=spare)
     # Shrinking members first: what they leave over feeds the growing ones.
-    for j in sorted(rebuild - {bg}, key=lambda j: (int(demand[j]) - int(have[j]), j)):
+    for j in sorted(rebuild - {bg}, key=lambda j: (wanted[j] - held[j], j)):
         own = _Pool(owned[j])
-        mine = _allocate(int(demand[j]), [own, free, surplus], whole_first=True)
+        mine = _allocate(wanted[j], [own, free, surplus], whole_first=True)
         patches += [(p, j) for p in mine if p not in owned[j]]
         free.add(own.left())
-        have[j] = demand[j]
-    growers = [j for j in live.tolist() if j != bg and have[j] < demand[j]]
-    growers.sort(key=lambda j: (-(int(demand[j]) - int(have[j])), j))
+        held[j] = wanted[j]
+    growers = [j for j in members_live if j != bg and held[j] < wanted[j]]
+    growers.sort(key=lambda j: (-(wanted[j] - held[j]), j))
     for j in growers:
-        need = int(demand[j] - have[j] - got[j])
+        need = wanted[j] - held[j] - got[j]
         patches += [(p, j) for p in _allocate(need, [free, surplus], near=set(owned[j]))]
     patches += [(p, bg) for p in free.left()]
     for key, member in patches:
         entries[key] = member
-    entries = {k: o for k, o in entries.items() if 0 <= o < n and demand[o] > 0}
-    return [(s, e, o) for (s, e), o in sorted(tidy(entries, space_bits).items(), key=_order)]
+    owners = np.fromiter(entries.values(), dtype=np.int64, count=len(entries))
+    if ((owners < 0) | (owners >= n)).any() or not demand[owners].all():
+        entries = {k: o for k, o in entries.items() if 0 <= o < n and wanted[o] > 0}
+    entries = tidy(entries, space_bits)
+    arr = key_array(entries, len(entries))
+    owners = np.fromiter(entries.values(), dtype=np.int64, count=len(entries))
+    order = np.lexsort((arr[:, 0], -arr[:, 1]))  # largest blocks first, by address
+    starts, exps = arr[order, 0].tolist(), arr[order, 1].tolist()
+    return list(zip(starts, exps, owners[order].tolist(), strict=True))
 
 
-def _order(item: tuple[Key, int]) -> tuple[int, int]:
-    (start, exp), _ = item
-    return (-exp, start)
+def _pieces(
+    lo: IntArray,
+    hi: IntArray,
+    owner_of: IntArray,
+    demand: IntArray,
+    bits: int,
+    *,
+    needed: BoolArray,
+) -> tuple[_Owned, list[Key]]:
+    """Maximal aligned pieces of each entry's pure region: (members' pieces, free pieces).
+
+    The space is cut into runs [lo, hi), each matched by one entry of owner `owner_of` (-1 where
+    no entry matches). Pieces of members that leave (or of values no entry matches) are free;
+    those of members not `needed` are left out. Members' pieces are largest first, then by
+    address; free ones smallest first.
+    """
+    n = len(demand)
+    starts, exps, members = run_pieces(lo, hi, owner_of, 1 << bits)
+    keeps = (members >= 0) & (members < n)
+    keeps[keeps] = demand[members[keeps]] > 0
+    free = np.flatnonzero(~keeps)
+    released = list(zip(starts[free].tolist(), exps[free].tolist(), strict=True))
+    kept = np.flatnonzero(keeps)
+    kept = kept[needed[members[kept]]]
+    kept = kept[np.lexsort((starts[kept], -exps[kept], members[kept]))]
+    bounds = np.flatnonzero(np.diff(members[kept])) + 1
+    pairs = list(zip(starts[kept].tolist(), exps[kept].tolist(), strict=True))
+    owned: _Owned = defaultdict(list)
+    if len(kept):
+        edges = [0, *bounds.tolist(), len(kept)]
+        heads = members[kept[edges[:-1]]].tolist()
+        for member, first, end in zip(heads, edges[:-1], edges[1:], strict=True):
+            owned[member] = pairs[first:end]
+    return owned, released

@@ -8,7 +8,14 @@ import pytest
 from controller.config import DipConfig, VipConfig
 from controller.pools import BackendPool
 from controller.shadow import DipTarget
-from controller.weighting import MemberLoad, PoolWeighting, member_up, pool_buckets
+from controller.weighting import (
+    MemberLoad,
+    PoolWeighting,
+    entry_budget,
+    held_entries,
+    member_up,
+    pool_buckets,
+)
 from policy.buckets import bucket_owner, prefix_entries
 
 VIP = VipConfig(
@@ -84,3 +91,41 @@ def test_pool_buckets_give_each_member_its_weight_of_the_hash_space() -> None:
     owners = bucket_owner(prefix_entries([128, 96, 32], 16), 16)
     assert np.bincount(owners, minlength=3).tolist() == [32768, 24576, 8192]
     assert {members[e.index] for e in entries} == set(content.values())
+
+
+def test_held_entries_map_a_slots_content_back_to_member_indices() -> None:
+    members = [DipTarget("10.1.0.1", 80), DipTarget("10.1.0.2", 80), DipTarget("10.1.0.3", 80)]
+    held, entries = pool_buckets(1, members, [128, 96, 32], 16)
+    other, _ = pool_buckets(0, members, [256, 0, 0], 16)
+    assert sorted(held_entries(1, members, {**held, **other})) == sorted(entries)
+    # A DIP that left the pool: its entries are dropped, the others keep their indices.
+    remaining = [members[0], members[2]]
+    kept = held_entries(1, remaining, held)
+    assert {remaining[e.index] for e in kept} == {members[0], members[2]}
+    assert len(kept) == sum(1 for e in entries if e.index != 1)
+
+
+@pytest.mark.parametrize(
+    ("weights", "pools", "budget"),
+    [
+        ([128, 96, 32], 1, 8),  # popcount 4: twice that fits the table share
+        ([255, 3], 64, 20),  # popcount 10: twice that fits 16384 // (4 * 64) = 64
+        ([255, 3], 1024, 10),  # a share of 4 is below popcount: popcount wins
+        ([255, 1], 1024, 9),
+    ],
+)
+def test_entry_budget_is_twice_popcount_within_a_table_share_never_below_popcount(
+    weights: list[int], pools: int, budget: int
+) -> None:
+    assert entry_budget(weights, 16384, 4, pools) == budget
+
+
+def test_pool_buckets_from_the_held_entries_move_the_fewest_hash_values() -> None:
+    members = [DipTarget(f"10.1.0.{i}", 80) for i in range(1, 9)]
+    before = [40, 30, 30, 40, 26, 30, 30, 30]
+    after = [38, 33, 29, 41, 25, 30, 31, 29]
+    held, old = pool_buckets(0, members, before, 16)
+    _, new = pool_buckets(0, members, after, 16, held_entries(0, members, held), max_entries=4096)
+    moved = int(np.count_nonzero(bucket_owner(old, 16) != bucket_owner(new, 16)))
+    half_l1 = sum(abs(a - b) for a, b in zip(after, before, strict=True)) // 2
+    assert moved == half_l1 << 8
