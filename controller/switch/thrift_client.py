@@ -8,12 +8,13 @@ controller gets a `SwitchError` naming the call.
 
 All Thrift calls run on ONE worker thread, in order (one Thrift socket, like BMv2's own CLI).
 Digests (`LEA|`) and ageing notices (`AGE|`) come from BMv2's nanomsg notifications socket on a
-second thread; learning buffers are acknowledged and the learning timeout is lowered on subscribe.
+second thread, read through ctypes on BMv2's own libnanomsg (`controller.switch.nanomsg`, no
+Python binding needed); learning buffers are acknowledged and the learning timeout is lowered on
+subscribe.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import inspect
 import logging
@@ -33,6 +34,7 @@ from controller.switch.api import (
     WorkerThread,
     describe_call,
 )
+from controller.switch.nanomsg import subscribe as nanomsg_subscribe
 from controller.switch.notifications import (
     DIGEST_WIDTHS,
     AgeingMessage,
@@ -49,9 +51,8 @@ INSTALL_HINT = (
     "plus thrift: `pip install 'p4lb[bmv2]'`, then p4-utils from a checkout of "
     "https://github.com/nsg-ethz/p4-utils with `pip install --no-deps .`"
 )
-NNPY_HINT = "digests from BMv2 need the nanomsg binding nnpy: `pip install nnpy`"
 LEARNING_TIMEOUT_MS = 10
-RECEIVE_TIMEOUT_MS = 250
+RECEIVE_TIMEOUT = 0.25  # s; bounds how long close() waits for the notifications thread
 MAX_SKIPPED_ACKS = 4096  # bound on the learn buffers acknowledged after a gap
 
 
@@ -86,33 +87,6 @@ def _p4utils_api(host: str, port: int) -> Any:
     return SimpleSwitchThriftAPI(port, thrift_ip=host)
 
 
-class _NanomsgSubscriber:
-    """Default `NotificationSocket` over nnpy."""
-
-    def __init__(self, address: str, timeout_ms: int = RECEIVE_TIMEOUT_MS) -> None:
-        try:
-            import nnpy  # noqa: PLC0415 - optional dependency
-        except ImportError as exc:
-            raise SwitchError(f"cannot import nnpy ({exc}); {NNPY_HINT}") from exc
-        self._nnpy = nnpy
-        self._socket = nnpy.Socket(nnpy.AF_SP, nnpy.SUB)
-        self._socket.connect(address)
-        self._socket.setsockopt(nnpy.SUB, nnpy.SUB_SUBSCRIBE, b"")
-        self._socket.setsockopt(nnpy.SOL_SOCKET, nnpy.RCVTIMEO, timeout_ms)
-
-    def receive(self) -> bytes | None:
-        try:
-            return bytes(self._socket.recv())
-        except self._nnpy.NNError as exc:
-            code = getattr(exc, "error_no", getattr(exc, "errno", None))
-            if code in (errno.ETIMEDOUT, errno.EAGAIN):
-                return None
-            raise
-
-    def close(self) -> None:
-        self._socket.close()
-
-
 def explain(exc: BaseException) -> str:
     """Readable text for p4-utils / Thrift exceptions (error codes shown by name)."""
     name = type(exc).__name__
@@ -136,7 +110,11 @@ def undecorated(api: Any, operation: str) -> Callable[..., Any]:
 
 
 class ThriftSwitchClient:
-    """Async client of one BMv2 switch at `host:port` (Thrift)."""
+    """Async client of one BMv2 switch at `host:port` (Thrift).
+
+    Notifications are read from `notifications` (default: the address the switch reports) with
+    `notification_factory` (default: a ctypes nanomsg SUB socket, `controller.switch.nanomsg`).
+    """
 
     def __init__(
         self,
@@ -148,7 +126,7 @@ class ThriftSwitchClient:
         learning_timeout_ms: int = LEARNING_TIMEOUT_MS,
         digest_widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS,
         api_factory: ApiFactory | None = None,
-        notification_factory: NotificationFactory = _NanomsgSubscriber,
+        notification_factory: NotificationFactory | None = None,
         probe: Probe = _probe_tcp,
         connect_timeout: float = 2.0,
         worker: WorkerThread | None = None,
@@ -161,7 +139,9 @@ class ThriftSwitchClient:
         self._notifications = notifications
         self._learning_timeout_ms = learning_timeout_ms
         self._widths = tuple(digest_widths)
-        self._notification_factory = notification_factory
+        self._notification_factory = notification_factory or functools.partial(
+            nanomsg_subscribe, connect_timeout=connect_timeout, receive_timeout=RECEIVE_TIMEOUT
+        )
         self._worker = worker or WorkerThread(reactor, "p4lb-thrift")
         self._api: Any = None
         self._connect_error = "not connected yet"
@@ -317,7 +297,10 @@ class ThriftSwitchClient:
             raise
         except Exception as exc:
             raise SwitchError(f"{self._address} subscribe: {explain(exc)}") from exc
-        return self._notification_factory(address)
+        try:
+            return self._notification_factory(address)
+        except SwitchError as exc:  # e.g. libnanomsg missing, nobody publishing at `address`
+            raise SwitchError(f"{self._address} subscribe: {exc}") from exc
 
     def _received(self, data: bytes) -> None:
         if self._closed:

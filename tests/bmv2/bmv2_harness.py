@@ -5,7 +5,9 @@ pairs, no stray kernel traffic). It logs at trace level on stdout, and the log s
 has left the pipeline (transmitted or dropped) and how many digest samples it raised, so every
 wait below ends on an event; the time limits are only bounds for a broken switch. Digests come
 from the switch's notifications socket (nanomsg SUB); each buffer is acknowledged at once and the
-learning buffer holds one sample, so BMv2 neither batches nor suppresses repeated samples.
+learning buffer holds one sample, so BMv2 neither batches nor suppresses repeated samples. Both
+sockets and the digest decoding are the controller's own (`controller.switch.nanomsg`,
+`controller.switch.notifications`), so this tier exercises them against the real switch.
 Tables and registers are written over Thrift with the key and parameter parsers of BMv2's own
 runtime_CLI, which take the same strings as p4-utils.
 """
@@ -13,6 +15,7 @@ runtime_CLI, which take the same strings as p4-utils.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import queue
 import re
@@ -30,14 +33,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bmv2_nanomsg import NN_PAIR, NN_SUB, NanoSocket, decode_samples, digest_widths
-
+from controller.switch import api, nanomsg
+from controller.switch.notifications import (
+    LearnMessage,
+    check_layout,
+    decode_notification,
+    learn_list_widths,
+)
 from p4model.digest import Digest
 
 _MSG_PACKET_IN = 3
 _MSG_PACKET_OUT = 4
 _PKT_HDR = struct.Struct("<iii")  # type, port, length (BMv2's packed packet_hdr_t)
-_LEARN_HDR = struct.Struct("<4sQIiQI")  # "LEA|", switch, context, list, buffer, samples
 
 _PKT_LINE = re.compile(r"\[(\d+)\.(\d+)\] \[cxt \d+\] (.*)$")
 _RECEIVED = re.compile(r"Processing packet received on port (\d+)")
@@ -107,6 +114,23 @@ def _resolve(names: Sequence[str], short: str, kind: str) -> str:
     return found[0]
 
 
+def model_digest(digest: api.Digest) -> Digest:
+    """The controller's digest as a `p4model.Digest` (same fields), for the vector player."""
+    return Digest(**dataclasses.asdict(digest))
+
+
+def digest_list(program_json: str) -> int:
+    """The id of the program's only learn list, after checking it has the controller's layout."""
+    layouts = learn_list_widths(program_json)
+    if len(layouts) != 1:
+        raise Bmv2Error(f"expected one learn list, found {len(layouts)}")
+    [(list_id, widths)] = layouts.items()
+    if None in widths:
+        raise Bmv2Error(f"learn list {list_id} has fields of unknown width: {widths!r}")
+    check_layout(widths)
+    return list_id
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -117,15 +141,19 @@ def _free_port() -> int:
 class Bmv2Switch:
     """One simple_switch process running a compiled program; a p4model.vectors VectorTarget."""
 
-    def __init__(self, json_path: Path, workdir: Path) -> None:
-        """Start simple_switch and connect its packet, notification and Thrift channels."""
+    def __init__(self, json_path: Path, workdir: Path, *, collect_digests: bool = True) -> None:
+        """Start simple_switch and connect its packet, notification and Thrift channels.
+
+        With `collect_digests=False` the harness neither reads nor acknowledges digests, leaving
+        them to another subscriber (e.g. the controller's Thrift client under test).
+        """
         import runtime_CLI  # BMv2's Python tools (installed with simple_switch)
         from bm_runtime.standard import Standard
 
         self._cli: Any = runtime_CLI
-        self._program: dict[str, Any] = json.loads(json_path.read_text(encoding="utf-8"))
-        self._widths = digest_widths(self._program)
-        self._list_id = int(self._program["learn_lists"][0]["id"])
+        program_json = json_path.read_text(encoding="utf-8")
+        self._program: dict[str, Any] = json.loads(program_json)
+        self._list_id = digest_list(program_json)
         self.log: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         packets, notices = f"ipc://{workdir}/packets.ipc", f"ipc://{workdir}/notices.ipc"
@@ -143,16 +171,19 @@ class Bmv2Switch:
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
         self._pending: list[Digest] = []
-        self._packets: NanoSocket | None = None
-        self._notices: NanoSocket | None = None
+        self._packets: nanomsg.NanomsgSocket | None = None
+        self._notices: nanomsg.NanomsgSocket | None = None
         self._transport: Any = None
         try:
             self._wait_line(lambda line: "Thrift server was started" in line, STARTUP_LIMIT)
             self._client: Any = self._connect(Standard.Client)
-            self._cli.load_json_str(json_path.read_text(encoding="utf-8"))
+            self._cli.load_json_str(program_json)
             self._client.bm_learning_set_buffer_size(0, self._list_id, 1)
-            self._packets = NanoSocket(NN_PAIR, packets)
-            self._notices = NanoSocket(NN_SUB, notices)
+            self._packets = nanomsg.NanomsgSocket(
+                nanomsg.PAIR, packets, connect_timeout=STARTUP_LIMIT
+            )
+            if collect_digests:
+                self._notices = nanomsg.subscribe(notices, connect_timeout=STARTUP_LIMIT)
         except BaseException:
             self.close()
             raise
@@ -259,7 +290,7 @@ class Bmv2Switch:
 
     def process(self, ingress_port: int, frame: bytes) -> list[tuple[int, bytes]]:
         """Send one frame and wait until it left or was dropped; the frames that left."""
-        assert self._packets is not None and self._notices is not None
+        assert self._packets is not None
         self._packets.send(_PKT_HDR.pack(_MSG_PACKET_IN, ingress_port, len(frame)) + frame)
         packet_id = ""
         samples = 0
@@ -284,13 +315,13 @@ class Bmv2Switch:
             elif pid == packet_id and _DROPPED in text:
                 break
         frames = [self._receive_frame(port) for port in sent]
-        while samples > 0:
+        while samples > 0 and self._notices is not None:
             samples -= self._receive_digests()
         return frames
 
     def _receive_frame(self, port: int) -> tuple[int, bytes]:
         assert self._packets is not None
-        msg = self._packets.recv(PACKET_LIMIT)
+        msg = self._packets.receive(PACKET_LIMIT)
         if msg is None:
             raise Bmv2Error(f"logged a frame out of port {port}, none arrived")
         kind, out_port, length = _PKT_HDR.unpack_from(msg)
@@ -301,15 +332,15 @@ class Bmv2Switch:
     def _receive_digests(self) -> int:
         assert self._notices is not None
         while True:
-            msg = self._notices.recv(PACKET_LIMIT)
+            msg = self._notices.receive(PACKET_LIMIT)
             if msg is None:
                 raise Bmv2Error("logged a digest sample, no notification arrived")
-            if msg[:4] == b"LEA|":
+            message = decode_notification(msg)
+            if isinstance(message, LearnMessage):
                 break
-        _, _, _, list_id, buffer_id, count = _LEARN_HDR.unpack_from(msg)
-        self._call("ack", "bm_learning_ack_buffer", list_id, buffer_id)
-        self._pending.extend(decode_samples(msg[_LEARN_HDR.size :], count, self._widths))
-        return int(count)
+        self._call("ack", "bm_learning_ack_buffer", message.list_id, message.buffer_id)
+        self._pending.extend(model_digest(d) for d in message.digests)
+        return len(message.digests)
 
     def pop_digests(self) -> list[Digest]:
         """Digests raised since the last call (each packet's are collected by `process`)."""

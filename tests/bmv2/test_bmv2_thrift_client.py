@@ -1,5 +1,9 @@
 """The controller's ThriftSwitchClient (p4-utils) against a real simple_switch (skipped unless
-p4c, simple_switch, BMv2's Python modules and p4-utils are present)."""
+p4c, simple_switch, BMv2's Python modules and p4-utils are present).
+
+Notifications go through the client's default socket (ctypes on BMv2's libnanomsg); the harness
+leaves digests alone here, so only the client reads and acknowledges them.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from bmv2_harness import (
     add_bmv2_python_path,
     compile_once,
 )
-from bmv2_nanomsg import NN_SUB, NanoSocket
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
@@ -48,22 +51,6 @@ TO_SERVER = bytes.fromhex(
 ROUTE = ["2", "00:01:0a:00:02:01", "00:00:0a:00:02:02"]
 
 
-class Subscriber:
-    """NotificationSocket over the harness' ctypes nanomsg (so nnpy is not needed here)."""
-
-    def __init__(self, address: str) -> None:
-        """Subscribe to `address`."""
-        self._socket = NanoSocket(NN_SUB, address)
-
-    def receive(self) -> bytes | None:
-        """Next message or None after 0.25 s."""
-        return self._socket.recv(0.25)
-
-    def close(self) -> None:
-        """Close the socket."""
-        self._socket.close()
-
-
 @pytest.fixture(scope="module")
 def compiled() -> Compiled:
     """The program compiled once per session."""
@@ -74,24 +61,18 @@ def compiled() -> Compiled:
 
 @pytest.fixture
 def switch(compiled: Compiled, tmp_path: Path) -> Iterator[Bmv2Switch]:
-    """A fresh simple_switch."""
-    with Bmv2Switch(compiled.json_path, tmp_path) as sw:
+    """A fresh simple_switch whose digests only the client under test reads."""
+    with Bmv2Switch(compiled.json_path, tmp_path, collect_digests=False) as sw:
         yield sw
 
 
 @pytest.fixture
 def client(switch: Bmv2Switch) -> Iterator[tuple[Any, ThreadedClock]]:
-    """A connected ThriftSwitchClient and its test reactor."""
+    """A connected ThriftSwitchClient (default notification socket, address from the switch)."""
     from controller.switch.thrift_client import ThriftSwitchClient
 
     clock = ThreadedClock()
-    thrift = ThriftSwitchClient(
-        clock,
-        "127.0.0.1",
-        switch.thrift_port,
-        notifications=switch.notifications,
-        notification_factory=Subscriber,
-    )
+    thrift = ThriftSwitchClient(clock, "127.0.0.1", switch.thrift_port)
     clock.run_from_threads(1)
     ok(run(clock, thrift.connected()))
     yield thrift, clock
@@ -168,13 +149,21 @@ def test_errors_become_switch_errors(
     assert needle.lower() in str(error).lower()
 
 
-def test_digest_and_ageing_reach_the_controller(
+NEW_CONN = Digest("new_conn", "10.0.1.2", "10.0.0.100", 40000, 80, 6, 0, "10.0.2.3", 8080)
+
+
+def wait_for(clock: ThreadedClock, received: Sequence[object], count: int) -> None:
+    """Run thread calls until `received` holds `count` items (each wait bounded by 10 s)."""
+    while len(received) < count:
+        clock.run_from_threads(1)  # raises TimeoutError after 10 s without a thread call
+
+
+def test_digests_arrive_through_the_ctypes_socket_and_are_acknowledged(
     client: tuple[Any, ThreadedClock], switch: Bmv2Switch
 ) -> None:
-    """A VIP SYN's new_conn digest and an idle conn_table entry's AGE notice arrive decoded."""
+    """A VIP SYN's new_conn digest arrives decoded; a repeat arrives only because it was acked."""
     thrift, clock = client
     digests: list[Digest] = []
-    aged: list[Sequence[int]] = []
     setup = [
         thrift.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE),
         thrift.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"]),
@@ -182,19 +171,51 @@ def test_digest_and_ageing_reach_the_controller(
     ]
     for call in setup:
         ok(run(clock, call))
-    ok(run(clock, thrift.subscribe(digests.append, aged.append)))
+    ok(run(clock, thrift.subscribe(digests.append, lambda handles: None)))
     [(port, _)] = switch.process(1, SYN)
     assert port == 2
-    while not digests:
-        clock.run_from_threads(1)
-    assert digests == [
-        Digest("new_conn", "10.0.1.2", "10.0.0.100", 40000, 80, 6, 0, "10.0.2.3", 8080)
-    ]
+    wait_for(clock, digests, 1)
+    assert digests == [NEW_CONN]
+    # The worker runs calls in order: once this returns, the client's ack has reached BMv2.
+    ok(run(clock, thrift.table_num_entries("conn_table")))
+    # No conn_table entry was added, so the same SYN raises the same sample; BMv2 withholds a
+    # sample identical to an unacknowledged one, so it arrives only if the ack went through.
+    switch.process(1, SYN)
+    wait_for(clock, digests, 2)
+    assert digests == [NEW_CONN, NEW_CONN]
+    assert thrift.malformed_notifications == 0
+
+
+def test_ageing_notices_reach_the_controller(
+    client: tuple[Any, ThreadedClock], switch: Bmv2Switch
+) -> None:
+    """An idle conn_table entry with a timeout is reported by BMv2's AGE notification."""
+    thrift, clock = client
+    aged: list[Sequence[int]] = []
+    ok(run(clock, thrift.subscribe(lambda digest: None, aged.append)))
     keys = ["10.0.1.2", "10.0.0.100", "40000", "80", "6"]
     entry = ok(
         run(clock, thrift.table_add("conn_table", "rewrite_dst", keys, ["10.0.2.3", "8080"]))
     )
     ok(run(clock, thrift.table_set_timeout("conn_table", entry, 100)))
-    while not aged:  # BMv2 sweeps every second: an event, bounded by run_from_threads' timeout
-        clock.run_from_threads(1)
+    wait_for(clock, aged, 1)  # BMv2 sweeps every second: an event, bounded by the wait
     assert entry in aged[0]
+
+
+def test_subscribing_where_nobody_publishes_fails_with_the_address(
+    switch: Bmv2Switch, tmp_path: Path
+) -> None:
+    """A wrong notifications address is a SwitchError naming it, not a silent lack of digests."""
+    from controller.switch.thrift_client import ThriftSwitchClient
+
+    nowhere = f"ipc://{tmp_path}/nobody.ipc"
+    clock = ThreadedClock()
+    thrift = ThriftSwitchClient(
+        clock, "127.0.0.1", switch.thrift_port, notifications=nowhere, connect_timeout=0.5
+    )
+    clock.run_from_threads(1)
+    ok(run(clock, thrift.connected()))
+    error = failed(run(clock, thrift.subscribe(lambda digest: None, lambda handles: None)))
+    assert isinstance(error, SwitchError)
+    assert nowhere in str(error) and "no connection" in str(error)
+    ok(run(clock, thrift.close()))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import json
 import queue
 import sys
+import tempfile
 import types
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -14,6 +17,7 @@ import pytest
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
+from controller.switch import nanomsg
 from controller.switch.api import Digest, SwitchError
 from controller.switch.notifications import AgeingMessage, LearnMessage, encode_ageing, encode_learn
 from controller.switch.testing import ThreadedClock
@@ -423,3 +427,49 @@ def test_subscribing_to_a_switch_with_another_digest_layout_fails() -> None:
     )
     assert "controller expects" in str(failure.value)
     assert api.client.learning_timeouts == {}
+
+
+def test_the_default_notification_socket_is_nanomsg_through_ctypes() -> None:
+    try:
+        nanomsg.load_library()
+    except SwitchError as exc:
+        pytest.skip(f"libnanomsg not loadable: {exc}")
+    with tempfile.TemporaryDirectory(prefix="nn") as directory:
+        address = f"ipc://{directory}/notifications.ipc"
+        publisher = nanomsg.NanomsgSocket(nanomsg.PUB, address, bind=True)
+        clock = ThreadedClock()
+        client, (api,) = make_client(clock, notifications=address)
+        digests: list[Digest] = []
+        sync.successResultOf(run(clock, client.subscribe(digests.append, lambda h: None)))
+        publisher.wait_for_peer(5.0)
+        publisher.send(encode_learn(LearnMessage(0, 0, 1, 0, (NEW,))))
+        clock.run_from_threads(2)  # the delivery, then the acknowledgement
+        assert digests == [NEW]
+        assert api.client.acked == [(0, 1, 0)]
+        closing = defer.ensureDeferred(client.close())
+        while not closing.called:  # joining the reader thread, then closing its socket
+            clock.run_from_threads(1)
+        sync.successResultOf(closing)
+        publisher.close()
+
+
+def test_without_libnanomsg_subscribing_says_bmv2s_libnanomsg_is_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def absent(name: str, *args: Any, **kwargs: Any) -> ctypes.CDLL:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(ctypes, "CDLL", absent)
+    nanomsg.load_library.cache_clear()
+    try:
+        clock = ThreadedClock()
+        client, (api,) = make_client(clock)
+        failure = sync.failureResultOf(
+            run(clock, client.subscribe(lambda d: None, lambda h: None)), SwitchError
+        )
+    finally:
+        nanomsg.load_library.cache_clear()
+    assert "BMv2's libnanomsg" in str(failure.value)
+    assert "127.0.0.1:9090 subscribe" in str(failure.value)
+    assert api.client.learning_timeouts == {1: 10}  # the switch side was set up first
