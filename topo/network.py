@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from topo.addressing import make_plan
+from topo.addressing import AddressingError, NetworkPlan, make_plan, switch_interface
 from topo.cgroups import CgroupError, cpu_groups
-from topo.mininet_net import BIN, host_popen, stop_process
+from topo.mininet_net import BIN, NetworkError, host_popen, stop_process
 from topo.services import (
     ControllerKnobs,
     ServerSpec,
@@ -48,16 +49,41 @@ MISSING = (
 )
 
 
-def build_network(workdir: Path, n_servers: int = 4, p4_source: Path = P4_SOURCE) -> Any:
-    """A configured (not started) NetworkAPI network; raises ImportError without p4-utils."""
+def check_interfaces_free(plan: NetworkPlan) -> None:
+    """Raise `NetworkError` if a switch-side interface of `plan` exists already."""
+    for host in plan.hosts:
+        iface = switch_interface(plan.switch, host.switch_port)
+        if Path("/sys/class/net", iface).exists():
+            raise NetworkError(
+                f"interface {iface!r} exists: another network is running (or a crashed run "
+                f"left it: `ip link del {iface}`)"
+            )
+
+
+def build_network(
+    workdir: Path,
+    n_servers: int = 4,
+    p4_source: Path = P4_SOURCE,
+    *,
+    plan: NetworkPlan | None = None,
+    thrift_port: int = THRIFT_PORT,
+) -> Any:
+    """A configured (not started) NetworkAPI network; raises ImportError without p4-utils.
+
+    p4-utils' `startNetwork` first runs Mininet's machine-wide cleanup (it kills every Mininet
+    host and deletes every `*-ethN` link and /tmp/*.log of the machine); this network checks
+    only that its own interfaces are free instead.
+    """
     from p4utils.mininetlib.network_API import NetworkAPI  # noqa: PLC0415 (optional)
 
-    plan = make_plan(n_servers=n_servers)
+    plan = plan or make_plan(n_servers=n_servers)
     net = NetworkAPI()
+    net.cleanup = functools.partial(check_interfaces_free, plan)
     net.setLogLevel("info")
-    net.addP4Switch(plan.switch)
+    net.addP4Switch(plan.switch, device_id=plan.device_id)
     net.setP4Source(plan.switch, str(p4_source))
-    net.setThriftPort(plan.switch, THRIFT_PORT)
+    net.setCompiler(outdir=str(workdir))  # p4c output beside the logs, not in p4src/
+    net.setThriftPort(plan.switch, thrift_port)
     for host in plan.hosts:
         net.addHost(host.name)
         net.addLink(host.name, plan.switch, port2=host.switch_port)
@@ -75,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacities", default=",".join(map(str, DEFAULT_CAPACITIES)))
     parser.add_argument("--work-ms", type=float, default=4.0, help="CPU ms per request")
     parser.add_argument("--cli", action="store_true", help="open the Mininet CLI")
+    parser.add_argument(
+        "--device-id", type=int, default=1, help="BMv2 device id N (switch sN, hosts 10.N.x.2)"
+    )
+    parser.add_argument("--thrift-port", type=int, default=THRIFT_PORT)
     args = parser.parse_args(argv)
     capacities = [float(c) for c in args.capacities.split(",") if c]
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -82,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        net = build_network(workdir, len(capacities))
+        plan = make_plan(
+            n_servers=len(capacities), switch=f"s{args.device_id}", device_id=args.device_id
+        )
+    except AddressingError as exc:
+        parser.error(str(exc))
+    try:
+        net = build_network(workdir, plan=plan, thrift_port=args.thrift_port)
     except ImportError:
         print(MISSING, file=sys.stderr)
         return 2
-    plan = make_plan(n_servers=len(capacities))
     servers = [
         ServerSpec(host, cpu, work_ms=args.work_ms)
         for host, cpu in zip(plan.servers, capacities, strict=True)
@@ -95,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     config = workdir / "controller.toml"
     config.write_text(controller_toml(servers, load_listen, ControllerKnobs(policy=args.policy)))
     procs: list[subprocess.Popen[bytes]] = []
-    net.startNetwork()
     try:
+        net.startNetwork()
         parent = f"p4lb-bmv2-{workdir.name}"
         with cpu_groups(parent, {s.host.name: s.cpu for s in servers}) as groups:
             for host in plan.hosts:
@@ -104,15 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                 for off in ("tso", "gso", "gro"):
                     node.cmd(f"ethtool -K {host.name}-eth0 {off} off")
             with (workdir / "controller.log").open("wb") as log:
+                argv = controller_argv(
+                    BIN,
+                    config,
+                    f"thrift://127.0.0.1:{args.thrift_port}",
+                    workdir / "topology.json",
+                    record=workdir / "record.jsonl",
+                )
                 procs.append(
                     subprocess.Popen(
-                        controller_argv(
-                            BIN,
-                            config,
-                            f"thrift://127.0.0.1:{THRIFT_PORT}",
-                            workdir / "topology.json",
-                            record=workdir / "record.jsonl",
-                        ),
+                        [*argv, "--switch-name", plan.switch],
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
@@ -148,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                 stop_process(proc)
     except CgroupError as exc:
         print(f"cannot set CPU quotas: {exc}", file=sys.stderr)
+        return 1
+    except NetworkError as exc:
+        print(f"cannot start the network: {exc}", file=sys.stderr)
         return 1
     finally:
         for proc in reversed(procs):

@@ -34,6 +34,7 @@ from controller.switch.api import (
     WorkerThread,
     describe_call,
 )
+from controller.switch.bmv2_path import ensure_bmv2_modules
 from controller.switch.nanomsg import subscribe as nanomsg_subscribe
 from controller.switch.notifications import (
     DIGEST_WIDTHS,
@@ -77,14 +78,24 @@ def _probe_tcp(host: str, port: int, timeout: float) -> None:
     socket.create_connection((host, port), timeout=timeout).close()
 
 
-def _p4utils_api(host: str, port: int) -> Any:
+def thrift_api_class() -> Any:
+    """p4-utils' `SimpleSwitchThriftAPI`, with BMv2's Python directory put on `sys.path` when
+    its modules are not importable already; `SwitchError` with what is missing otherwise."""
+    try:
+        ensure_bmv2_modules()
+    except SwitchError as exc:
+        raise SwitchError(f"{exc}; {INSTALL_HINT}") from exc
     try:
         from p4utils.utils.sswitch_thrift_API import (  # noqa: PLC0415 - optional dependency
             SimpleSwitchThriftAPI,
         )
     except ImportError as exc:
         raise SwitchError(f"cannot import p4-utils ({exc}); {INSTALL_HINT}") from exc
-    return SimpleSwitchThriftAPI(port, thrift_ip=host)
+    return SimpleSwitchThriftAPI
+
+
+def _p4utils_api(host: str, port: int) -> Any:
+    return thrift_api_class()(port, thrift_ip=host)
 
 
 def explain(exc: BaseException) -> str:
@@ -372,7 +383,4 @@ class ThriftSwitchClient:
 
 
 def _p4utils_importable() -> None:
-    try:
-        import p4utils.utils.sswitch_thrift_API  # noqa: F401, PLC0415 - optional dependency
-    except ImportError as exc:
-        raise SwitchError(f"cannot import p4-utils ({exc}); {INSTALL_HINT}") from exc
+    thrift_api_class()

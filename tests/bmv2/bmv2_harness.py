@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from controller.switch import api, nanomsg
+from controller.switch.bmv2_path import bmv2_site_packages
 from controller.switch.notifications import (
     LearnMessage,
     check_layout,
@@ -70,17 +71,9 @@ class Compiled:
 
 
 def add_bmv2_python_path() -> None:
-    """Put BMv2's Python tools (runtime_CLI, bm_runtime) on sys.path, from simple_switch's prefix.
-
-    `make install` puts them in PREFIX/lib/pythonX.Y/site-packages, which Debian's Python does
-    not search (BMv2's own CLI wrappers append that directory to sys.path the same way).
-    """
-    binary = shutil.which("simple_switch")
-    if binary is None:
-        return
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site = Path(binary).resolve().parents[1] / "lib" / version / "site-packages"
-    if (site / "runtime_CLI.py").is_file() and str(site) not in sys.path:
+    """Put BMv2's Python tools (runtime_CLI, bm_runtime) on sys.path when they are installed."""
+    site = bmv2_site_packages()
+    if site is not None and str(site) not in sys.path:
         sys.path.append(str(site))
 
 
