@@ -61,16 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s p4lb-agent %(levelname)s %(message)s",
     )
     if args.make_keys is not None:
-        try:
-            args.make_keys.parent.mkdir(parents=True, exist_ok=True)
-            public, secret = zmq.auth.create_certificates(
-                args.make_keys.parent, args.make_keys.name
-            )
-        except OSError as exc:
-            log.error("cannot write keys %s: %s", args.make_keys, exc.strerror or exc)
-            return 2
-        print(f"wrote {public} and {secret}")
-        return 0
+        return make_keys(args.make_keys)
     if not args.controller or not args.dip:
         parser.error("--controller and --dip are required")
     try:
@@ -114,6 +105,29 @@ def main(argv: list[str] | None = None) -> int:
             pusher.dropped,
         )
         pusher.close()
+    return 0
+
+
+def make_keys(base: Path) -> int:
+    """Write base.key and base.key_secret (readable by the owner only); never overwrite."""
+    existing = [p for p in (Path(f"{base}.key"), Path(f"{base}.key_secret")) if p.exists()]
+    if existing:
+        log.error(
+            "not overwriting %s (delete to make a new pair)", " and ".join(map(str, existing))
+        )
+        return 2
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        previous = os.umask(0o077)  # the secret is never readable by others, not even briefly
+        try:
+            public, secret = zmq.auth.create_certificates(base.parent, base.name)
+        finally:
+            os.umask(previous)
+        Path(public).chmod(0o644)
+    except OSError as exc:
+        log.error("cannot write keys %s: %s", base, exc.strerror or exc)
+        return 2
+    print(f"wrote {public} and {secret} (keep the .key_secret private)")
     return 0
 
 

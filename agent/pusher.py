@@ -87,6 +87,8 @@ class ReportPusher:
         self._socket = sock
         self.reachable: bool | None = None
         """None until the first connection event, then whether a handshake is up."""
+        self._failure: str | None = None
+        """The handshake failure last logged while unreachable, if any."""
         self.sent = 0
         self.superseded = 0
         self.dropped = 0
@@ -122,18 +124,23 @@ class ReportPusher:
             elif kind == zmq.EVENT_DISCONNECTED:
                 self._set_reachable(False, "controller unreachable (disconnected)")
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                self._set_reachable(False, "controller rejected our CURVE key")
+                self._set_reachable(False, "controller rejected our CURVE key", failure=True)
             elif kind in (
                 zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
                 zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
             ):
-                self._set_reachable(False, "handshake with controller failed (keys or protocol)")
+                self._set_reachable(
+                    False, "handshake with controller failed (keys or protocol)", failure=True
+                )
         return self.reachable
 
-    def _set_reachable(self, reachable: bool, message: str) -> None:
-        if self.reachable is reachable:
+    def _set_reachable(self, reachable: bool, message: str, failure: bool = False) -> None:
+        # A handshake failure is news even while unreachable (e.g. the controller came back
+        # with CURVE); a disconnect after it, or the same failure on every retry, is not.
+        if self.reachable is reachable and not (failure and message != self._failure):
             return
         self.reachable = reachable
+        self._failure = message if failure else None
         (log.info if reachable else log.warning)("%s: %s", message, self.endpoint)
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from topo.addressing import NetworkPlan, make_plan, switch_interface, topology_json
 from topo.cgroups import CpuGroup
-from topo.services import ServerSpec, controller_toml
+from topo.services import ControllerKnobs, ServerSpec, controller_toml
 
 OFFLOADS = ("rx", "tx", "sg", "tso", "gso", "gro")
 """Offloads turned off on every veth end."""
@@ -190,6 +190,8 @@ class ModelNetwork:
         self.digest_address = ""
         self.topology_path = workdir / "topology.json"
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._owns_interfaces = False
+        """Set once the interface names were found free: only then may stop() delete them."""
 
     def __enter__(self) -> ModelNetwork:
         try:
@@ -218,6 +220,7 @@ class ModelNetwork:
             iface = switch_interface(self.plan.switch, host.switch_port)
             if Path("/sys/class/net", iface).exists():
                 raise NetworkError(f"interface {iface!r} exists: another network is running")
+        self._owns_interfaces = True
         switch_log = self.workdir / "switch.log"
         net = Mininet(
             topo=None, build=False, controller=None, link=Link, host=Host, autoSetMacs=False
@@ -310,6 +313,9 @@ class ModelNetwork:
             if switch.process is not None:
                 stop_process(switch.process)
             net.stop()
+        if not self._owns_interfaces:
+            return  # they belong to the network that made start() refuse
+        self._owns_interfaces = False
         for host in self.plan.hosts:
             iface = switch_interface(self.plan.switch, host.switch_port)
             if Path("/sys/class/net", iface).exists():
@@ -329,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("p4lb-net"))
     parser.add_argument("--servers", type=int, default=4)
     parser.add_argument("--control", default="tcp://127.0.0.1:9559", help="switch control socket")
+    parser.add_argument(
+        "--metrics",
+        default="127.0.0.1:9100",
+        help="metrics_listen written to controller.toml ('' disables)",
+    )
     parser.add_argument("--cli", action="store_true", help="open Mininet's CLI")
     args = parser.parse_args(argv)
     plan = make_plan(n_servers=args.servers)
@@ -337,22 +348,38 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     switch_argv = [str(BIN / "p4lb-switch"), "--control", args.control]
-    with ModelNetwork(workdir, plan, switch_argv) as network:
+    with contextlib.ExitStack() as stack:
+        try:
+            network = stack.enter_context(ModelNetwork(workdir, plan, switch_argv))
+        except NetworkError as exc:
+            print(f"python -m topo.mininet_net: {exc}", file=sys.stderr)
+            return 1
         config = workdir / "controller.toml"
         servers = [ServerSpec(host, 1.0) for host in plan.servers]
-        config.write_text(controller_toml(servers, f"ipc://{workdir}/load.sock"))
+        knobs = ControllerKnobs(metrics_listen=args.metrics)
+        config.write_text(controller_toml(servers, f"ipc://{workdir}/load.sock", knobs))
         print(f"switch control {network.control_address}; wrote {network.topology_path}, {config}")
-        for host in plan.hosts:
-            pid = network.net.get(host.name).pid
-            print(f"  {host.name} {host.cidr} port {host.switch_port} netns /proc/{pid}/ns/net")
-        if args.cli:
-            from mininet.cli import CLI  # noqa: PLC0415 (optional dependency)
+        # hN.pid: for `nsenter --net=/proc/$(cat WORKDIR/hN.pid)/ns/net ...` (see the README)
+        pid_files = [workdir / f"{host.name}.pid" for host in plan.hosts]
+        try:
+            for host, pid_file in zip(plan.hosts, pid_files, strict=True):
+                pid = network.net.get(host.name).pid
+                pid_file.write_text(f"{pid}\n")
+                print(
+                    f"  {host.name} {host.cidr} port {host.switch_port} pid {pid} "
+                    f"({pid_file}) netns /proc/{pid}/ns/net"
+                )
+            if args.cli:
+                from mininet.cli import CLI  # noqa: PLC0415 (optional dependency)
 
-            CLI(network.net)
-        else:
-            print("running; Ctrl-C (or SIGTERM) stops and cleans up", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.pause()
+                CLI(network.net)
+            else:
+                print("running; Ctrl-C (or SIGTERM) stops and cleans up", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    signal.pause()
+        finally:
+            for pid_file in pid_files:
+                pid_file.unlink(missing_ok=True)
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import zmq
+import zmq.auth
 
 from agent.cli import main
 from agent.wire import LoadReport, decode_report
@@ -77,8 +78,17 @@ def test_agent_count_option_stops_after_n_reports(pull: zmq.Socket[Any]) -> None
 
 def test_make_keys_writes_a_loadable_key_pair(tmp_path: Path) -> None:
     assert main(["--make-keys", str(tmp_path / "keys" / "agent")]) == 0
-    assert (tmp_path / "keys" / "agent.key").exists()
-    assert (tmp_path / "keys" / "agent.key_secret").exists()
+    public, secret = tmp_path / "keys" / "agent.key", tmp_path / "keys" / "agent.key_secret"
+    assert zmq.auth.load_certificate(str(secret))[1] is not None
+    assert public.stat().st_mode & 0o777 == 0o644
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+
+def test_make_keys_never_overwrites_a_key_pair(tmp_path: Path) -> None:
+    assert main(["--make-keys", str(tmp_path / "agent")]) == 0
+    before = (tmp_path / "agent.key_secret").read_bytes()
+    assert main(["--make-keys", str(tmp_path / "agent")]) == 2
+    assert (tmp_path / "agent.key_secret").read_bytes() == before
 
 
 @pytest.mark.parametrize(

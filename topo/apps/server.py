@@ -82,14 +82,17 @@ class _EchoDatagram(asyncio.DatagramProtocol):
 
 
 async def _worker_main(
-    tcp: socket.socket, udp: socket.socket | None, server_id: str, work: float
+    tcp: socket.socket, udp: socket.socket | None, server_id: str, work: float, backlog: int
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     server = await asyncio.start_server(
-        lambda r, w: _serve_connection(r, w, server_id, work), sock=tcp
+        # asyncio listens again with its own default backlog (100) unless told
+        lambda r, w: _serve_connection(r, w, server_id, work),
+        sock=tcp,
+        backlog=backlog,
     )
     if udp is not None:
         await loop.create_datagram_endpoint(lambda: _EchoDatagram(server_id, work), sock=udp)
@@ -113,11 +116,13 @@ def _listen(
     return tcp, dgram
 
 
-def _run_worker(tcp: socket.socket, udp: socket.socket | None, server_id: str, work: float) -> None:
+def _run_worker(
+    tcp: socket.socket, udp: socket.socket | None, server_id: str, work: float, backlog: int
+) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        asyncio.run(_worker_main(tcp, udp, server_id, work))
+        asyncio.run(_worker_main(tcp, udp, server_id, work, backlog))
     finally:
         os._exit(0)
 
@@ -139,7 +144,7 @@ def serve(
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
-            _run_worker(tcp, dgram, server_id, work)
+            _run_worker(tcp, dgram, server_id, work, backlog)
         children.append(pid)
     stopping = False
 
@@ -154,6 +159,13 @@ def serve(
     signal.signal(signal.SIGINT, _stop)
     if ready_file is not None:
         ready_file.write_text(f"{os.getpid()}\n")
+    kinds = "TCP+UDP" if udp else "TCP"
+    print(
+        f"server {server_id}: pid {os.getpid()}, {kinds} {host}:{port}, {workers} workers, "
+        f"{work * 1000:g} ms CPU per request",
+        file=sys.stderr,
+        flush=True,
+    )
     status = 0
     for child in children:
         while True:
