@@ -106,7 +106,11 @@ def check_config(path: Path) -> int:
         _print_problems(path, exc)
         return EXIT_CONFIG
     dips = sum(len(v.dips) for v in config.vips)
-    print(f"{path}: OK ({len(config.vips)} VIPs, {dips} DIPs, policy {config.controller.policy})")
+    vips = len(config.vips)
+    print(
+        f"{path}: OK ({vips} VIP{'s' * (vips != 1)}, {dips} DIP{'s' * (dips != 1)}, "
+        f"policy {config.controller.policy})"
+    )
     return EXIT_OK
 
 

@@ -149,4 +149,5 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"p4lb-plot: cannot write {str(args.output)!r}: {exc}", file=sys.stderr)
         return 2
+    print(f"p4lb-plot: wrote {args.output}")
     return 0
