@@ -34,6 +34,22 @@ from enum import Enum
 from controller.shadow import DipWrite
 
 
+@dataclass
+class RolloutCounters:
+    """Rollout counters (exported as metrics)."""
+
+    rollouts: int = 0
+    rollouts_aborted: int = 0
+    backpressure: int = 0
+    write_failures: int = 0
+    reclaims: int = 0
+    """Rounds that freed idle slots of a full dip_table (controller.reclaim)."""
+    entries_reclaimed: int = 0
+    reclaim_failures: int = 0
+    table_too_small: int = 0
+    """Rollouts not tried: the version cannot fit next to the active one."""
+
+
 @dataclass(frozen=True)
 class ResetBloom:
     """Step 1: clear the slot's Bloom filter."""

@@ -3,30 +3,33 @@
 `VersionSlots` decides when to roll out (rate limit, dead-band, the slot reuse rules with the
 learner's pending counts, a full conn_table) and drives `rollout.CommitProtocol`, queueing each
 step as a SwitchCall and feeding outcomes back; with journaling on, the journal is written right
-before each flip and after each commit.
+before each flip and after each commit. Under table pressure it first frees the entries of slots
+nobody can reach any more (`controller.reclaim`, where the safety argument is).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from controller.config import ControllerSettings
 from controller.core_support import BootTracker, CallQueue, Handler, JournalState, StepCalls
 from controller.learning import ConnectionLearner
 from controller.pools import BackendPool
+from controller.reclaim import ReclaimOutcome, RoomCheck
 from controller.rollout import (
     CommitProtocol,
     FlipVersion,
     ReadActive,
+    RolloutCounters,
     RolloutOutcome,
     RolloutPlan,
     SlotLedger,
     Step,
     skip_reason,
 )
+from controller.room import DipRoom
 from controller.shadow import BucketKey, DipShadow, DipTarget, DipWrite
 from controller.weighting import entry_budget, held_entries, pool_buckets
 
@@ -34,16 +37,7 @@ VERIFY_RETRY = 0.5
 INITIAL_ATTEMPTS = 5
 Record = Callable[..., None]
 SlotWeights = dict[int, dict[str, int]]
-
-
-@dataclass
-class RolloutCounters:
-    """Rollout counters (exported as metrics)."""
-
-    rollouts: int = 0
-    rollouts_aborted: int = 0
-    backpressure: int = 0
-    write_failures: int = 0
+Content = tuple[dict[BucketKey, DipTarget], SlotWeights]
 
 
 class VersionSlots:
@@ -84,9 +78,17 @@ class VersionSlots:
         self._initial = False
         self._initial_attempts = 0
         self._last_rollout = -math.inf
-        self._reclaim_at: float | None = None
+        self._clear_at: float | None = None
         self._deferred: list[tuple[float, Step]] = []
         self._mark = (-1, 0)  # (active slot, its learned count when it became active)
+        self.room = DipRoom(
+            dip_table_size,
+            settings.min_rollout_interval,
+            calls=calls,
+            record=record,
+            counters=self.counters,
+            done=self._reclaimed,
+        )
 
     # -- attaching to a switch
 
@@ -116,7 +118,7 @@ class VersionSlots:
             self.shadow = journal.shadow
             self.slot_weights = journal.slot_weights
         else:
-            self._reclaim_at = hold
+            self._clear_at = hold
 
     # -- periodic work
 
@@ -125,12 +127,12 @@ class VersionSlots:
         due = [s for t, s in self._deferred if t <= now]
         self._deferred = [(t, s) for t, s in self._deferred if t > now]
         self._issue(due)
-        if self.ledger is None or self.commit is not None:
+        if self.ledger is None or self.commit is not None or self.room.reclaim is not None:
             return
         slot = self.ledger.next_slot()
-        if self._reclaim_at is not None:
-            if now >= self._reclaim_at and self.blocker(now, slot, learner) is None:
-                self._reclaim(now, slot)
+        if self._clear_at is not None:
+            if now >= self._clear_at and self.blocker(now, slot, learner) is None:
+                self._clear_table(now, slot)
             return
         pools, desired = self._pools, self._desired()
         if now - self._last_rollout < self.settings.min_rollout_interval:
@@ -149,13 +151,19 @@ class VersionSlots:
         if block is None and learner.full:
             block = f"conn_table full ({learner.waiting} connections waiting)"
         if block is not None:
-            if self.backpressure is None:
-                self._record(now, "fault", what="backpressure", detail=block)
-            self.backpressure = block
-            self.counters.backpressure += 1
+            self._hold(now, block)
+            return
+        prepared = self._content()
+        if self._make_room(now, slot, prepared, learner):
             return
         self.backpressure = None
-        self._start(now, slot)
+        self._start(now, slot, prepared)
+
+    def _hold(self, now: float, reason: str) -> None:
+        if self.backpressure is None:
+            self._record(now, "fault", what="backpressure", detail=reason)
+        self.backpressure = reason
+        self.counters.backpressure += 1
 
     def _filter_full(self, learner: ConnectionLearner) -> bool:
         """Whether the active slot took enough connections that a fresh version is due."""
@@ -204,7 +212,8 @@ class VersionSlots:
 
     # -- the commit
 
-    def _start(self, now: float, slot: int) -> None:
+    def _content(self) -> Content:
+        """The dip_table content of a new version (all pools) and the weights behind it."""
         assert self.ledger is not None
         pools, desired = self._pools, self._desired()
         content: dict[BucketKey, DipTarget] = {}
@@ -216,13 +225,24 @@ class VersionSlots:
         for p, pool in enumerate(pools):
             members = [DipTarget(m.ip, m.port) for m in pool]
             weights = list(desired[p])
-            budget = entry_budget(weights, self.dip_table_size, self.slots, len(pools))
+            budget = entry_budget(weights, self.room.size, self.slots, len(pools))
             previous = held_entries(p, members, held)
             pool_content, _ = pool_buckets(
                 p, members, weights, self.hash_bits, previous, max_entries=budget
             )
             content.update(pool_content)
             staged[p] = {m.dip: w for m, w in zip(pool, weights, strict=True)}
+        return content, staged
+
+    def _start(self, now: float, slot: int, prepared: Content | None = None) -> None:
+        assert self.ledger is not None
+        content, staged = prepared or self._content()
+        check = self.room.check(self.shadow, self.ledger.active, slot, len(content))
+        if check.too_small:
+            self._too_small(now, check)
+            if slot == self.ledger.active:  # the initial version
+                self._boot.fail(f"initial version: {check.describe()}")
+            return
         writes = tuple(self.shadow.plan(slot, content))
         weights_by_pool = {p: tuple(w.values()) for p, w in staged.items()}
         plan = RolloutPlan(slot, self.counters.rollouts + 1, writes, weights_by_pool, now)
@@ -259,6 +279,7 @@ class VersionSlots:
                     self.shadow.applied(step, None if value is None else int(value))
                 else:
                     self.shadow.failed(step, error)
+                    self.room.write_failed(now, self.shadow, step, error)
             if ok:
                 steps = commit.step_done(now, step, value)
             else:
@@ -315,22 +336,60 @@ class VersionSlots:
         if self.journaling:
             self._calls.call("journal", (self.journal(pending=None),), lambda *_: None)
 
-    def _reclaim(self, now: float, slot: int) -> None:
+    def _clear_table(self, now: float, slot: int) -> None:
         """Warm start without a usable journal: clear dip_table, then roll out a known version."""
-        self._reclaim_at = math.inf  # until the clear is acknowledged
+        self._clear_at = math.inf  # until the clear is acknowledged
 
         def cleared(now: float, ok: bool, value: Any, error: str) -> None:
             if not ok:
                 self._record(now, "fault", what="reclaim", detail=error)
-                self._reclaim_at = now + self.settings.min_rollout_interval
+                self._clear_at = now + self.settings.min_rollout_interval
                 return
-            self._reclaim_at = None
+            self._clear_at = None
             self.shadow.forget()
             self.slot_weights = [None] * self.slots
             self._start(now, slot)
 
         self._record(now, "phase", name="reclaim dip_table")
         self._calls.call("table_clear", ("dip_table",), cleared)
+
+    # -- room in dip_table (controller.room, controller.reclaim)
+
+    def reclaimable(self, now: float, target: int, learner: ConnectionLearner) -> list[int]:
+        """Slots whose entries nobody can reach once their Bloom filter is reset, oldest first:
+        neither active nor `target`, and free to reuse (nothing pending, quiet period over)."""
+        assert self.ledger is not None
+        ledger = self.ledger
+        idle = [s for s in range(self.slots) if s not in (target, ledger.active)]
+        idle.sort(key=lambda s: -math.inf if (t := ledger.deactivated_at[s]) is None else t)
+        return [s for s in idle if self.blocker(now, s, learner) is None]
+
+    def _make_room(
+        self, now: float, slot: int, prepared: Content, learner: ConnectionLearner
+    ) -> bool:
+        """Under table pressure, reclaim or hold; True while the rollout must wait."""
+        assert self.ledger is not None
+        check = self.room.check(self.shadow, self.ledger.active, slot, len(prepared[0]))
+        if check.too_small:
+            self._too_small(now, check)
+            return True
+        wait = self.room.make_room(now, self.shadow, check, self.reclaimable(now, slot, learner))
+        if wait is not None and self.room.reclaim is None:
+            self._hold(now, wait)
+        return wait is not None
+
+    def _too_small(self, now: float, check: RoomCheck) -> None:
+        noted = (self.backpressure or "").startswith("dip_table too small")
+        self.backpressure = self.room.too_small(now, check, noted)
+        self._last_rollout = now  # look again no more often than rollouts are tried
+
+    def _reclaimed(self, outcome: ReclaimOutcome) -> None:
+        for slot in outcome.plan.slots:
+            self.slot_weights[slot] = None  # holds no version any more
+        if not outcome.complete:
+            self._last_rollout = outcome.finished_at  # retry after the interval, not at once
+        if self.journaling:
+            self._calls.call("journal", (self.journal(pending=None),), lambda *_: None)
 
     @property
     def staged_weights(self) -> SlotWeights | None:

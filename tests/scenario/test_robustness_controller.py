@@ -1,8 +1,9 @@
 """Hostile input against a running ControllerService (in-process model, test clock).
 
 Garbage load reports, malformed and impossible digests, a switch that refuses every call for a
-while, a dip_table too small for the rollouts: each time the service must keep ticking, count
-and record the fault, and never move a live simulated connection to another DIP.
+while, a dip_table too small for four versions (reclaimed) or for two (refused at once): each
+time the service must keep ticking, count and record the fault, and never move a live simulated
+connection to another DIP.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from controller.config import Config, ControllerSettings, DipConfig, VipConfig
 from controller.metrics import Metrics
 from controller.record import Recorder, read_events
 from controller.switch.api import AgedCallback, Digest, DigestCallback, SwitchError
+from controller.switch.faults import FaultySwitch
 from controller.switch.model_client import ModelSwitchClient
 from topo.frames import SYN, TCP, FlowKey, build_frame, read_flow
-from topo.sim import CLIENT_MAC, SWITCH_MAC, SimOptions, Simulation, sim_routes
+from topo.sim import CLIENT_MAC, SWITCH_MAC, SimOptions, SimResult, Simulation, sim_routes
 
 VIP = "10.0.0.100"
 DIPS = ("10.0.2.2:8080", "10.0.3.2:8080")
@@ -63,8 +65,8 @@ class Harness:
         self.metrics = Metrics()
         self.record = tmp_path / "run.jsonl"
         dips = tuple(DipConfig(d.split(":")[0], 8080, 1) for d in DIPS)
-        settings = ControllerSettings(policy="cpu", min_rollout_interval=0.5, quiet_period=0.5)
-        config = Config(settings, (VipConfig("web", VIP, 80, "tcp", dips),))
+        controller = ControllerSettings(policy="cpu", min_rollout_interval=0.5, quiet_period=0.5)
+        config = Config(controller, (VipConfig("web", VIP, 80, "tcp", dips),))
         self.service = ControllerService(
             self.clock,
             config,
@@ -262,11 +264,14 @@ def test_conn_table_smaller_than_expected_holds_rollouts_and_breaks_nothing(
 
 
 class SmallDipTable(Simulation):
-    """The standard simulation on a model whose dip_table holds only `dip_entries` entries."""
+    """The standard simulation on a model whose dip_table holds only `dip_entries` entries; the
+    controller is told the real size when `known`, else believes settings.p4's."""
 
-    def __init__(self, options: SimOptions, dip_entries: int, record: Path) -> None:
+    def __init__(self, options: SimOptions, dip_entries: int, record: Path, known: bool) -> None:
         self.dip_entries = dip_entries
+        self.known = known
         self.metrics = Metrics()
+        self.record = record
         self.recorder = Recorder(record)
         super().__init__(options)
 
@@ -274,33 +279,82 @@ class SmallDipTable(Simulation):
         settings = replace(p4model.load_settings(), dip_table_size=self.dip_entries)
         self.switch = p4model.Switch(settings, clock=self.clock.seconds)
         o = self.options
+        client = FaultySwitch(
+            ModelSwitchClient(self.switch, self.clock),
+            self.clock,
+            random.Random(o.seed),
+            write_latency=o.write_latency,
+            digest_delay=o.digest_delay,
+        )
+        limits = DataPlaneLimits(self.switch.settings.hash_bits, 4, o.conn_table_size)
+        if self.known:
+            limits = replace(limits, dip_table_size=self.dip_entries)
         return ControllerService(
             self.clock,
             self.config,
-            ModelSwitchClient(self.switch, self.clock),
+            client,
             recorder=self.recorder,
             metrics=self.metrics,
             routes=sim_routes(o.dips),
-            limits=DataPlaneLimits(self.switch.settings.hash_bits, 4, o.conn_table_size),
+            limits=limits,
         )
 
+    def phases(self, count: int) -> SimResult:
+        """`count` load phases of 1.5 s with 400 connections spread over them, then a drain."""
+        self.start()
+        self.open_connections(400, 0.5, count * 1.5)
+        for t in range(1, count + 1):
+            self.new_loads()
+            self.advance(t * 1.5)
+        self.advance(self.clock.seconds() + 5.0)
+        return self.finish()
 
-def test_full_dip_table_aborts_rollouts_without_breaking_connections(tmp_path: Path) -> None:
-    options = SimOptions(connections=400, rollouts=6, seed=21)
-    sim = SmallDipTable(options, dip_entries=24, record=tmp_path / "run.jsonl")
-    sim.start()
-    sim.open_connections(400, 0.5, 12.0)
-    for t in range(1, 12):
-        sim.new_loads()
-        sim.advance(t * 1.5)
-    sim.advance(sim.clock.seconds() + 5.0)
-    result = sim.finish()
+    def faults(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for event in read_events(self.record):
+            if event["kind"] == "fault":
+                out.setdefault(event["what"], []).append(str(event["detail"]))
+        return out
+
+
+# 96 entries hold two versions of the two pools (4 DIPs each), never four: without reclaiming,
+# the third rollout would find the table full and every later one would abort.
+@pytest.mark.parametrize("known", [True, False], ids=["size-known", "size-learned"])
+def test_full_dip_table_reclaims_idle_slots_and_rollouts_resume(
+    tmp_path: Path, known: bool
+) -> None:
+    options = SimOptions(
+        connections=400, seed=21, write_latency=(0.01, 0.2), digest_delay=(0.0, 0.05)
+    )
+    sim = SmallDipTable(options, dip_entries=96, record=tmp_path / "run.jsonl", known=known)
+    result = sim.phases(20)
     assert result.broken == 0 and result.dropped == 0
-    assert result.counters["switch_write_failures_total"] > 0
-    assert result.counters["rollouts_aborted_total"] > 0
+    assert result.rollouts >= 16  # of 20 load phases
+    counters = sim.service.core.versions.counters
+    assert counters.reclaims > 0 and counters.reclaim_failures == 0
+    assert result.aborted == (0 if known else 1)  # a refused add teaches the size once
+    assert sim.switch.table_num_entries("dip_table") <= 96
+    faults = sim.faults()
+    assert "Bloom filters reset" in faults["dip_table_reclaim"][0]
+    assert ("dip_table_full" in faults) == (not known)
+    assert sim.service.unexpected_errors == 0
+
+
+# 24 entries: the initial version (8 entries) fits, no later one fits next to it.
+@pytest.mark.parametrize("known", [True, False], ids=["size-known", "size-learned"])
+def test_dip_table_too_small_for_a_second_version_fails_fast_and_breaks_nothing(
+    tmp_path: Path, known: bool
+) -> None:
+    options = SimOptions(connections=400, seed=21)
+    sim = SmallDipTable(options, dip_entries=24, record=tmp_path / "run.jsonl", known=known)
+    result = sim.phases(8)
+    assert result.broken == 0 and result.dropped == 0
+    assert result.rollouts == 0 and result.aborted == (0 if known else 1)
+    counters = sim.service.core.versions.counters
+    assert counters.table_too_small > 0
     assert sim.switch.table_num_entries("dip_table") <= 24
-    faults = [e for e in read_events(tmp_path / "run.jsonl") if e["kind"] == "fault"]
-    assert any("full" in str(f["detail"]).lower() for f in faults)
+    (detail,) = sim.faults()["dip_table_too_small"]  # once, with the numbers
+    assert "of 24" in detail and "8 in the active version" in detail
     assert sim.service.unexpected_errors == 0
 
 

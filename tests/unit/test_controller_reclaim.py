@@ -1,0 +1,320 @@
+"""Reclaiming a full dip_table: the room check, which slots, reset-before-delete, and the core
+driving it against the model (never the active slot, never a slot with pending connections or
+within its quiet period, rollouts resuming, a table too small failing fast)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import p4model
+from controller.config import Config, ControllerSettings, DipConfig, VipConfig
+from controller.core import ControllerCore, RouteEntry, SwitchCall, SwitchView
+from controller.reclaim import Reclaim, ReclaimPlan, RoomCheck, choose_slots
+from controller.rollout import ResetBloom
+from controller.shadow import BucketKey, DipTarget, DipWrite, WriteKind
+from controller.weighting import MemberLoad
+from topo.frames import PSH, SYN, TCP, FlowKey, build_frame, read_flow
+
+VIP = "10.0.0.100"
+DIPS = ("10.0.2.2", "10.0.3.2", "10.0.4.2")
+ROUTES = [RouteEntry(["10.0.1.0/24"], ["1", "00:01:00:00:00:01", "00:00:00:00:01:02"])] + [
+    RouteEntry([f"{ip}/32"], [str(2 + i), "00:01:00:00:00:01", "00:00:00:00:02:02"])
+    for i, ip in enumerate(DIPS)
+]
+LOADS = [(0.9, 0.2, 0.2), (0.2, 0.9, 0.3), (0.3, 0.2, 0.9), (0.7, 0.6, 0.1), (0.1, 0.5, 0.8)]
+
+
+# -- pure: the room check and the choice of slots
+
+
+@pytest.mark.parametrize(
+    ("check", "after", "shortfall", "too_small"),
+    [
+        pytest.param(RoomCheck(1, 10, 20, 0, 10, 40), 30, 0, False, id="fits"),
+        pytest.param(RoomCheck(1, 10, 38, 0, 10, 40), 48, 8, False, id="short"),
+        pytest.param(RoomCheck(1, 10, 38, 8, 10, 40), 40, 0, False, id="diff-replaces-own"),
+        pytest.param(RoomCheck(1, 31, 10, 0, 10, 40), 41, 1, True, id="never-fits"),
+        pytest.param(RoomCheck(0, 40, 0, 0, 0, 40), 40, 0, False, id="initial-fits"),
+        pytest.param(RoomCheck(0, 41, 0, 0, 0, 40), 41, 1, True, id="initial-too-big"),
+    ],
+)
+def test_room_check(check: RoomCheck, after: int, shortfall: int, too_small: bool) -> None:
+    assert (check.after, check.shortfall, check.too_small) == (after, shortfall, too_small)
+    assert f"needs {check.need} entries" in check.describe()
+    assert f"of {check.size}" in check.describe()
+
+
+@pytest.mark.parametrize(
+    ("shortfall", "candidates", "chosen"),
+    [
+        pytest.param(0, [(2, 9), (3, 8)], (), id="nothing-short"),
+        pytest.param(5, [(2, 9), (3, 8)], (2,), id="oldest-first"),
+        pytest.param(12, [(2, 9), (3, 8)], (2, 3), id="fewest-that-cover"),
+        pytest.param(5, [(2, 0), (3, 8)], (3,), id="empty-slot-skipped"),
+        pytest.param(20, [(2, 9), (3, 8)], (), id="cannot-cover-wait"),
+        pytest.param(3, [], (), id="no-candidate"),
+    ],
+)
+def test_choose_slots(
+    shortfall: int, candidates: list[tuple[int, int]], chosen: tuple[int, ...]
+) -> None:
+    assert choose_slots(shortfall, candidates) == chosen
+
+
+# -- pure: the reclaim protocol
+
+
+def deletes(slot: int, n: int) -> tuple[DipWrite, ...]:
+    target = DipTarget("10.0.0.1", 80)
+    return tuple(
+        DipWrite(WriteKind.DELETE, slot, BucketKey(0, i, 16), target, 100 * slot + i)
+        for i in range(n)
+    )
+
+
+def test_reclaim_resets_every_filter_first_and_deletes_a_slot_only_after_its_reset() -> None:
+    reclaim = Reclaim(ReclaimPlan({2: deletes(2, 2), 3: deletes(3, 3)}, decided_at=1.0))
+    assert reclaim.begin(1.0) == [ResetBloom(2), ResetBloom(3)]
+    released = reclaim.step_done(1.1, ResetBloom(3))
+    assert released == list(deletes(3, 3))  # slot 3's deletes only; slot 2 still unreset
+    assert reclaim.step_failed(1.2, ResetBloom(2), "switch down") == []  # slot 2 keeps all
+    for write in released:
+        assert reclaim.outcome is None
+        assert reclaim.step_done(1.3, write) == []
+    outcome = reclaim.outcome
+    assert outcome is not None and not outcome.complete
+    assert outcome.reset == (3,) and outcome.deleted == 3 and outcome.plan.entries == 5
+    assert "bloom_2" in outcome.failures[0]
+
+
+@given(
+    st.dictionaries(st.integers(0, 3), st.integers(0, 4), min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 50), st.booleans()), min_size=40, max_size=40),
+)
+def test_reclaim_never_deletes_before_or_without_its_slots_reset(
+    sizes: dict[int, int], draws: list[tuple[int, bool]]
+) -> None:
+    reclaim = Reclaim(ReclaimPlan({s: deletes(s, n) for s, n in sizes.items()}, decided_at=0.0))
+    outstanding = reclaim.begin(0.0)
+    reset_ok: set[int] = set()
+    deleted = 0
+    pool = deque(draws)
+    while outstanding:
+        pick, ok = pool.popleft() if pool else (0, True)
+        step = outstanding.pop(pick % len(outstanding))
+        if isinstance(step, DipWrite):
+            assert step.slot in reset_ok  # released only by its own slot's acknowledged reset
+            deleted += ok
+        elif ok:
+            reset_ok.add(step.slot)
+        outstanding += reclaim.step_done(1.0, step) if ok else reclaim.step_failed(1.0, step, "x")
+    outcome = reclaim.outcome
+    assert outcome is not None
+    assert set(outcome.reset) == reset_ok and outcome.deleted == deleted
+    assert outcome.complete == (deleted == sum(sizes.values()) and reset_ok == set(sizes))
+
+
+# -- the core against the model, with an invariant checker on every call
+
+
+def config(**settings: float) -> Config:
+    values = {"min_rollout_interval": 1.0, "quiet_period": 1.0, "min_weight_change": 0.0}
+    dips = tuple(DipConfig(ip, 8080, 1) for ip in DIPS)
+    return Config(
+        ControllerSettings(policy="cpu", **{**values, **settings}),  # type: ignore[arg-type]
+        (VipConfig("web", VIP, 80, "tcp", dips),),
+    )
+
+
+class Checked:
+    """Runs the core's calls on a model with a small dip_table, checking each before it runs:
+    a Bloom reset (after start-up) only of a slot that is inactive, past its quiet period and
+    without pending connections; a dip_table delete only of an inactive slot whose filter was
+    reset since it was last active."""
+
+    def __init__(self, size: int, believed: int | None = None, **settings: float) -> None:
+        self.switch = p4model.Switch(replace(p4model.load_settings(), dip_table_size=size))
+        self.config = config(**settings)
+        self.core = ControllerCore(self.config, routes=ROUTES, dip_table_size=believed or size)
+        self.queue: deque[SwitchCall] = deque()
+        self.fail: Callable[[SwitchCall], bool] = lambda call: False
+        self.now = 0.0
+        self.booted = False
+        self.active = 0
+        self.left: dict[int, float] = {}  # slot -> when it stopped being active
+        self.reset_since_active: set[int] = set()
+        self.slot_of: dict[int, int] = {}  # dip_table handle -> slot
+        self.resets: list[tuple[float, int]] = []
+        self.deleted: list[int] = []  # slots of deleted dip_table entries
+        self.queue.extend(self.core.bootstrap(0.0, SwitchView(0, 0, 0)))
+        self.run()
+        self.booted = True
+
+    def check(self, call: SwitchCall) -> None:
+        if not self.booted:
+            return
+        if call.method == "register_reset":
+            slot = int(call.args[0].removeprefix("bloom_"))
+            assert slot != self.active
+            assert self.now - self.left.get(slot, -1e9) > self.config.controller.quiet_period
+            assert self.core.learner.pending_count(slot) == 0
+        if call.method == "table_delete" and call.args[0] == "dip_table":
+            slot = self.slot_of[call.args[1]]
+            assert slot != self.active and slot in self.reset_since_active
+
+    def done(self, call: SwitchCall, value: Any) -> None:
+        if call.method == "register_reset" and self.booted:
+            slot = int(call.args[0].removeprefix("bloom_"))
+            self.reset_since_active.add(slot)
+            self.resets.append((self.now, slot))
+        elif call.method == "register_write" and call.args[0] == "active_version":
+            if call.args[2] != self.active:
+                self.left[self.active] = self.now
+            self.active = call.args[2]
+            self.reset_since_active.discard(self.active)
+        elif call.method == "table_add" and call.args[0] == "dip_table":
+            self.slot_of[int(value)] = int(call.args[2][0])
+        elif call.method == "table_delete" and call.args[0] == "dip_table":
+            self.deleted.append(self.slot_of.pop(call.args[1]))
+
+    def run(self) -> None:
+        while self.queue:
+            call = self.queue.popleft()
+            self.check(call)
+            if self.fail(call):
+                self.queue.extend(self.core.on_result(self.now, call.token, False, None, "down"))
+                continue
+            try:
+                value = getattr(self.switch, call.method)(*call.args)
+            except p4model.SwitchError as exc:
+                self.queue.extend(self.core.on_result(self.now, call.token, False, None, str(exc)))
+            else:
+                self.done(call, value)
+                self.queue.extend(self.core.on_result(self.now, call.token, True, value, ""))
+
+    def tick(self, now: float, cpu: tuple[float, ...]) -> None:
+        self.now = now
+        loads = {
+            f"{ip}:8080": MemberLoad("up", c, 0, None, 0.0, True)
+            for ip, c in zip(DIPS, cpu, strict=True)
+        }
+        self.queue.extend(self.core.tick(now, loads))
+        self.run()
+        for digest in self.switch.pop_digests():
+            self.queue.extend(self.core.on_digest(now, digest))
+        self.run()
+
+    def send(self, sport: int, flags: int = SYN) -> str | None:
+        flow = FlowKey("10.0.1.2", VIP, sport, 80, TCP)
+        out = self.switch.process(
+            1, build_frame("00:00:00:00:01:02", "00:01:00:00:00:01", flow, flags=flags)
+        )
+        if not out:
+            return None
+        seen = read_flow(out[0][1])
+        return f"{seen.dst_ip}:{seen.dst_port}"
+
+    def faults(self, what: str) -> list[str]:
+        records = self.core.take_records()
+        return [str(r.fields["detail"]) for r in records if r.fields.get("what") == what]
+
+
+def run_phases(checked: Checked, phases: int, start: float = 2.0, step: float = 0.5) -> None:
+    """Ticks every `step` s with loads that change every 1.5 s, a new connection each tick whose
+    every later packet must reach the same DIP."""
+    live: dict[int, str | None] = {}
+    t = start
+    for n in range(int(phases * 1.5 / step)):
+        checked.tick(t, LOADS[int(t / 1.5) % len(LOADS)])
+        live[50000 + n] = checked.send(50000 + n)
+        assert all(checked.send(p, PSH) == dip for p, dip in live.items())
+        t += step
+
+
+def test_a_table_for_two_versions_keeps_rolling_out_by_reclaiming_idle_slots() -> None:
+    checked = Checked(24)
+    run_phases(checked, 12)
+    counters = checked.core.versions.counters
+    assert counters.rollouts >= 10  # + the initial version
+    assert counters.reclaims > 0 and counters.entries_reclaimed > 0
+    assert counters.rollouts_aborted == counters.write_failures == 0
+    assert (
+        checked.switch.table_num_entries("dip_table") == checked.core.versions.shadow.size() <= 24
+    )
+    assert checked.deleted  # the checker saw reclaim deletes, each after its slot's reset
+    assert any("Bloom filters reset" in d for d in checked.faults("dip_table_reclaim"))
+
+
+def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
+    checked = Checked(24)
+    checked.tick(2.0, LOADS[0])  # slot 1 active
+    checked.fail = lambda call: call.args[0] == "conn_table"
+    dip = checked.send(40001)
+    checked.tick(2.1, LOADS[0])
+    assert checked.core.learner.pending_count(1) == 1
+    mark = len(checked.resets)
+    for n, t in enumerate((3.5, 4.0, 5.0, 5.5, 6.5, 7.0, 8.0, 8.5)):
+        checked.tick(t, LOADS[1 + n // 2 % 4])  # the checker refuses any reset of slot 1
+        assert checked.send(40001, PSH) == dip  # still on slot 1's entries, via bloom_1
+    assert 1 not in {slot for _, slot in checked.resets[mark:]}
+    assert 1 not in checked.deleted
+    assert "idle slots" in (checked.core.versions.backpressure or "")
+    checked.fail = lambda call: False
+    run_phases(checked, 6, start=20.0)
+    assert checked.send(40001, PSH) == dip
+    assert checked.core.versions.counters.reclaims > 0
+
+
+def test_slot_within_its_quiet_period_is_never_reclaimed() -> None:
+    checked = Checked(24, quiet_period=2.5)  # longer than the rollout interval
+    run_phases(checked, 12)  # the checker refuses any reset before the quiet period is over
+    counters = checked.core.versions.counters
+    assert counters.reclaims > 0 and counters.rollouts >= 4
+    assert counters.rollouts_aborted == 0
+
+
+def test_refused_add_turns_on_reclaiming_and_rollouts_resume() -> None:
+    checked = Checked(24, believed=16384)  # the controller thinks the table is the default size
+    run_phases(checked, 14)
+    counters = checked.core.versions.counters
+    assert counters.rollouts_aborted == 1  # the refusal teaches the size: no second one
+    assert counters.reclaims > 0 and counters.rollouts >= 8
+    assert checked.core.versions.room.size <= 24
+    (detail,) = checked.faults("dip_table_full")
+    assert "size believed 16384" in detail
+
+
+def test_a_version_that_can_never_fit_fails_fast_and_keeps_the_active_one() -> None:
+    checked = Checked(14)  # the initial version (9 entries) fits; none fits next to it
+    dip = checked.send(40001)
+    checked.tick(2.0, LOADS[0])
+    checked.tick(3.5, LOADS[1])
+    versions = checked.core.versions
+    assert versions.counters.table_too_small == 2 and versions.counters.rollouts == 1
+    assert versions.counters.rollouts_aborted == versions.counters.write_failures == 0
+    assert checked.switch.register_read("active_version", 0) == 0
+    assert "dip_table too small" in (versions.backpressure or "")
+    (detail,) = checked.faults("dip_table_too_small")  # recorded once, with the numbers
+    assert "of 14" in detail and "9 in the active version" in detail
+    assert checked.send(40001, PSH) == dip
+
+
+def test_an_initial_version_that_cannot_fit_fails_start_up_with_the_numbers() -> None:
+    switch = p4model.Switch(replace(p4model.load_settings(), dip_table_size=4))
+    core = ControllerCore(config(), routes=ROUTES, dip_table_size=4)
+    calls = deque(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    while calls:
+        call = calls.popleft()
+        calls.extend(
+            core.on_result(0.0, call.token, True, getattr(switch, call.method)(*call.args), "")
+        )
+    assert not core.started
+    assert core.boot.failure is not None and "of 4" in core.boot.failure
+    assert switch.table_num_entries("dip_table") == 0
