@@ -4,7 +4,7 @@ Every CPU scope is reduced to a `CpuSample`: a monotonically growing busy time (
 clock, and how many CPUs the scope may use per second of that clock. Utilisation between two
 samples is Δbusy ÷ (Δclock x cpus of the later sample), clamped to [0, 1]:
 
-* system — busy and total jiffies of all CPUs (/proc/stat through psutil);
+* system — busy and total CPU-seconds of all CPUs (/proc/stat through psutil);
 * pid:N — CPU time of the process tree ÷ (wall time x CPUs in the root's affinity mask);
 * cgroup:PATH — the group's CPU usage ÷ (wall time x quota ÷ period), or x the CPUs available when
   the group has no quota; so a busy loop held to a 20 % quota reads ≈ 1.0.

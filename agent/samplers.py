@@ -30,8 +30,6 @@ from agent.parsing import (
     system_sample,
 )
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
 
 class CpuScope(Protocol):
     """Something whose CPU use can be sampled cumulatively."""

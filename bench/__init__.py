@@ -1,1 +1,2 @@
-"""Benchmarks: `python -m bench [NAME ...]` prints a table per benchmark and can write JSON."""
+"""Benchmarks: `python -m bench` runs them all, `python -m bench NAME [options]` one; each prints
+a table and can write it as JSON (`--json PATH`)."""

@@ -18,6 +18,7 @@ from topo.sim import SimOptions, Simulation
 
 
 def _range_ms(text: str) -> tuple[float, float]:
+    """Parse "LO:HI" (or "LO") milliseconds into (low, high) seconds."""
     lo, _, hi = text.partition(":")
     low, high = float(lo), float(hi or lo)
     if not 0 <= low <= high:
@@ -32,11 +33,20 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--rollouts", type=int, default=100)
+    # The defaults are in seconds, as _range_ms returns them.
     parser.add_argument(
-        "--write-latency", type=_range_ms, default=(0.01, 0.2), metavar="LO:HI", help="ms"
+        "--write-latency",
+        type=_range_ms,
+        default=(0.01, 0.2),
+        metavar="LO:HI",
+        help="added to every switch write, ms (default 10:200)",
     )
     parser.add_argument(
-        "--digest-delay", type=_range_ms, default=(0.0, 0.05), metavar="LO:HI", help="ms"
+        "--digest-delay",
+        type=_range_ms,
+        default=(0.0, 0.05),
+        metavar="LO:HI",
+        help="added to every digest, ms (default 0:50)",
     )
     parser.add_argument("--write-failure-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)

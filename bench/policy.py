@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bench.report import emit
 from policy import Observations, make_policy, quantize
@@ -83,7 +84,7 @@ BUDGETS: list[tuple[str, float | None]] = [
 ]
 
 
-def random_weights(rng: np.random.Generator, members: int, bits: int) -> np.ndarray:
+def random_weights(rng: np.random.Generator, members: int, bits: int) -> NDArray[np.int64]:
     """Weights for members of random capacity (0.5-4), summing to 2**bits."""
     return quantize(rng.uniform(0.5, 4.0, members), 1 << bits)
 

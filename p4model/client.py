@@ -143,11 +143,13 @@ class RemoteSwitch:
         # a switch not up yet gets the conventional address its control address implies.
         try:
             return str(self.info()["digests"])
-        except (SwitchError, KeyError, TypeError):
+        except (SwitchError, KeyError, TypeError) as exc:
             try:
-                return default_digest_address(self.control)
-            except ControlProtocolError as exc:
-                raise SwitchError(str(exc)) from exc
+                address = default_digest_address(self.control)
+            except ControlProtocolError as bad:
+                raise SwitchError(str(bad)) from bad
+            log.info("digest address not learnt from %s (%s); using %s", self.control, exc, address)
+            return address
 
     def _new_req(self) -> zmq.Socket[Any]:
         sock: zmq.Socket[Any] = self._context.socket(zmq.REQ)

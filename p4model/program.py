@@ -10,7 +10,7 @@ import struct
 from collections.abc import Callable
 
 from p4model.hashes import HashAlgorithm, compute_hash, csum16
-from p4model.packet import Packet
+from p4model.packet import IPV4_LEN, Packet
 from p4model.registers import Register
 from p4model.settings import Settings
 from p4model.tables import ActionSpec, Entry, KeyField, MatchKind, Table
@@ -20,7 +20,11 @@ PREFIX = "LbIngress."
 DROP_PORT = 511
 TCP_FIN_RST = 0x05
 DIGEST_NEW_CONN = 1
+"""`digest_t.kind` of a new connection (p4model.digest.KIND_CODES decodes it)."""
 DIGEST_TEARDOWN = 2
+"""`digest_t.kind` of a TCP FIN or RST on an installed connection."""
+VERSION_SELECT_SIZE = SLOTS << SLOTS
+"""Entries of the const `version_select` table: every (active slot, Bloom match mask)."""
 
 EXACT, LPM = MatchKind.EXACT, MatchKind.LPM
 # {src, dst, sport, dport, protocol}: byte-aligned widths, so BMv2's bit-packing is plain bytes.
@@ -74,7 +78,7 @@ class LbIngress:
             PREFIX + "version_select",
             [KeyField("meta.active", 2, EXACT), KeyField("meta.bloom_match", 4, EXACT)],
             [USE_VERSION, NO_ACTION],
-            64,
+            VERSION_SELECT_SIZE,
             ("NoAction", ()),
             const=True,
         )
@@ -136,7 +140,7 @@ class LbIngress:
             drop(p)
             return
         if p.tcp_valid or p.udp_valid:
-            p.l4_len = (p.ipv4_total_len - 20) & 0xFFFF
+            p.l4_len = (p.ipv4_total_len - IPV4_LEN) & 0xFFFF  # IHL is 5
             digest_tuple(p)
             src, dst, proto = p.ipv4_src_addr, p.ipv4_dst_addr, p.ipv4_protocol
             hit = self._apply(self.conn_table, (src, dst, p.l4_sport, p.l4_dport, proto), p)

@@ -49,6 +49,7 @@ from p4model.settings import load_settings
 log = logging.getLogger("p4lb.switch")
 
 MAX_REQUEST = 1 << 20
+"""Largest control request in bytes (1 MiB); ZeroMQ disconnects a peer that sends more."""
 BATCH = 64  # frames taken from one interface per loop turn, so control requests are not starved
 
 

@@ -138,10 +138,6 @@ class Table:
         """Number of installed entries."""
         return len(self._entries)
 
-    def handles(self) -> list[int]:
-        """Handles of the installed entries, in ascending order."""
-        return sorted(self._entries)
-
     def add_const(self, values: Sequence[int], action: str, params: Sequence[int]) -> None:
         """Install one of the program's `const entries` (exact keys only)."""
         entry = Entry(self._next_handle, action, tuple(params))

@@ -8,6 +8,9 @@ import numpy as np
 
 from policy.base import IntArray
 
+Triple = tuple[int, int, int]
+"""An aligned block (start, exp, owner): hash values [start, start + 2**exp) of one member."""
+
 
 @dataclass(frozen=True)
 class Block:
@@ -115,21 +118,3 @@ def maximal_blocks(owner: IntArray) -> list[Block]:
         Block(s, e, o)
         for s, e, o in zip(starts.tolist(), exps.tolist(), owners.tolist(), strict=True)
     ]
-
-
-def merge_buddies(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge pairs of buddy blocks (start, exp) of one owner into their parent, repeatedly."""
-    live = set(blocks)
-    changed = True
-    while changed:
-        changed = False
-        for start, exp in sorted(live, key=lambda b: b[1]):
-            if (start, exp) not in live:
-                continue
-            buddy = (start ^ (1 << exp), exp)
-            if buddy in live:
-                live.discard((start, exp))
-                live.discard(buddy)
-                live.add((min(start, buddy[0]), exp + 1))
-                changed = True
-    return sorted(live)

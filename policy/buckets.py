@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from policy.base import IntArray, PolicyError
+from policy.blocks import Triple
 from policy.layout import fresh_layout
 from policy.ortc import ortc
 from policy.sticky import sticky_layout
@@ -119,7 +120,7 @@ def prefix_entries(
     return cast(list[PrefixEntry], list(map(make, rows)))
 
 
-def _owner_of(triples: list[tuple[int, int, int]], bits: int) -> IntArray:
+def _owner_of(triples: list[Triple], bits: int) -> IntArray:
     """Owner of each value of a 2**bits space under blocks (start, exp, owner), longest wins."""
     if not triples:
         return np.full(1 << bits, -1, dtype=np.int64)
@@ -129,8 +130,8 @@ def _owner_of(triples: list[tuple[int, int, int]], bits: int) -> IntArray:
 
 
 def _sticky_within(
-    demand: IntArray, old: list[tuple[int, int, int]], bits: int, budget: int
-) -> list[tuple[int, int, int]] | None:
+    demand: IntArray, old: list[Triple], bits: int, budget: int
+) -> list[Triple] | None:
     """Sticky layout, re-laying the most fragmented members until within `budget`; else None."""
     rebuild: frozenset[int] = frozenset()
     for _ in range(8):

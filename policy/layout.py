@@ -27,9 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from policy.base import BoolArray, IntArray
+from policy.blocks import Triple
 from policy.slots import place_near
-
-Triple = tuple[int, int, int]  # (start, exp, owner)
 
 
 def signed_digits(demand: IntArray, width: int) -> tuple[BoolArray, BoolArray]:

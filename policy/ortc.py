@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from policy.base import IntArray
-
-Triple = tuple[int, int, int]
+from policy.blocks import Triple
 
 
 def ortc(owner: IntArray, max_nodes: int = 50_000) -> list[Triple] | None:

@@ -85,7 +85,8 @@ class RatioParams:
     blackout: float = 2.0
     """Seconds of reports before a new reporter's estimate counts (default 2.0)."""
     slow_start: float = 5.0
-    """Seconds over which a joining member ramps up to its full share (default 5.0)."""
+    """Seconds over which a joining member ramps up from clamp_low to its full share
+    (default 5.0)."""
     expiry: float = 3.0
     """Report age in seconds after which a member gets the mean estimate (default 3.0)."""
 
@@ -168,8 +169,9 @@ class RatioPolicy:
         capacity = self._capacity(live, fresh, counted)
         self._update_trim(obs, counted)
         target = normalise_live(capacity * np.exp(self.trim), live)
+        # live_since is -inf for members live from the start: their ramp is 1 at once.
         ramp = np.clip((now - self.live_since) / max(p.slow_start, 1e-9), p.clamp_low, 1.0)
-        target = normalise_live(target * np.where(np.isfinite(ramp), ramp, 1.0), live)
+        target = normalise_live(target * ramp, live)
         target = clamp_shares(target, live, p.clamp_low, p.clamp_high)
         self.shares = self._bounded_move(target, live)
         return self.shares.copy()

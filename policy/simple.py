@@ -52,9 +52,8 @@ class EqualPolicy:
     def __init__(
         self, n_members: int, initial_weights: Sequence[float], params: EqualParams
     ) -> None:
-        """Nothing to remember but the size."""
+        """Keep the parameters (the live mask says who shares)."""
         self.params = params
-        self.n_members = n_members
 
     def update(self, now: float, obs: Observations) -> FloatArray:
         """1 / live count for each live member."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policy.base import FloatArray, IntArray, Observations, Policy
-from policy.buckets import PrefixEntry, bucket_owner, popcount_bound, prefix_entries
+from policy.buckets import PrefixEntry, moved_values, popcount_bound, prefix_entries
 from policy.quantize import quantize
 
 
@@ -70,11 +70,18 @@ class Trace:
     """Per-rollout record of a run: times, shares in force, mean utilisation, bucket churn."""
 
     times: list[float] = field(default_factory=list)
+    """Simulated time of each rollout round, seconds."""
     shares: list[FloatArray] = field(default_factory=list)
+    """Weights in force after the round, as fractions."""
     utilisation: list[FloatArray] = field(default_factory=list)
+    """Mean demand / capacity per server since the previous round; not capped at 1 (unlike the
+    reported CPU), so an overloaded server shows by how much."""
     moved: list[int] = field(default_factory=list)
+    """Hash values whose owner changed in the round."""
     min_moved: list[float] = field(default_factory=list)
+    """The least any layout could have moved: 1/2 sum |weight change|, in hash values."""
     entries: list[int] = field(default_factory=list)
+    """LPM entries of the layout after the round."""
 
 
 class _Agents:
@@ -159,8 +166,7 @@ def simulate(policy: Policy, config: SimConfig, rng: np.random.Generator) -> Tra
                 if c.entry_budget is not None:
                     budget = int(c.entry_budget * popcount_bound(new_weights))
                 new_entries = prefix_entries(new_weights, c.hash_bits, entries, budget)
-                before = bucket_owner(entries, c.hash_bits)
-                moved = int(np.count_nonzero(before != bucket_owner(new_entries, c.hash_bits)))
+                moved = moved_values(entries, new_entries, c.hash_bits)
                 churn = float(np.abs(new_weights - weights).sum()) / 2 * (1 << c.hash_bits) / total
                 weights, entries = new_weights, new_entries
             trace.times.append(now)

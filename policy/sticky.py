@@ -28,10 +28,9 @@ from collections import defaultdict
 import numpy as np
 
 from policy.base import BoolArray, IntArray
-from policy.blocks import aligned_cover, binary_pieces, run_pieces
+from policy.blocks import Triple, aligned_cover, binary_pieces, run_pieces
 from policy.tidy import Key, flatten, key_array, parents, tidy
 
-Triple = tuple[int, int, int]
 _Owned = defaultdict[int, list[Key]]
 
 

@@ -1,8 +1,10 @@
 """CPU-quota control groups for the demo's servers (cgroup v1 ``cpu``/``cpuacct`` or v2).
 
 On a 2-core machine worker counts alone do not make server capacities differ, so each
-server's process tree runs in its own group capped at a fraction of one core. The layout
-parsing and file contents are pure functions; :class:`CpuGroup` does the file system work.
+server's process tree runs in its own group capped at a fraction of one core. The quota file
+contents are a pure function; :func:`parse_layout` reads the mount table text it is given (and,
+for cgroup v2 only, the mount's ``cgroup.controllers``); :class:`CpuGroup` does the rest of the
+file system work.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 PERIOD_US = 100_000
 """CFS period used for quotas (100 ms)."""
+MIN_QUOTA_US = 1000
+"""The kernel's smallest CFS quota (1 ms per period)."""
 
 
 class CgroupError(RuntimeError):
@@ -64,7 +68,7 @@ def quota_files(version: int, fraction: float, period_us: int = PERIOD_US) -> di
     """File name → content that caps a group at ``fraction`` of one core."""
     if not 0 < fraction <= 64:
         raise CgroupError(f"CPU fraction must be in (0, 64], got {fraction!r}")
-    quota = max(1000, round(fraction * period_us))
+    quota = max(MIN_QUOTA_US, round(fraction * period_us))
     if version == 1:
         return {"cpu.cfs_period_us": str(period_us), "cpu.cfs_quota_us": str(quota)}
     return {"cpu.max": f"{quota} {period_us}"}

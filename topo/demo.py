@@ -152,20 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(f'{c:.0%}' for c in plan.capacities)}; {plan.rate:g} conn/s; "
         f"equal for {plan.equal_duration:g}s then {plan.policy!r}; {plan.duration:g}s in all"
     )
+    workdir = out / "run"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
     try:
         if mode == "simulate":
             from topo.demo_sim import run_simulated  # noqa: PLC0415
 
-            workdir = out / "run"
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
             data = run_simulated(plan, workdir, _say)
         else:
             from topo.demo_real import run_real  # noqa: PLC0415
 
-            workdir = out / "run"
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
             data = run_real(plan, workdir, _say)
     except NetworkError as exc:
         print(f"p4lb-demo: {exc}", file=sys.stderr)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topo.addressing import VIP_IP, VIP_UDP_PORT, make_plan
+from topo.addressing import VIP_IP, VIP_TCP_PORT, VIP_UDP_PORT, make_plan
 from topo.cgroups import CpuGroup, cpu_groups
 from topo.mininet_net import BIN, ModelNetwork, NetworkError, stop_process, wait_for
 from topo.services import (
@@ -211,7 +211,7 @@ class Lab:
         """Start a load generator on ``host`` against the VIP (TCP, or the UDP VIP)."""
         tag = name or f"{host}-{int(time.time() * 1000) % 10**8}"
         log, report = self.workdir / f"conns-{tag}.jsonl", self.workdir / f"report-{tag}.json"
-        target = f"{VIP_IP}:{VIP_UDP_PORT}" if udp else f"{VIP_IP}:80"
+        target = f"{VIP_IP}:{VIP_UDP_PORT if udp else VIP_TCP_PORT}"
         more = [*extra, "--json", str(report)] + (["--udp"] if udp else [])
         argv = client_argv(
             PYTHON, rate, duration, log=log, expected=self.dips, extra=more, target=target

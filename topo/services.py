@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from topo.addressing import DIP_PORT, VIP_IP, VIP_TCP_PORT, VIP_UDP_PORT, HostAddress
@@ -68,19 +68,9 @@ def controller_toml(
     knobs = knobs or ControllerKnobs()
     lines = ["[controller]"]
     settings: dict[str, object] = {
-        "policy": knobs.policy,
-        "weight_bits": knobs.weight_bits,
-        "report_interval": knobs.report_interval,
-        "min_rollout_interval": knobs.min_rollout_interval,
-        "quiet_period": knobs.quiet_period,
-        "tcp_idle_timeout": knobs.tcp_idle_timeout,
-        "udp_idle_timeout": knobs.udp_idle_timeout,
-        "teardown_linger": knobs.teardown_linger,
-        "restart_hold": knobs.restart_hold,
-        "min_weight_change": knobs.min_weight_change,
-        "load_listen": load_listen,
-        "metrics_listen": knobs.metrics_listen,
+        f.name: getattr(knobs, f.name) for f in fields(knobs) if f.name != "policy_params"
     }
+    settings["load_listen"] = load_listen
     lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
     if knobs.policy_params:
         lines += ["", "[policy_params]"]

@@ -39,26 +39,40 @@ VIP_IP = "10.0.0.100"
 
 @dataclass(frozen=True)
 class SimOptions:
-    """Knobs of one simulated run."""
+    """Knobs of one simulated run (every field has a default)."""
 
     connections: int = 1000
+    """Client connections, opened uniformly over the load phases (default 1000)."""
     rollouts: int = 10
+    """Committed rollouts to wait for; one load phase each (default 10)."""
     dips: int = 4
+    """DIP hosts behind each VIP (default 4)."""
     udp_fraction: float = 0.3
+    """Fraction of connections that are UDP flows (default 0.3)."""
     long_fraction: float = 0.2
+    """Fraction of connections sending 10-29 packets instead of 2-7 (default 0.2)."""
     phase: float = 1.5
+    """Seconds each load phase lasts (default 1.5)."""
     write_latency: tuple[float, float] = (0.0, 0.0)
+    """Range of seconds added to every switch write (default none)."""
     write_failure_rate: float = 0.0
+    """Probability that a switch write fails (default 0.0)."""
     digest_delay: tuple[float, float] = (0.0, 0.05)
+    """Range of seconds each digest is delayed, reordering them (default 0 to 50 ms)."""
     conn_table_size: int = 65536
+    """conn_table capacity of the model (default 65536, as settings.p4)."""
     policy: str = "cpu"
+    """Controller policy (default "cpu": it reacts to every load change)."""
     seed: int = 1
+    """Seed of every random choice of the run (default 1)."""
     step: float = 0.01
+    """Simulated clock step in seconds (default 0.01)."""
     settings: ControllerSettings = field(
         default_factory=lambda: ControllerSettings(
             min_rollout_interval=1.0, quiet_period=1.0, report_interval=0.5, min_weight_change=0.0
         )
     )
+    """Controller settings; `policy` above overrides theirs."""
 
 
 @dataclass
@@ -142,7 +156,10 @@ class Simulation:
             write_failure_rate=o.write_failure_rate,
             digest_delay=o.digest_delay,
         )
-        limits = DataPlaneLimits(self.switch.settings.hash_bits, 4, o.conn_table_size)
+        p4 = self.switch.settings
+        limits = DataPlaneLimits(
+            p4.hash_bits, p4.version_slots, o.conn_table_size, p4.dip_table_size
+        )
         return ControllerService(
             self.clock,
             self.config,

@@ -40,17 +40,29 @@ class LoadSpec:
     """What load to offer and how to judge it."""
 
     host: str
+    """Target address (the VIP)."""
     port: int
+    """Target port."""
     rate: float
+    """New connections per second."""
     duration: float
+    """Seconds during which new connections are opened."""
     size: int = 64
+    """Payload bytes per request (default 64)."""
     requests: int = 1
+    """Requests per connection (default 1)."""
     lifetime: float = 0.0
+    """Seconds over which a connection's requests are spread (default 0: back to back)."""
     timeout: float = 10.0
+    """Seconds to wait for a connect or an answer before the connection fails (default 10)."""
     udp: bool = False
+    """UDP flows instead of TCP connections (default False)."""
     expected: frozenset[str] | None = None
+    """Server ids allowed to answer (default None: any); others count as misrouted."""
     seed: int = 0
+    """Varies the payload bytes between runs (default 0)."""
     max_inflight: int = 8000
+    """Most connections open at once; beyond it new ones wait (default 8000)."""
 
 
 def request_times(requests: int, lifetime: float) -> list[float]:
@@ -59,6 +71,11 @@ def request_times(requests: int, lifetime: float) -> list[float]:
         return [0.0] * max(requests, 0)
     gap = lifetime / (requests - 1)
     return [i * gap for i in range(requests)]
+
+
+def _payload(spec: LoadSpec, index: int, seq: int) -> bytes:
+    """Payload of request `seq` of connection `index` (varies with seed, connection, request)."""
+    return payload_for(spec.seed * 1_000_003 + index * 101 + seq, spec.size)
 
 
 class _BrokenError(Exception):
@@ -81,7 +98,7 @@ async def _tcp_exchange(spec: LoadSpec, index: int, servers: list[str], t0: floa
     try:
         for seq, offset in enumerate(request_times(spec.requests, spec.lifetime)):
             await asyncio.sleep(max(0.0, t0 + offset - loop.time()))
-            payload = payload_for(spec.seed * 1_000_003 + index * 101 + seq, spec.size)
+            payload = _payload(spec, index, seq)
             writer.write(encode_request(seq, payload))
             await writer.drain()
             line = await asyncio.wait_for(reader.readline(), spec.timeout)
@@ -113,7 +130,7 @@ async def _udp_exchange(spec: LoadSpec, index: int, servers: list[str], t0: floa
         sock.connect((spec.host, spec.port))
         for seq, offset in enumerate(request_times(spec.requests, spec.lifetime)):
             await asyncio.sleep(max(0.0, t0 + offset - loop.time()))
-            payload = payload_for(spec.seed * 1_000_003 + index * 101 + seq, spec.size)
+            payload = _payload(spec, index, seq)
             await loop.sock_sendall(sock, encode_request(seq, payload))
             data = await asyncio.wait_for(loop.sock_recv(sock, MAX_DATAGRAM), spec.timeout)
             header, echoed = parse_response_datagram(data)
