@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -320,13 +320,6 @@ class ModelNetwork:
             iface = switch_interface(self.plan.switch, host.switch_port)
             if Path("/sys/class/net", iface).exists():
                 _root_run(f"ip link del {iface}")
-
-
-@contextlib.contextmanager
-def model_network(workdir: Path, plan: NetworkPlan | None = None) -> Iterator[ModelNetwork]:
-    """A started :class:`ModelNetwork`, stopped and cleaned up on exit."""
-    with ModelNetwork(workdir, plan) as network:
-        yield network
 
 
 def main(argv: list[str] | None = None) -> int:
