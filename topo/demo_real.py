@@ -23,15 +23,23 @@ from topo.services import ControllerKnobs
 from topo.summary import Phase, RunData, UtilSample
 
 
-def read_records(paths: list[Path]) -> list[ConnectionRecord]:
-    """Connection records from the clients' ``--log`` files (incomplete lines skipped)."""
+def read_records(paths: list[Path], *, strict: bool = True) -> list[ConnectionRecord]:
+    """Connection records from the clients' ``--log`` files.
+
+    A line still being written is never read (``read_jsonl``); a complete line that is not a
+    record means a client bug and, when ``strict``, fails the run rather than shrinking the
+    connection and broken counts unseen. Progress reports read with ``strict=False``.
+    """
     records: list[ConnectionRecord] = []
     for path in paths:
         for line in read_jsonl(path):
             try:
                 records.append(ConnectionRecord.from_json(line))
-            except (ValueError, KeyError):
-                continue
+            except (ValueError, KeyError) as exc:
+                if strict:
+                    raise NetworkError(
+                        f"{path}: not a connection record: {line!r} ({exc})"
+                    ) from exc
     return records
 
 
@@ -99,7 +107,7 @@ def run_real(plan: DemoPlan, workdir: Path, say: Callable[[str], None]) -> RunDa
                 say(f"[{now - start:5.0f}s] restarted the controller with policy {plan.policy!r}")
             if now >= next_report:
                 next_report += plan.progress_every
-                records = read_records([c.log for c in clients])
+                records = read_records([c.log for c in clients], strict=False)
                 say(_progress(now - start, phases[-1].policy, records, samples))
             if now > end + 120:
                 raise NetworkError("clients did not finish 120 s after the load ended")
