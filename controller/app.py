@@ -213,6 +213,10 @@ class ControllerService:
         """Drain a DIP; with `remove` it leaves the pool once its connections are gone."""
         self.core.drain_member(self.clock(), dip, remove=remove)
 
+    def activate_member(self, dip: str) -> None:
+        """Let a standby, draining or down member take new connections again."""
+        self.core.activate_member(self.clock(), dip)
+
     def tick(self) -> None:
         """One periodic step of the core (the LoopingCall calls this; it never raises, or the
         LoopingCall would stop for good)."""

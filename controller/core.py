@@ -119,7 +119,7 @@ class ControllerCore:
 
     def desired(self) -> dict[int, tuple[int, ...]]:
         """The weights each pool's policy asks for now (member order)."""
-        return {p: w.desired for p, w in enumerate(self.weighting)}
+        return {p: w.current() for p, w in enumerate(self.weighting)}
 
     # -- start-up
 
@@ -321,6 +321,9 @@ class ControllerCore:
             return
         self.members_removed += 1
         self.removed.append(dip)
+        # The member list changed: re-run the policy in this very tick (a fresh policy over the
+        # remaining members) rather than up to report_interval later.
+        self._next_policy = now
         handle = self._reverse.pop(dip, None)
         if handle is not None:
             self._calls.call("table_delete", ("dip_reverse", handle), lambda *_: None)

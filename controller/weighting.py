@@ -77,6 +77,15 @@ class PoolWeighting:
         self.generation = self.pool.generation
         self.desired = tuple(weights)
 
+    def current(self) -> tuple[int, ...]:
+        """The desired weights in the pool's current member order (0 for a member added since
+        the last update; a removed member's weight left out), so a rollout between a membership
+        change and the next policy round never pairs weights with the wrong members."""
+        if self.generation == self.pool.generation:
+            return self.desired
+        old = dict(zip(self._member_names, self.desired, strict=False))
+        return tuple(old.get(m.dip, 0) for m in self.pool)
+
     def update(self, now: float, loads: Mapping[str, MemberLoad]) -> tuple[int, ...]:
         """Run the policy on the latest loads; returns the desired weights (member order)."""
         if self.generation != self.pool.generation:
@@ -176,7 +185,12 @@ def entry_budget(weights: Sequence[int], table_size: int, slots: int, pools: int
 
 
 class PoolAutoscaling:
-    """policy.autoscale for one pool: which standby member to activate, which to drain."""
+    """policy.autoscale for one pool: which standby member to activate, which to drain.
+
+    The autoscaler sees as DOWN (never a candidate) every member it must not activate: one
+    whose agent says it is not up, and one draining at the operator's request (only a member
+    the autoscaler drained itself may be re-activated while it drains).
+    """
 
     def __init__(self, pool: BackendPool, params: AutoscaleConfig) -> None:
         from policy import autoscale  # noqa: PLC0415 - only when autoscaling is enabled
@@ -195,19 +209,27 @@ class PoolAutoscaling:
                 cooldown_down=params.cooldown_down,
             )
         )
+        self.drained: set[str] = set()
+        """Members this autoscaler drained (to standby) and that still drain."""
 
     def decide(self, now: float, loads: Mapping[str, MemberLoad]) -> tuple[list[str], list[str]]:
         """(members to activate, members to drain) for the pool's current utilisation."""
         members = list(self.pool)
         views = [loads.get(m.dip) for m in members]
         utilisation = np.array([v.cpu if v else 0.0 for v in views], dtype=np.float64)
+        self.drained &= {
+            m.dip for m in members if m.state is MemberState.DRAINING and not m.remove_when_drained
+        }
         states = [
             self._autoscale.MemberState(
-                m.state.value
-                if m.state is not MemberState.ACTIVE or member_up(v)
-                else MemberState.DOWN.value
+                MemberState.DOWN.value
+                if not member_up(v)
+                or (m.state is MemberState.DRAINING and m.dip not in self.drained)
+                else m.state.value
             )
             for m, v in zip(members, views, strict=True)
         ]
         decision = self._scaler.decide(now, utilisation, states)
-        return [members[i].dip for i in decision.activate], [members[i].dip for i in decision.drain]
+        drain = [members[i].dip for i in decision.drain]
+        self.drained.update(drain)
+        return [members[i].dip for i in decision.activate], drain
