@@ -172,13 +172,18 @@ class LbIngress:
         if chosen is not None:
             version, insert = chosen.params
         if insert:
-            bloom = self.blooms[version]
-            for index in indices:
-                bloom.write(index, 1)
+            self.bloom_insert(version, indices)
         hash_bits = self.settings.hash_bits
         flow_hash = compute_hash(HashAlgorithm.CRC32, 0, five_tuple, 1 << hash_bits, hash_bits)
         if self._apply(self.dip_table, (version, p.pool, flow_hash), p) is not None:
             raise_digest(p, DIGEST_NEW_CONN, version)
+
+    def bloom_insert(self, slot: int, indices: list[int]) -> None:
+        """The program's `bloom_insert_0` … `bloom_insert_3` actions, one per slot there
+        because a P4 register array cannot be chosen at run time: set the slot's bits."""
+        bloom = self.blooms[slot]
+        for index in indices:
+            bloom.write(index, 1)
 
     def bloom_lookup(self, five_tuple: bytes, p: Packet) -> tuple[list[int], int]:
         """The `bloom_lookup` action: the Bloom indices and the match mask (bit i: slot i).
