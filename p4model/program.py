@@ -179,8 +179,9 @@ class LbIngress:
             raise_digest(p, DIGEST_NEW_CONN, version)
 
     def bloom_insert(self, slot: int, indices: list[int]) -> None:
-        """The program's `bloom_insert_0` … `bloom_insert_3` actions, one per slot there
-        because a P4 register array cannot be chosen at run time: set the slot's bits."""
+        """The program's bloom_insert_0, bloom_insert_1, bloom_insert_2 and bloom_insert_3
+        actions (one per slot there, since a P4 register array cannot be chosen at run time):
+        set the slot's bits."""
         bloom = self.blooms[slot]
         for index in indices:
             bloom.write(index, 1)
