@@ -20,6 +20,7 @@ import zmq
 from p4model import Digest, Switch, SwitchError
 from p4model.client import RemoteSwitch
 from p4model.server import SwitchServer, main, parse_port_spec
+from topo.frames import SYN, TCP, FlowKey, build_frame
 
 VIP, DIP, CLIENT = "10.0.0.100", "10.0.2.2", "10.0.1.2"
 GW1, GW2 = "00:01:0a:00:01:01", "00:01:0a:00:02:01"
@@ -88,25 +89,9 @@ def served() -> Iterator[Served]:
         server.close()
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def tcp_frame(src: str, dst: str, sport: int, dport: int, flags: int = 0x02) -> bytes:
+def tcp_frame(src: str, dst: str, sport: int, dport: int, flags: int = SYN) -> bytes:
     """An Ethernet/IPv4/TCP frame from h1 to the gateway, with correct checksums."""
-    saddr, daddr = socket.inet_aton(src), socket.inet_aton(dst)
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0)
-    pseudo = saddr + daddr + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, saddr, daddr)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-    eth = bytes.fromhex(GW1.replace(":", "") + H1.replace(":", "")) + b"\x08\x00"
-    return eth + ip + tcp
+    return build_frame(H1, GW1, FlowKey(src, dst, sport, dport, TCP), flags=flags)
 
 
 def recv_frame(sock: socket.socket, deadline: float = 10.0) -> bytes:
