@@ -22,8 +22,8 @@ from twisted.internet.epollreactor import EPollReactor
 
 from agent.wire import LoadReport, encode_report
 from bench.report import emit
-from controller.feed import LoadFeed
-from controller.loadbook import LoadBook
+from controller.core.loadbook import LoadBook
+from controller.shell.feed import LoadFeed
 
 DEFAULT_AGENTS = (1, 100, 1000)
 DEFAULT_REPORTS = 100_000

@@ -18,8 +18,8 @@ from twisted.internet import defer, task
 
 import p4model
 from bench.report import emit
-from controller.app import ControllerService, DataPlaneLimits
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
+from controller.shell.app import ControllerService, DataPlaneLimits
 from controller.switch.model_client import ModelSwitchClient
 from topo.frames import SYN, TCP, FlowKey, build_frame
 

@@ -20,8 +20,8 @@ from twisted.internet import defer, task
 import p4model
 from agent.wire import LoadReport, encode_report
 from bench.report import emit
-from controller.app import ControllerService, DataPlaneLimits
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
+from controller.shell.app import ControllerService, DataPlaneLimits
 from controller.switch.model_client import ModelSwitchClient
 
 TARGET_MS_64 = 50.0

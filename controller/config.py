@@ -60,7 +60,7 @@ class ControllerSettings:
     """After attaching to a switch that kept state, hold slot reuse this long."""
     max_version_connections: int = 2000
     """Roll out a fresh version after this many connections joined the active one, even with
-    unchanged weights (keeps Bloom false positives rare; see controller.rollout); 0 = never."""
+    unchanged weights (keeps Bloom false positives rare; see controller.core.rollout); 0 = never."""
 
 
 @dataclass(frozen=True)

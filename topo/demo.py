@@ -75,7 +75,7 @@ def enrich_events(data: RunData) -> list[dict[str, Any]]:
 
 def write_outputs(out: Path, plan: DemoPlan, data: RunData, mode: str) -> dict[str, Any]:
     """Write timeseries.jsonl, loads.png and summary.json; return the summary."""
-    from controller.plot import render, series_from_events  # noqa: PLC0415 (matplotlib)
+    from controller.shell.plot import render, series_from_events  # noqa: PLC0415 (matplotlib)
 
     out.mkdir(parents=True, exist_ok=True)
     events = enrich_events(data)

@@ -21,11 +21,11 @@ from twisted.internet import defer, task
 
 import p4model
 from agent.wire import LoadReport, encode_report
-from controller.app import ControllerService
 from controller.config import Config, parse_config
-from controller.core import RouteEntry
-from controller.record import Recorder
+from controller.core.controller_core import RouteEntry
 from controller.routing import parse_topology, routes_for_switch
+from controller.shell.app import ControllerService
+from controller.shell.record import Recorder
 from controller.switch.model_client import ModelSwitchClient
 from topo.addressing import DIP_PORT, VIP_IP, VIP_TCP_PORT, HostAddress, make_plan, topology_json
 from topo.apps.client import request_times

@@ -22,9 +22,9 @@ from twisted.python.failure import Failure
 
 import p4model
 from agent.wire import LoadReport, encode_report
-from controller.app import ControllerService, DataPlaneLimits
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.core import RouteEntry
+from controller.core.controller_core import RouteEntry
+from controller.shell.app import ControllerService, DataPlaneLimits
 from controller.switch.faults import FaultySwitch
 from controller.switch.model_client import ModelSwitchClient
 from policy.buckets import PrefixEntry, bucket_owner

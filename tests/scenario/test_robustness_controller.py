@@ -19,10 +19,10 @@ from twisted.internet import defer, task
 
 import p4model
 from agent.wire import LoadReport, encode_report
-from controller.app import ControllerService, DataPlaneLimits
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.metrics import Metrics
-from controller.record import Recorder, read_events
+from controller.shell.app import ControllerService, DataPlaneLimits
+from controller.shell.metrics import Metrics
+from controller.shell.record import Recorder, read_events
 from controller.switch.api import AgedCallback, Digest, DigestCallback, SwitchError
 from controller.switch.faults import FaultySwitch
 from controller.switch.model_client import ModelSwitchClient

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from agent.wire import LoadReport, encode_report
 from controller.config import AutoscaleConfig, Config, ControllerSettings, DipConfig, VipConfig
-from controller.pools import MemberState
+from controller.core.pools import MemberState
 from topo.sim import VIP_IP, SimOptions, Simulation
 
 DIPS = tuple(f"10.0.{2 + i}.2:8080" for i in range(4))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import rollout
+from controller.core import rollout
 from controller.config import ControllerSettings
 from topo.sim import SimOptions, Simulation
 

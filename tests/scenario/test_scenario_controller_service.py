@@ -10,10 +10,10 @@ from twisted.python.failure import Failure
 
 import p4model
 from agent.wire import LoadReport, encode_report
-from controller.app import ControllerError, ControllerService
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.metrics import Metrics
-from controller.record import Recorder, read_events
+from controller.shell.app import ControllerError, ControllerService
+from controller.shell.metrics import Metrics
+from controller.shell.record import Recorder, read_events
 from controller.switch.api import SwitchError
 from controller.switch.model_client import ModelSwitchClient
 from topo.frames import SYN, TCP, FlowKey, build_frame

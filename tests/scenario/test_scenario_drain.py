@@ -18,7 +18,7 @@ import pytest
 
 from agent.wire import LoadReport, encode_report
 from controller.config import ControllerSettings, DipConfig
-from controller.pools import MemberState
+from controller.core.pools import MemberState
 from topo.frames import ACK, TCP, FlowKey, build_frame, read_flow
 from topo.sim import SWITCH_MAC, VIP_IP, SimOptions, Simulation
 

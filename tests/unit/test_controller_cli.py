@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import EXIT_CONFIG, EXIT_OK, apply_overrides, build_parser, main
 from controller.config import ConfigError, load_config
+from controller.shell.cli import EXIT_CONFIG, EXIT_OK, apply_overrides, build_parser, main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "controller" / "examples" / "lb.toml"
 

@@ -10,9 +10,9 @@ import pytest
 
 import p4model
 from controller.config import AutoscaleConfig, Config, ControllerSettings, DipConfig, VipConfig
-from controller.core import ControllerCore, RouteEntry, SwitchCall, SwitchView
-from controller.pools import MemberState
-from controller.weighting import MemberLoad
+from controller.core.controller_core import ControllerCore, RouteEntry, SwitchCall, SwitchView
+from controller.core.pools import MemberState
+from controller.core.weighting import MemberLoad
 from topo.frames import ACK, PSH, SYN, TCP, FlowKey, build_frame, read_flow
 
 VIP = "10.0.0.100"

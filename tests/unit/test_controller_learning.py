@@ -4,8 +4,8 @@ entries expire after teardown or idleness; a full table holds connections instea
 
 from __future__ import annotations
 
-from controller.learning import ConnectionLearner, ConnKey, ConnOp, ConnState, OpKind
-from controller.shadow import DipTarget
+from controller.core.learning import ConnectionLearner, ConnKey, ConnOp, ConnState, OpKind
+from controller.core.shadow import DipTarget
 
 DIP = DipTarget("10.1.0.1", 8080)
 OTHER = DipTarget("10.1.0.2", 8080)

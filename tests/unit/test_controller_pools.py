@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.config import DipConfig, VipConfig
-from controller.pools import BackendPool, MemberState, PoolError
+from controller.core.pools import BackendPool, MemberState, PoolError
 
 VIP = VipConfig(
     "web",

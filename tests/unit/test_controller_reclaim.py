@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 import p4model
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.core import ControllerCore, RouteEntry, SwitchCall, SwitchView
-from controller.reclaim import Reclaim, ReclaimPlan, RoomCheck, choose_slots
-from controller.rollout import ResetBloom
-from controller.shadow import BucketKey, DipTarget, DipWrite, WriteKind
-from controller.weighting import MemberLoad
+from controller.core.controller_core import ControllerCore, RouteEntry, SwitchCall, SwitchView
+from controller.core.reclaim import Reclaim, ReclaimPlan, RoomCheck, choose_slots
+from controller.core.rollout import ResetBloom
+from controller.core.shadow import BucketKey, DipTarget, DipWrite, WriteKind
+from controller.core.weighting import MemberLoad
 from topo.frames import PSH, SYN, TCP, FlowKey, build_frame, read_flow
 
 VIP = "10.0.0.100"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.rollout import (
+from controller.core.rollout import (
     CommitProtocol,
     FlipVersion,
     ReadActive,
@@ -13,7 +13,7 @@ from controller.rollout import (
     SlotLedger,
     skip_reason,
 )
-from controller.shadow import BucketKey, DipTarget, DipWrite, WriteKind
+from controller.core.shadow import BucketKey, DipTarget, DipWrite, WriteKind
 
 
 def writes(n: int, slot: int = 1) -> tuple[DipWrite, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.shadow import BucketKey, DipShadow, DipTarget, WriteKind
+from controller.core.shadow import BucketKey, DipShadow, DipTarget, WriteKind
 
 TARGETS = [DipTarget("10.1.0.1", 80), DipTarget("10.1.0.2", 80), DipTarget("10.1.0.3", 81)]
 keys = st.builds(

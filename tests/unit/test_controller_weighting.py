@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from controller.config import DipConfig, VipConfig
-from controller.pools import BackendPool
-from controller.shadow import DipTarget
-from controller.weighting import (
+from controller.core.pools import BackendPool
+from controller.core.shadow import DipTarget
+from controller.core.weighting import (
     MemberLoad,
     PoolWeighting,
     entry_budget,

@@ -15,8 +15,8 @@ from twisted.internet.epollreactor import EPollReactor
 
 from agent.pusher import CurveClientKeys, ReportPusher
 from agent.wire import LoadReport, encode_report
-from controller.feed import BATCH_LIMIT, CurveServerKeys, LoadFeed
-from controller.loadbook import IngestResult, LoadBook
+from controller.core.loadbook import IngestResult, LoadBook
+from controller.shell.feed import BATCH_LIMIT, CurveServerKeys, LoadFeed
 
 GOOD = "10.0.0.1:80"
 PLAIN = "10.0.0.2:80"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.wire import LoadReport, encode_report
-from controller.loadbook import COUNTER_NAMES, LoadBook
+from controller.core.loadbook import COUNTER_NAMES, LoadBook
 
 DIP = "10.0.0.1:80"
 OTHER = "10.0.0.2:80"

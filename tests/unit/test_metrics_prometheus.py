@@ -6,7 +6,7 @@ import pytest
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.web.test.requesthelper import DummyRequest
 
-from controller.metrics import Metrics, MetricsResource, listen_metrics, parse_listen
+from controller.shell.metrics import Metrics, MetricsResource, listen_metrics, parse_listen
 
 
 def test_rendering_follows_the_text_format() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from controller.plot import main, series_from_events
-from controller.record import Recorder
+from controller.shell.plot import main, series_from_events
+from controller.shell.record import Recorder
 
 
 @pytest.mark.parametrize(

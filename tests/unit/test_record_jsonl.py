@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from controller.record import Recorder, encode_event, read_events
+from controller.shell.record import Recorder, encode_event, read_events
 
 
 def test_events_are_written_as_json_lines_and_flushed_at_once(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import pytest
 import zmq
 
 from agent.cli import main as agent_main
-from controller.cli import EXIT_CONFIG, EXIT_FAILED
-from controller.cli import main as controller_main
-from controller.plot import main as plot_main
+from controller.shell.cli import EXIT_CONFIG, EXIT_FAILED
+from controller.shell.cli import main as controller_main
+from controller.shell.plot import main as plot_main
 from controller.switch.api import SwitchError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from controller.shadow import DipWrite
+from controller.core.shadow import DipWrite
 
 
 @dataclass
@@ -43,7 +43,7 @@ class RolloutCounters:
     backpressure: int = 0
     write_failures: int = 0
     reclaims: int = 0
-    """Rounds that freed idle slots of a full dip_table (controller.reclaim)."""
+    """Rounds that freed idle slots of a full dip_table (controller.core.reclaim)."""
     entries_reclaimed: int = 0
     reclaim_failures: int = 0
     table_too_small: int = 0

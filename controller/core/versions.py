@@ -4,7 +4,7 @@
 learner's pending counts, a full conn_table) and drives `rollout.CommitProtocol`, queueing each
 step as a SwitchCall and feeding outcomes back; with journaling on, the journal is written right
 before each flip and after each commit. Under table pressure it first frees the entries of slots
-nobody can reach any more (`controller.reclaim`, where the safety argument is).
+nobody can reach any more (`controller.core.reclaim`, where the safety argument is).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controller.config import ControllerSettings
-from controller.core_support import BootTracker, CallQueue, Handler, JournalState, StepCalls
-from controller.learning import ConnectionLearner
-from controller.pools import BackendPool
-from controller.reclaim import ReclaimOutcome, RoomCheck
-from controller.rollout import (
+from controller.core.core_support import BootTracker, CallQueue, Handler, JournalState, StepCalls
+from controller.core.learning import ConnectionLearner
+from controller.core.pools import BackendPool
+from controller.core.reclaim import ReclaimOutcome, RoomCheck
+from controller.core.rollout import (
     CommitProtocol,
     FlipVersion,
     ReadActive,
@@ -29,9 +29,9 @@ from controller.rollout import (
     Step,
     skip_reason,
 )
-from controller.room import DipRoom
-from controller.shadow import BucketKey, DipShadow, DipTarget, DipWrite
-from controller.weighting import entry_budget, held_entries, pool_buckets
+from controller.core.room import DipRoom
+from controller.core.shadow import BucketKey, DipShadow, DipTarget, DipWrite
+from controller.core.weighting import entry_budget, held_entries, pool_buckets
 
 VERIFY_RETRY = 0.5
 INITIAL_ATTEMPTS = 5
@@ -353,7 +353,7 @@ class VersionSlots:
         self._record(now, "phase", name="reclaim dip_table")
         self._calls.call("table_clear", ("dip_table",), cleared)
 
-    # -- room in dip_table (controller.room, controller.reclaim)
+    # -- room in dip_table (controller.core.room, controller.core.reclaim)
 
     def reclaimable(self, now: float, target: int, learner: ConnectionLearner) -> list[int]:
         """Slots whose entries nobody can reach once their Bloom filter is reset, oldest first:

@@ -1,6 +1,7 @@
 """The controller's pure core: inputs and `now` in, switch calls and records out.
 
-The shell (controller.app) feeds digests, ageing notices, loads, clock ticks and the outcome of
+The shell (controller.shell.app) feeds digests, ageing notices, loads, clock ticks and the
+outcome of
 every call it made; the core answers with `SwitchCall`s (a SwitchClient method name and its
 arguments, tagged with a token the shell hands back with the outcome). Nothing here does I/O.
 
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from controller.config import Config, DipConfig
-from controller.core_support import (
+from controller.core.core_support import (
     ActivityRecords,
     BootTracker,
     CallQueue,
@@ -45,11 +46,11 @@ from controller.core_support import (
     learning_call,
     parse_journal,
 )
-from controller.learning import ConnectionLearner, ConnKey
-from controller.pools import BackendPool, DrainFinished
-from controller.shadow import DipTarget
-from controller.versions import VersionSlots
-from controller.weighting import MemberLoad, PoolAutoscaling, PoolWeighting
+from controller.core.learning import ConnectionLearner, ConnKey
+from controller.core.pools import BackendPool, DrainFinished
+from controller.core.shadow import DipTarget
+from controller.core.versions import VersionSlots
+from controller.core.weighting import MemberLoad, PoolAutoscaling, PoolWeighting
 
 BOOT_ATTEMPTS = 5
 

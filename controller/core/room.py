@@ -1,6 +1,7 @@
 """Room in dip_table for the next rollout, pure: the check, reclaiming idle slots, TABLE_FULL.
 
-`DipRoom` is the stateful side of `controller.reclaim` (which has the plan, the protocol and the
+`DipRoom` is the stateful side of `controller.core.reclaim` (which has the plan, the protocol and
+the
 argument why a reclaimed slot serves no live connection): it decides whether a rollout must wait
 for room, starts a reclaim (queueing its calls on the core's CallQueue and feeding the outcomes
 back to the shadow), learns the real size when the switch refuses an add, and counts and
@@ -13,8 +14,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from controller.core_support import CallQueue, FaultThrottle, Handler, StepCalls
-from controller.reclaim import (
+from controller.core.core_support import CallQueue, FaultThrottle, Handler, StepCalls
+from controller.core.reclaim import (
     Reclaim,
     ReclaimOutcome,
     ReclaimPlan,
@@ -22,8 +23,8 @@ from controller.reclaim import (
     RoomCheck,
     choose_slots,
 )
-from controller.rollout import RolloutCounters
-from controller.shadow import DipShadow, DipWrite, WriteKind
+from controller.core.rollout import RolloutCounters
+from controller.core.shadow import DipShadow, DipWrite, WriteKind
 
 RECLAIM_RECORD_INTERVAL = 10.0
 Record = Callable[..., None]

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
-from controller.shadow import DipTarget
+from controller.core.shadow import DipTarget
 
 
 @dataclass(frozen=True, order=True)

@@ -167,12 +167,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
     """Start everything on the global reactor and run until stopped."""
     from twisted.internet import defer, error, reactor  # noqa: PLC0415
 
-    from controller.app import ControllerService, DataPlaneLimits  # noqa: PLC0415
-    from controller.core import RouteEntry  # noqa: PLC0415
-    from controller.feed import CurveServerKeys, LoadFeed  # noqa: PLC0415
-    from controller.metrics import Metrics  # noqa: PLC0415
-    from controller.record import Recorder  # noqa: PLC0415
+    from controller.core.controller_core import RouteEntry  # noqa: PLC0415
     from controller.routing import TopologyError, load_topology, routes_for_switch  # noqa: PLC0415
+    from controller.shell.app import ControllerService, DataPlaneLimits  # noqa: PLC0415
+    from controller.shell.feed import CurveServerKeys, LoadFeed  # noqa: PLC0415
+    from controller.shell.metrics import Metrics  # noqa: PLC0415
+    from controller.shell.record import Recorder  # noqa: PLC0415
     from controller.switch.api import SwitchError  # noqa: PLC0415
     from controller.switch.connect import connect_switch  # noqa: PLC0415
 
@@ -260,8 +260,8 @@ def _listen(rx: Any, feed: Any, metrics: Any, settings: ControllerSettings) -> N
     import zmq  # noqa: PLC0415
     from twisted.internet.error import CannotListenError  # noqa: PLC0415
 
-    from controller.app import ControllerError  # noqa: PLC0415
-    from controller.metrics import listen_metrics  # noqa: PLC0415
+    from controller.shell.app import ControllerError  # noqa: PLC0415
+    from controller.shell.metrics import listen_metrics  # noqa: PLC0415
 
     try:
         feed.start()

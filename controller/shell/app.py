@@ -1,6 +1,6 @@
 """The controller's Twisted shell: wires the switch client, load book, core, timers and outputs.
 
-`ControllerService` runs every `SwitchCall` the pure core (controller.core) asks for on the
+`ControllerService` runs every `SwitchCall` the pure core asks for on the
 `SwitchClient`, hands each outcome back, delivers digests and ageing notices, ticks the core on
 the reactor's clock, and writes records (Recorder) and counters (Metrics). Load reports arrive
 through a LoadFeed (ZeroMQ) or in-process with `ingest_report`, which the demo's simulation uses
@@ -22,13 +22,19 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from controller.config import Config, DipConfig
-from controller.core import ControllerCore, RecordEvent, RouteEntry, SwitchCall, SwitchView
-from controller.core_support import FaultThrottle
-from controller.loadbook import IngestResult, LoadBook
-from controller.metrics import Metrics
-from controller.record import Recorder
+from controller.core.controller_core import (
+    ControllerCore,
+    RecordEvent,
+    RouteEntry,
+    SwitchCall,
+    SwitchView,
+)
+from controller.core.core_support import FaultThrottle
+from controller.core.loadbook import IngestResult, LoadBook
+from controller.core.weighting import MemberLoad
+from controller.shell.metrics import Metrics
+from controller.shell.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
-from controller.weighting import MemberLoad
 from p4model.settings import load_settings
 
 log = logging.getLogger("controller")

@@ -17,14 +17,14 @@ import numpy as np
 
 import policy
 from controller.config import AutoscaleConfig
-from controller.pools import BackendPool, MemberState
-from controller.shadow import BucketKey, DipTarget
+from controller.core.pools import BackendPool, MemberState
+from controller.core.shadow import BucketKey, DipTarget
 from policy.buckets import PrefixEntry, popcount_bound, prefix_entries
 
 
 @dataclass(frozen=True)
 class MemberLoad:
-    """What the load feed says about one DIP (a view of controller.loadbook.DipLoad)."""
+    """What the load feed says about one DIP (a view of controller.core.loadbook.DipLoad)."""
 
     state: str  # "up" | "down" | "blackout" | "drain"
     cpu: float

@@ -40,8 +40,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from controller.rollout import ResetBloom
-from controller.shadow import DipWrite, WriteKind
+from controller.core.rollout import ResetBloom
+from controller.core.shadow import DipWrite, WriteKind
 
 ReclaimStep = ResetBloom | DipWrite
 

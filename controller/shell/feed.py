@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from zmq.auth.thread import ThreadAuthenticator
 from zope.interface import implementer
 
-from controller.loadbook import IngestResult, LoadBook
+from controller.core.loadbook import IngestResult, LoadBook
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Iterable
 
-from controller.connections import (
+from controller.core.connections import (
     Connection,
     ConnKey,
     ConnOp,
@@ -23,7 +23,7 @@ from controller.connections import (
     LearningCounters,
     OpKind,
 )
-from controller.shadow import DipTarget
+from controller.core.shadow import DipTarget
 
 __all__ = ["ConnKey", "ConnOp", "ConnState", "Connection", "ConnectionLearner", "OpKind"]
 

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller.connections import ConnOp, LearningCounters, OpKind
-from controller.learning import ConnectionLearner
-from controller.pools import BackendPool
-from controller.rollout import FlipVersion, ReadActive, ResetBloom, Step
-from controller.shadow import DipShadow, DipWrite, WriteKind
+from controller.core.connections import ConnOp, LearningCounters, OpKind
+from controller.core.learning import ConnectionLearner
+from controller.core.pools import BackendPool
+from controller.core.rollout import FlipVersion, ReadActive, ResetBloom, Step
+from controller.core.shadow import DipShadow, DipWrite, WriteKind
 
 SHARE_WINDOW = 5.0
 FAULT_RECORD_INTERVAL = 1.0
@@ -63,7 +63,7 @@ class SwitchView:
 
 @dataclass(frozen=True)
 class RecordEvent:
-    """A time-series record for controller.record.Recorder."""
+    """A time-series record for controller.shell.record.Recorder."""
 
     now: float
     kind: str

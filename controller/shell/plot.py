@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.record import read_events
+from controller.shell.record import read_events
 
 Series = dict[str, tuple[list[float], list[float]]]
 

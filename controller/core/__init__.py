@@ -1,0 +1,1 @@
+"""The controller's pure core: decisions from inputs and `now`; no I/O, no clock, no Twisted."""
