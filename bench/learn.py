@@ -19,7 +19,7 @@ from twisted.internet import defer, task
 import p4model
 from bench.report import emit
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.shell.app import ControllerService, DataPlaneLimits
+from controller.shell.app import ControllerService
 from controller.switch.model_client import ModelSwitchClient
 from topo.frames import SYN, TCP, FlowKey, build_frame
 
@@ -34,8 +34,9 @@ def measure(connections: int, batch: int, seed: int) -> dict[str, object]:
     switch = p4model.Switch(clock=clock.seconds)
     dips = tuple(DipConfig(f"10.0.{2 + i}.2", 8080, 1) for i in range(4))
     config = Config(ControllerSettings(policy="static"), (VipConfig("web", VIP, 80, "tcp", dips),))
-    limits = DataPlaneLimits(conn_table_size=switch.settings.conn_table_size)
-    service = ControllerService(clock, config, ModelSwitchClient(switch, clock), limits=limits)
+    service = ControllerService(
+        clock, config, ModelSwitchClient(switch, clock), dataplane=switch.settings
+    )
     defer.ensureDeferred(service.start())
     clock.advance(0)
     flows = {

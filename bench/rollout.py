@@ -21,7 +21,7 @@ import p4model
 from agent.wire import LoadReport, encode_report
 from bench.report import emit
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.shell.app import ControllerService, DataPlaneLimits
+from controller.shell.app import ControllerService
 from controller.switch.model_client import ModelSwitchClient
 
 TARGET_MS_64 = 50.0
@@ -42,7 +42,7 @@ def _service(n_dips: int, clock: task.Clock) -> ControllerService:
     switch = p4model.Switch(clock=clock.seconds)
     # No periodic ticks: the benchmark ticks by hand, right after new loads arrive.
     client = ModelSwitchClient(switch, clock)
-    return ControllerService(clock, config, client, limits=DataPlaneLimits(), tick_interval=1e9)
+    return ControllerService(clock, config, client, tick_interval=1e9)
 
 
 def measure(n_dips: int, rounds: int, seed: int) -> dict[str, object]:
@@ -62,13 +62,13 @@ def measure(n_dips: int, rounds: int, seed: int) -> dict[str, object]:
             service.ingest_report(
                 encode_report(LoadReport(dip, seq, clock.seconds(), rng.uniform(0.1, 0.95), 0))
             )
-        before = service.core.versions.counters.rollouts
+        before = service.core.rollouts.counters.rollouts
         t0 = time.perf_counter()
         service.tick()
         elapsed = time.perf_counter() - t0
-        if service.core.versions.counters.rollouts == before + 1:
+        if service.core.rollouts.counters.rollouts == before + 1:
             latencies.append(elapsed * 1000.0)
-            outcome = service.core.versions.last_outcome
+            outcome = service.core.rollouts.last_outcome
             entries.append(outcome.entries_written if outcome else 0)
     latencies.sort()
     table = service.switch  # the model client's switch holds every slot

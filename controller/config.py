@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.validation import Problems
+from policy import PolicyError
+from policy.autoscale import AutoscaleParams
 
 PROTOCOLS: Mapping[str, int] = {"tcp": 6, "udp": 17}
 MEMBER_STATES = ("active", "standby")
@@ -64,21 +66,6 @@ class ControllerSettings:
 
 
 @dataclass(frozen=True)
-class AutoscaleConfig:
-    """The optional `[autoscale]` table (parameters of policy.autoscale.AutoscaleParams)."""
-
-    enabled: bool = False
-    target: float = 0.6
-    tolerance: float = 0.1
-    min_active: int = 1
-    max_active: int = 4
-    max_step_up: int = 2
-    stabilisation_window: float = 300.0
-    cooldown_up: float = 10.0
-    cooldown_down: float = 60.0
-
-
-@dataclass(frozen=True)
 class DipConfig:
     """One `[[vip.dip]]`: a backend server and its initial weight and state."""
 
@@ -116,7 +103,8 @@ class Config:
     controller: ControllerSettings
     vips: tuple[VipConfig, ...]
     policy_params: Mapping[str, float] = field(default_factory=dict)
-    autoscale: AutoscaleConfig = AutoscaleConfig()
+    autoscale: AutoscaleParams | None = None
+    """The `[autoscale]` table when `enabled = true` (None: autoscaling off)."""
 
 
 def load_config(
@@ -264,17 +252,18 @@ class _Checker(Problems):
                 self.bad("policy_params", problem)
         return params
 
-    def autoscale(self, table: Mapping[str, Any]) -> AutoscaleConfig:
-        defaults = AutoscaleConfig()
+    def autoscale(self, table: Mapping[str, Any]) -> AutoscaleParams | None:
+        defaults = AutoscaleParams()
         allowed = set(defaults.__dataclass_fields__)
-        self.unknown("autoscale", table, allowed)
+        self.unknown("autoscale", table, allowed | {"enabled"})
+        enabled = table.get("enabled", False)
+        if "enabled" in table:
+            self.boolean("autoscale.enabled", enabled)
         values: dict[str, Any] = {}
         for key in [k for k in table if k in allowed]:
             where, value = f"autoscale.{key}", table[key]
             current = getattr(defaults, key)
-            if isinstance(current, bool):
-                ok = self.boolean(where, value)
-            elif isinstance(current, int):
+            if isinstance(current, int):
                 ok = self.integer(where, value, 0 if key == "min_active" else 1, 1 << 16)
             elif key in ("target", "tolerance"):
                 ok = self.number(where, value, minimum=0.0, maximum=1.0, strict=key == "target")
@@ -282,10 +271,16 @@ class _Checker(Problems):
                 ok = self.number(where, value, minimum=0.0)
             if ok:
                 values[key] = float(value) if isinstance(current, float) else value
-        result = AutoscaleConfig(**values)
-        if result.min_active > result.max_active:
-            self.bad("autoscale.min_active", f"{result.min_active!r} exceeds max_active")
-        return result
+        min_active = values.get("min_active", defaults.min_active)
+        if min_active > values.get("max_active", defaults.max_active):
+            self.bad("autoscale.min_active", f"{min_active!r} exceeds max_active")
+            return None
+        try:
+            result = AutoscaleParams(**values)
+        except PolicyError as exc:
+            self.bad("autoscale", str(exc))
+            return None
+        return result if enabled is True else None
 
     def vips(self, raw: Any) -> tuple[VipConfig, ...]:
         if not isinstance(raw, list) or not raw:

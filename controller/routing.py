@@ -11,14 +11,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 NodeKind = Literal["host", "switch", "other"]
-ROUTE_TABLE = "ipv4_lpm"
-ROUTE_ACTION = "forward"
 
 
 class TopologyError(ValueError):
@@ -72,13 +70,13 @@ class Route:
     src_mac: str
     dst_mac: str
 
-    def keys(self) -> list[str]:
+    def keys(self) -> tuple[str, ...]:
         """Match keys for `table_add`."""
-        return [self.prefix]
+        return (self.prefix,)
 
-    def params(self) -> list[str]:
+    def params(self) -> tuple[str, ...]:
         """Action parameters of `forward(port, src_mac, dst_mac)`."""
-        return [str(self.port), self.src_mac, self.dst_mac]
+        return (str(self.port), self.src_mac, self.dst_mac)
 
 
 def _node_kind(attrs: Mapping[str, Any]) -> NodeKind:
@@ -205,21 +203,6 @@ def routes_for_switch(
             )
         routes[route.prefix] = route
     return sorted(routes.values(), key=lambda r: (ipaddress.IPv4Network(r.prefix), r.port))
-
-
-class RouteWriter(Protocol):
-    """The one `SwitchClient` method routes need."""
-
-    async def table_add(
-        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
-    ) -> int:
-        """Add an entry and return its handle."""
-        ...
-
-
-async def install_routes(switch: RouteWriter, routes: Iterable[Route]) -> list[int]:
-    """Add every route to `ipv4_lpm`; returns the entry handles in order."""
-    return [await switch.table_add(ROUTE_TABLE, ROUTE_ACTION, r.keys(), r.params()) for r in routes]
 
 
 def topology_document(

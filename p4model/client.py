@@ -26,7 +26,9 @@ from p4model.control_protocol import (
     default_digest_address,
     encode_request,
 )
+from p4model.errors import ErrorCode
 
+UNAVAILABLE = ErrorCode.UNAVAILABLE
 log = logging.getLogger(__name__)
 
 MAX_KEPT_DIGESTS = 100_000
@@ -173,25 +175,28 @@ class RemoteSwitch:
             raise SwitchError(str(exc)) from exc
         with self._lock:
             if self._closed:
-                raise SwitchError(f"RemoteSwitch({self.control!r}) is closed")
+                raise SwitchError(f"RemoteSwitch({self.control!r}) is closed", UNAVAILABLE)
             try:
                 self._req.send(request)
                 if not self._req.poll(int(self.timeout * 1000), zmq.POLLIN):
                     self._reset_req()
                     raise SwitchError(
                         f"no reply from {self.control!r} to {method} within {self.timeout} s "
-                        "(it may or may not have been applied)"
+                        "(it may or may not have been applied)",
+                        UNAVAILABLE,
                     )
                 data = self._req.recv()
             except zmq.ZMQError as exc:
                 self._reset_req()
-                raise SwitchError(f"{method} on {self.control!r} failed: {exc}") from exc
+                raise SwitchError(
+                    f"{method} on {self.control!r} failed: {exc}", UNAVAILABLE
+                ) from exc
         try:
             reply = decode_reply(data)
         except ControlProtocolError as exc:
-            raise SwitchError(f"bad reply from {self.control!r}: {exc}") from exc
+            raise SwitchError(f"bad reply from {self.control!r}: {exc}", UNAVAILABLE) from exc
         if reply.error is not None:
-            raise SwitchError(reply.error)
+            raise SwitchError(reply.error, ErrorCode(reply.code))
         return reply.result
 
     def table_add(

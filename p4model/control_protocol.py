@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from p4model import Digest
+from p4model.errors import ErrorCode
 
 # Argument kinds: "str", "int", "strs" (list of str), "index" (int or [start, end)),
 # "opt_int" (int or null).
@@ -59,6 +60,9 @@ DIGEST_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Digest
 _DIGEST_STR_FIELDS = frozenset({"kind", "src_ip", "dst_ip", "dip_ip"})
 
 
+_ERROR_CODES = frozenset(code.value for code in ErrorCode)
+
+
 class ControlProtocolError(ValueError):
     """A control message that does not follow this wire format."""
 
@@ -73,10 +77,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Reply:
-    """One decoded reply: ``error`` is None on success, else the server's message."""
+    """One decoded reply: ``error`` is None on success, else the server's message and ``code``
+    (an `ErrorCode` name)."""
 
     result: Any
     error: str | None
+    code: str = ErrorCode.BAD_REQUEST.value
 
 
 @dataclass(frozen=True)
@@ -134,9 +140,9 @@ def encode_ok(result: Any) -> bytes:
     return _dump({"ok": result})
 
 
-def encode_error(message: str) -> bytes:
+def encode_error(message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> bytes:
     """Encode an error reply."""
-    return _dump({"error": message})
+    return _dump({"error": message, "code": code.value})
 
 
 def decode_reply(data: bytes) -> Reply:
@@ -144,8 +150,10 @@ def decode_reply(data: bytes) -> Reply:
     obj = _load(data)
     if set(obj) == {"ok"}:
         return Reply(obj["ok"], None)
-    if set(obj) == {"error"} and isinstance(obj["error"], str):
-        return Reply(None, obj["error"])
+    if set(obj) == {"error", "code"} and isinstance(obj["error"], str):
+        if obj["code"] not in _ERROR_CODES:
+            raise ControlProtocolError(f"unknown error code in reply {obj!r}")
+        return Reply(None, obj["error"], obj["code"])
     raise ControlProtocolError(f"malformed reply {obj!r}")
 
 

@@ -12,15 +12,15 @@ from collections.abc import Callable
 from p4model.hashes import HashAlgorithm, compute_hash, csum16
 from p4model.packet import IPV4_LEN, Packet
 from p4model.registers import Register
-from p4model.settings import Settings
 from p4model.tables import ActionSpec, Entry, KeyField, MatchKind, Table
 from p4model.versions import SLOTS, version_select_entries
+from p4src.contract import Settings
 
 PREFIX = "LbIngress."
 DROP_PORT = 511
 TCP_FIN_RST = 0x05
 DIGEST_NEW_CONN = 1
-"""`digest_t.kind` of a new connection (p4model.digest.KIND_CODES decodes it)."""
+"""`digest_t.kind` of a new connection (p4src.contract.KIND_CODES decodes it)."""
 DIGEST_TEARDOWN = 2
 """`digest_t.kind` of a TCP FIN or RST on an installed connection."""
 VERSION_SELECT_SIZE = SLOTS << SLOTS

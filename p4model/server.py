@@ -44,7 +44,7 @@ from p4model.control_protocol import (
     encode_error,
     encode_ok,
 )
-from p4model.settings import load_settings
+from p4src.contract import load_settings
 
 log = logging.getLogger("p4lb.switch")
 
@@ -199,7 +199,10 @@ class SwitchServer:
             else:
                 result = self.info()
             return encode_ok(result)
-        except (SwitchError, ControlProtocolError) as exc:
+        except SwitchError as exc:
+            self.counters["request_errors"] += 1
+            return encode_error(str(exc), exc.code)
+        except ControlProtocolError as exc:
             self.counters["request_errors"] += 1
             return encode_error(str(exc))
         except Exception as exc:  # keep serving; the client sees what went wrong

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from p4model.digest import KIND_CODES, Digest
-from p4model.errors import SwitchError
+from p4model.errors import ErrorCode, SwitchError
 from p4model.keys import NameIndex, format_ipv4
 from p4model.packet import lb_deparser, lb_parser
 from p4model.program import DROP_PORT, LbIngress, lb_compute_checksum
 from p4model.registers import Register
-from p4model.settings import Settings, load_settings
 from p4model.tables import Table
+from p4src.contract import KIND_CODES, Digest, Settings, load_settings
 
 MAX_PORT = 511
 
@@ -90,7 +89,10 @@ class Switch:
         if not t.support_timeout:
             raise SwitchError(f"{t.name}: table does not support entry timeouts")
         if handle not in self._last_hit:
-            raise SwitchError(f"{t.name}: no entry with handle {handle!r} (INVALID_HANDLE)")
+            raise SwitchError(
+                f"{t.name}: no entry with handle {handle!r} (INVALID_HANDLE)",
+                ErrorCode.INVALID_HANDLE,
+            )
         if not isinstance(ms, int) or ms < 0:
             raise SwitchError(f"{t.name}: timeout must be a non-negative int of ms, got {ms!r}")
         if ms == 0:

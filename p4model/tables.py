@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from p4model.errors import SwitchError
+from p4model.errors import ErrorCode, SwitchError
 from p4model.keys import NameIndex, parse_lpm, parse_ternary, parse_value, prefix_mask
 
 
@@ -97,9 +97,14 @@ class Table:
         match = self._parse_match(keys)
         entry = Entry(self._next_handle, *self._parse_action(action, params), priority)
         if len(self._entries) >= self.size:
-            raise SwitchError(f"{self.name}: table full (TABLE_FULL, size {self.size})")
+            raise SwitchError(
+                f"{self.name}: table full (TABLE_FULL, size {self.size})", ErrorCode.TABLE_FULL
+            )
         if self._exists(match, priority):
-            raise SwitchError(f"{self.name}: entry {list(keys)!r} already exists (DUPLICATE_ENTRY)")
+            raise SwitchError(
+                f"{self.name}: entry {list(keys)!r} already exists (DUPLICATE_ENTRY)",
+                ErrorCode.DUPLICATE_ENTRY,
+            )
         self._next_handle += 1
         self._entries[entry.handle] = (match, entry)
         self._index(match, entry)
@@ -176,7 +181,8 @@ class Table:
             return self._entries[handle]
         except (KeyError, TypeError):
             raise SwitchError(
-                f"{self.name}: no entry with handle {handle!r} (INVALID_HANDLE)"
+                f"{self.name}: no entry with handle {handle!r} (INVALID_HANDLE)",
+                ErrorCode.INVALID_HANDLE,
             ) from None
 
     def _parse_match(self, keys: Sequence[str]) -> _Key:

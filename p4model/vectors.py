@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from p4model.digest import KIND_CODES, Digest, DigestKind
+from p4src.contract import KIND_CODES, Digest, DigestKind
 
 _ADD = re.compile(
     r"^(?P<table>\S+)\s+(?:prio=(?P<prio>\d+)\s+)?(?P<keys>.*?)\s*(?P<call>\S+\(.*\))$"

@@ -22,7 +22,6 @@ from twisted.internet import defer, task
 import p4model
 from agent.wire import LoadReport, encode_report
 from controller.config import Config, parse_config
-from controller.core.controller_core import RouteEntry
 from controller.routing import parse_topology, routes_for_switch
 from controller.shell.app import ControllerService
 from controller.shell.record import Recorder
@@ -69,9 +68,7 @@ class _Simulation:
         self.servers = [SimServer(s.dip, s.cpu, work) for s in self.specs]
         self.by_port = {s.host.switch_port: i for i, s in enumerate(self.specs)}
         topology = parse_topology(topology_json(self.net))
-        self.routes = [
-            RouteEntry(r.keys(), r.params()) for r in routes_for_switch(topology, self.net.switch)
-        ]
+        self.routes = routes_for_switch(topology, self.net.switch)
         self.times = request_times(plan.requests, plan.lifetime)
         self.service: ControllerService | None = None
         self.records_paths: list[Path] = []

@@ -23,8 +23,8 @@ from twisted.python.failure import Failure
 import p4model
 from agent.wire import LoadReport, encode_report
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.core.controller_core import RouteEntry
-from controller.shell.app import ControllerService, DataPlaneLimits
+from controller.routing import Route
+from controller.shell.app import ControllerService
 from controller.switch.faults import FaultySwitch
 from controller.switch.model_client import ModelSwitchClient
 from policy.buckets import PrefixEntry, bucket_owner
@@ -112,12 +112,12 @@ def sim_config(options: SimOptions) -> Config:
     return Config(replace(options.settings, policy=options.policy), vips)
 
 
-def sim_routes(dips: int) -> list[RouteEntry]:
+def sim_routes(dips: int) -> list[Route]:
     """Client subnet on port 1, DIP host i on port 2 + i."""
-    routes = [RouteEntry([CLIENT_NET], [str(CLIENT_PORT), SWITCH_MAC, CLIENT_MAC])]
+    routes = [Route(CLIENT_NET, CLIENT_PORT, SWITCH_MAC, CLIENT_MAC)]
     for i in range(dips):
         mac = f"00:00:0a:00:{2 + i:02x}:02"
-        routes.append(RouteEntry([f"10.0.{2 + i}.0/24"], [str(2 + i), SWITCH_MAC, mac]))
+        routes.append(Route(f"10.0.{2 + i}.0/24", 2 + i, SWITCH_MAC, mac))
     return routes
 
 
@@ -156,16 +156,13 @@ class Simulation:
             write_failure_rate=o.write_failure_rate,
             digest_delay=o.digest_delay,
         )
-        p4 = self.switch.settings
-        limits = DataPlaneLimits(
-            p4.hash_bits, p4.version_slots, o.conn_table_size, p4.dip_table_size
-        )
+        dataplane = replace(self.switch.settings, conn_table_size=o.conn_table_size)
         return ControllerService(
             self.clock,
             self.config,
             client,
             routes=sim_routes(o.dips),
-            limits=limits,
+            dataplane=dataplane,
             state_path=state_path,
         )
 
@@ -176,7 +173,7 @@ class Simulation:
             self.clock.advance(self.options.step)
         if isinstance(started.result, Failure):
             started.result.raiseException()
-        self._baseline = self.service.core.versions.counters.rollouts
+        self._baseline = self.service.core.rollouts.counters.rollouts
 
     def restart(self, downtime: float, state_path: Any = None) -> None:
         """Stop the controller, keep sending packets for `downtime` s, start a fresh controller."""
@@ -184,9 +181,9 @@ class Simulation:
         while not stopped.called:
             self.clock.advance(self.options.step)
         self.rollouts_before_restart += (
-            self.service.core.versions.counters.rollouts - self._baseline
+            self.service.core.rollouts.counters.rollouts - self._baseline
         )
-        self.aborted_before_restart += self.service.core.versions.counters.rollouts_aborted
+        self.aborted_before_restart += self.service.core.rollouts.counters.rollouts_aborted
         self.advance(self.clock.seconds() + downtime, reports=False)
         self.service = self.make_service(state_path)
         self.start()
@@ -251,16 +248,16 @@ class Simulation:
 
     def _expected_share(self, protocol: int) -> dict[str, float]:
         """Each DIP's share of the hash space in the active slot (from the controller's shadow)."""
-        versions = self.service.core.versions
+        rollouts = self.service.core.rollouts
         slot = int(self.switch.register_read("active_version", 0))  # type: ignore[arg-type]
         pool = 0 if protocol == TCP else 1
-        key = (id(versions), slot, versions.counters.rollouts * 2 + pool)
+        key = (id(rollouts), slot, rollouts.counters.rollouts * 2 + pool)
         cached = self._share_cache.get(key)
         if cached is None:
             bits = self.switch.settings.hash_bits
             targets: list[str] = []
             entries: list[PrefixEntry] = []
-            for bucket, target in versions.shadow.content(slot).items():
+            for bucket, target in rollouts.table.shadow.content(slot).items():
                 if bucket.pool == pool:
                     if target.name not in targets:
                         targets.append(target.name)
@@ -322,7 +319,7 @@ class Simulation:
         """Committed rollouts over every controller start (initial versions excluded)."""
         return (
             self.rollouts_before_restart
-            + self.service.core.versions.counters.rollouts
+            + self.service.core.rollouts.counters.rollouts
             - self._baseline
         )
 
@@ -333,7 +330,7 @@ class Simulation:
         core = self.service.core
         # The initial version of a cold start is not a rollout.
         r.rollouts = self.rollouts_so_far()
-        r.aborted = self.aborted_before_restart + core.versions.counters.rollouts_aborted
+        r.aborted = self.aborted_before_restart + core.rollouts.counters.rollouts_aborted
         r.counters = self.service.counters()
         r.share_error_pp, r.observed, r.expected = share_error(
             [c for c in self.conns if c.flow.protocol == TCP]

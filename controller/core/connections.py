@@ -1,4 +1,4 @@
-"""Value types of connection learning: 5-tuples, connection records, conn_table ops, counters."""
+"""Value types of connection learning: 5-tuples, connection records, counters."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ class ConnKey:
     dport: int
     protocol: int
 
-    def match_keys(self) -> list[str]:
+    def match_keys(self) -> tuple[str, ...]:
         """conn_table keys in contract order."""
-        return [self.src, self.dst, str(self.sport), str(self.dport), str(self.protocol)]
+        return (self.src, self.dst, str(self.sport), str(self.dport), str(self.protocol))
 
 
 class ConnState(Enum):
@@ -49,26 +49,6 @@ class Connection:
     teardown_seen: bool = False
     attempts: int = 0
     relearn: tuple[int, DipTarget, float] | None = None
-
-
-class OpKind(Enum):
-    """Kinds of conn_table writes learning asks for."""
-
-    ADD = "add"
-    SET_TIMEOUT = "set_timeout"
-    DELETE = "delete"
-    DELETE_FOREIGN = "delete_foreign"
-
-
-@dataclass(frozen=True)
-class ConnOp:
-    """One conn_table write: ADD uses key and dip; the others use handle (and timeout_ms)."""
-
-    kind: OpKind
-    key: ConnKey | None
-    dip: DipTarget | None = None
-    handle: int | None = None
-    timeout_ms: int = 0
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""The controller's pure core: inputs and `now` in, switch calls and records out.
+"""The controller's pure core: inputs and `now` in, typed operations and records out.
 
 The shell (controller.shell.app) feeds digests, ageing notices, loads, clock ticks and the
-outcome of
-every call it made; the core answers with `SwitchCall`s (a SwitchClient method name and its
-arguments, tagged with a token the shell hands back with the outcome). Nothing here does I/O.
+`Outcome` of every operation it executed; the core answers with operations (controller.core.ops)
+tagged with the component that owns them, and routes each outcome back to that component:
+start-up writes (`StartUp`), return paths (`ReturnPaths`), learning (`ConnectionLearner`),
+rollouts and reclaims (`Rollouts`). Nothing here does I/O.
 
 Start-up (`bootstrap`) depends on what the switch already holds:
 - cold (conn_table and dip_table empty): program VIPs, the return path, routes, reset every
@@ -23,38 +24,29 @@ Start-up (`bootstrap`) depends on what the switch already holds:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from controller.config import Config, DipConfig
-from controller.core.core_support import (
-    ActivityRecords,
-    BootTracker,
-    CallQueue,
-    DigestLike,
-    FaultThrottle,
-    Handler,
-    JournalError,
-    JournalState,
-    RecordEvent,
-    RouteEntry,
-    SwitchCall,
-    SwitchView,
-    digest_problem,
-    learning_call,
-    parse_journal,
-)
+from controller.core.autoscaling import PoolAutoscaling
+from controller.core.digests import VipKey, digest_problem
+from controller.core.journal import Journal, JournalError, UnsettledConnection
 from controller.core.learning import ConnectionLearner, ConnKey
+from controller.core.ops import Op, Outcome, Owner
 from controller.core.pools import BackendPool, DrainFinished
+from controller.core.records import ActivityRecords, FaultThrottle, RecordEvent, RecordLog
+from controller.core.return_paths import ReturnPaths
+from controller.core.rollouts import Rollouts
 from controller.core.shadow import DipTarget
-from controller.core.versions import VersionSlots
-from controller.core.weighting import MemberLoad, PoolAutoscaling, PoolWeighting
+from controller.core.startup import StartUp, SwitchView
+from controller.core.view import CoreView, MemberView, PoolView
+from controller.core.weighting import MemberLoad, PoolWeighting
+from controller.routing import Route
+from p4src.contract import Digest, Settings
 
-BOOT_ATTEMPTS = 5
-
-__all__ = ["ControllerCore", "DigestLike", "RecordEvent", "RouteEntry", "SwitchCall", "SwitchView"]
+__all__ = ["ControllerCore", "RecordEvent", "SwitchView"]
 
 
 class ControllerCore:
@@ -63,18 +55,15 @@ class ControllerCore:
     def __init__(
         self,
         config: Config,
+        dataplane: Settings,
         *,
         policy_name: str | None = None,
-        hash_bits: int = 16,
-        slots: int = 4,
-        conn_capacity: int = 65536,
-        dip_table_size: int = 16384,
-        routes: Sequence[RouteEntry] = (),
+        routes: Sequence[Route] = (),
         journaling: bool = False,
     ) -> None:
         self.config = config
         self.settings = config.controller
-        self.slots = slots
+        self.slots = dataplane.version_slots
         self.routes = tuple(routes)
         name = policy_name or self.settings.policy
         self.pools = [BackendPool(i, vip) for i, vip in enumerate(config.vips)]
@@ -82,41 +71,36 @@ class ControllerCore:
             PoolWeighting(p, name, config.policy_params, self.settings.weight_bits)
             for p in self.pools
         ]
+        scaling = config.autoscale
         self.autoscaling = (
-            [PoolAutoscaling(p, config.autoscale) for p in self.pools]
-            if config.autoscale.enabled
-            else []
+            [] if scaling is None else [PoolAutoscaling(p, scaling) for p in self.pools]
         )
+        self._records = RecordLog()
         self.learner = ConnectionLearner(
-            capacity=conn_capacity,
+            capacity=dataplane.conn_table_size,
             tcp_idle_timeout=self.settings.tcp_idle_timeout,
             udp_idle_timeout=self.settings.udp_idle_timeout,
             teardown_linger=self.settings.teardown_linger,
         )
-        self.boot = BootTracker()
-        self._calls = CallQueue()
-        self.versions = VersionSlots(
+        self.startup = StartUp()
+        self.return_paths = ReturnPaths(self._records)
+        self.rollouts = Rollouts(
             self.settings,
-            hash_bits=hash_bits,
-            slots=slots,
+            hash_bits=dataplane.hash_bits,
+            slots=self.slots,
+            table_size=dataplane.dip_table_size,
             pools=self.pools,
-            desired=self.desired,
-            calls=self._calls,
-            record=self._record,
-            boot=self.boot,
+            records=self._records,
             journaling=journaling,
-            dip_table_size=dip_table_size,
         )
         self.removed: list[str] = []
         self.members_removed = 0
-        self._records: list[RecordEvent] = []
         self._activity = ActivityRecords()
         self._next_policy = -math.inf
-        self._reverse: dict[str, int | None] = {}
         self.digest_faults: Counter[str] = Counter()
         self._faults = FaultThrottle()
         self._vip_generations: tuple[int, ...] = ()
-        self._vips: dict[tuple[str, int, int], frozenset[str]] = {}
+        self._vips: dict[VipKey, frozenset[str]] = {}
 
     def desired(self) -> dict[int, tuple[int, ...]]:
         """The weights each pool's policy asks for now (member order)."""
@@ -124,108 +108,97 @@ class ControllerCore:
 
     # -- start-up
 
-    def bootstrap(
-        self, now: float, view: SwitchView | None, journal: Mapping[str, Any] | None = None
-    ) -> list[SwitchCall]:
-        """Program the switch (cold) or adopt it (warm); see the module docstring."""
-        cold = view is None or (view.conn_entries == 0 and view.dip_entries == 0)
-        active = 0 if view is None else view.active_version % self.slots
-        for route in self.routes:
-            self._boot_call("table_add", ("ipv4_lpm", "forward", route.keys, route.params))
-        for pool in self.pools:
-            vip = pool.vip
-            keys = [vip.ip, str(vip.port), str(vip.protocol_number)]
-            self._boot_call("table_add", ("vip_table", "set_pool", keys, [str(pool.pool_id)]))
-            for member in pool:
-                self._add_reverse(pool, member.ip, member.port, boot=True)
-        if cold:
-            for slot in range(self.slots):
-                if slot != active:
-                    self._boot_call("register_reset", (f"bloom_{slot}",))
-            self.versions.attach_cold(now, active)
-            return self._flush(now)
-        assert view is not None
+    def bootstrap(self, now: float, view: SwitchView, journal: object | None = None) -> list[Op]:
+        """Program the switch (cold) or adopt it (warm); see the module docstring.
+
+        `journal` is the state journal's JSON document, if the shell found one.
+        """
+        active = view.active_version % self.slots
+        blooms = [s for s in range(self.slots) if s != active] if view.cold else []
+        ops = self.startup.program(self.routes, self.pools, blooms)
+        ops.extend(
+            self.return_paths.add(pool, m.ip, m.port, boot=True)
+            for pool in self.pools
+            for m in pool
+        )
+        if view.cold:
+            ops.extend(self.rollouts.attach_cold(now, active, self.desired()))
+            return ops + self._flush(now)
         self.learner.adopt_foreign(view.conn_entries)
         adopted = self._read_journal(now, journal, active, view.dip_entries)
-        self.versions.attach_warm(now, active, adopted, view.dip_entries)
-        for src, dst, sport, dport, proto, version, dip_ip, dip_port in (
-            adopted.unsettled if adopted else ()
-        ):
-            key = ConnKey(src, dst, sport, dport, proto)
-            self.learner.on_new_conn(now, key, version % self.slots, DipTarget(dip_ip, dip_port))
+        self.rollouts.attach_warm(now, active, adopted, view.dip_entries)
+        for conn in adopted.unsettled if adopted else ():
+            self.learner.on_new_conn(now, conn.key, conn.version % self.slots, conn.dip)
         used = "adopted" if adopted else "not used"
-        self._record(now, "phase", name=f"warm start: active slot {active}, journal {used}")
-        return self._flush(now)
+        self._records.add(now, "phase", name=f"warm start: active slot {active}, journal {used}")
+        return ops + self._flush(now)
 
     def _read_journal(
-        self, now: float, journal: Mapping[str, Any] | None, active: int, dip_entries: int
-    ) -> JournalState | None:
-        if journal is None:
+        self, now: float, document: object | None, active: int, dip_entries: int
+    ) -> Journal | None:
+        if document is None:
             return None
         try:
-            state = parse_journal(journal, self.slots)
+            journal = Journal.from_json(document, self.slots)
         except JournalError as exc:
-            self._record(now, "fault", what="journal", detail=str(exc))
+            self._records.fault(now, "journal", str(exc))
             return None
-        if not state.matches(active, dip_entries):
+        if not journal.matches(active, dip_entries):
             detail = (
-                f"journal (active {state.active}, {state.shadow.size()} entries) does not match"
+                f"journal (active {journal.active}, {journal.shadow.size()} entries) does not match"
             )
-            self._record(now, "fault", what="journal", detail=detail)
+            self._records.fault(now, "journal", detail)
             return None
-        return state
+        return journal
 
-    def journal_at_stop(self, now: float) -> dict[str, Any] | None:
+    def journal_at_stop(self, now: float) -> Journal | None:
         """The journal a clean stop leaves (None while a rollout is in flight: keep the last)."""
-        if self.versions.ledger is None or self.versions.commit is not None:
-            return None
-        data = self.versions.journal(pending=None)
-        data["stopped_at"] = now
-        data["unsettled"] = [
-            [
-                c.key.src,
-                c.key.dst,
-                c.key.sport,
-                c.key.dport,
-                c.key.protocol,
-                c.version,
-                c.dip.ip,
-                c.dip.port,
-            ]
-            for c in self.learner.unsettled()
-        ]
-        return data
+        unsettled = [UnsettledConnection(c.key, c.version, c.dip) for c in self.learner.unsettled()]
+        return self.rollouts.journal_at_stop(now, unsettled)
+
+    @property
+    def boot_settled(self) -> bool:
+        """Whether every start-up write is settled (written, or failed for good)."""
+        return self.boot_failure is not None or (
+            self.startup.done and self.return_paths.booted and self.rollouts.initial_done
+        )
+
+    @property
+    def boot_failure(self) -> str | None:
+        """Why start-up failed, if it did."""
+        return self.startup.failure or self.return_paths.failure or self.rollouts.failure
 
     @property
     def started(self) -> bool:
         """Whether start-up writes are all acknowledged (and the first version is live, if cold)."""
-        return self.boot.done and self.boot.failure is None and self.versions.ledger is not None
+        return self.boot_settled and self.boot_failure is None
 
     # -- inputs
 
-    def tick(self, now: float, loads: Mapping[str, MemberLoad]) -> list[SwitchCall]:
+    def tick(self, now: float, loads: Mapping[str, MemberLoad]) -> list[Op]:
         """Periodic work: policy, lifecycle, rollouts, retries and timers."""
-        if self.versions.ledger is None or not self.boot.done:
+        if self.rollouts.ledger is None or not self.started:
             return self._flush(now)
-        referenced = self.versions.referenced(now, self.learner)
+        referenced = self.rollouts.table.referenced(now, self.learner)
 
         def connections(dip: str) -> int:
             return self.learner.dip_connections(dip) + (dip in referenced)
 
+        ops: list[Op] = []
         for pool in self.pools:
             settle = self.settings.quiet_period
             for finished in pool.tick(now, connections, self.settings.drain_timeout, settle):
-                self._drained(now, finished)
+                ops.extend(self._drained(now, finished))
         if now >= self._next_policy:
             self._next_policy = now + self.settings.report_interval
             self._autoscale(now, loads)
             for weighting in self.weighting:
                 weighting.update(now, loads)
-        self.versions.step(now, self.learner)
+        ops.extend(self.rollouts.step(now, self.desired(), self.learner))
         self._records.extend(self._activity.collect(now, self.learner.counters, self.pools))
-        return self._flush(now)
+        return ops + self._flush(now)
 
-    def on_digest(self, now: float, digest: DigestLike) -> list[SwitchCall]:
+    def on_digest(self, now: float, digest: Digest) -> list[Op]:
         """A digest from the data plane (malformed or impossible ones are counted and dropped)."""
         problem = digest_problem(digest, self.slots, self._vip_members())
         if problem is not None:
@@ -233,7 +206,7 @@ class ControllerCore:
             self.digest_faults[reason] += 1
             record = self._faults.note(now, f"digest_{reason}", detail)
             if record is not None:
-                self._records.append(record)
+                self._records.extend([record])
             if reason != "unknown_dip":
                 return self._flush(now)
         key = ConnKey(
@@ -242,11 +215,11 @@ class ControllerCore:
         if digest.kind == "new_conn":
             dip = DipTarget(digest.dip_ip, digest.dip_port)
             self.learner.on_new_conn(now, key, digest.version, dip)
-        elif digest.kind == "teardown":
+        else:
             self.learner.on_teardown(now, key)
         return self._flush(now)
 
-    def _vip_members(self) -> dict[tuple[str, int, int], frozenset[str]]:
+    def _vip_members(self) -> dict[VipKey, frozenset[str]]:
         generations = tuple(pool.generation for pool in self.pools)
         if generations != self._vip_generations:
             self._vip_generations = generations
@@ -256,27 +229,65 @@ class ControllerCore:
             }
         return self._vips
 
-    def on_aged(self, now: float, handles: Sequence[int]) -> list[SwitchCall]:
+    def on_aged(self, now: float, handles: Sequence[int]) -> list[Op]:
         """conn_table handles the switch reports idle."""
         self.learner.on_aged(now, handles)
         return self._flush(now)
 
-    def on_result(
-        self, now: float, token: int, ok: bool, value: Any = None, error: str = ""
-    ) -> list[SwitchCall]:
-        """The outcome of a call this core asked for."""
-        self._calls.resolve(now, token, ok, value, error)
-        return self._flush(now)
+    def on_outcome(self, now: float, outcome: Outcome) -> list[Op]:
+        """The outcome of an operation this core emitted, handled by the component that owns it."""
+        owner = outcome.op.owner
+        ops: list[Op]
+        if owner is Owner.LEARNING:
+            self.learner.on_outcome(now, outcome)
+            ops = []
+        elif owner is Owner.ROLLOUT:
+            ops = self.rollouts.on_outcome(now, outcome)
+        elif owner is Owner.RECLAIM:
+            ops = self.rollouts.on_reclaim_outcome(now, outcome)
+        elif owner is Owner.RETURN_PATH:
+            ops = self.return_paths.on_outcome(now, outcome)
+        else:
+            ops = self.startup.on_outcome(now, outcome)
+        return ops + self._flush(now)
 
     def take_records(self) -> list[RecordEvent]:
         """Records produced since the last call."""
-        out, self._records = self._records, []
-        return out
+        return self._records.take()
 
     def take_removed(self) -> list[str]:
         """DIPs that left their pool since the last call (the shell stops tracking their load)."""
         out, self.removed = self.removed, []
         return out
+
+    def view(self) -> CoreView:
+        """A read-only picture of the core now."""
+        ledger = self.rollouts.ledger
+        held = self.rollouts.table.weights[ledger.active] if ledger is not None else None
+        learning = dataclasses.replace(self.learner.counters)
+        learning.by_dip = Counter(learning.by_dip)
+        return CoreView(
+            policy=self.weighting[0].policy_name if self.weighting else "",
+            started=self.started,
+            active_slot=None if ledger is None else ledger.active,
+            backpressure=self.rollouts.backpressure,
+            learning=learning,
+            rollouts=dataclasses.replace(self.rollouts.counters),
+            digest_faults=dict(self.digest_faults),
+            conn_entries=self.learner.in_use,
+            conn_table_full=self.learner.full,
+            members_removed=self.members_removed,
+            pools=tuple(
+                PoolView(
+                    pool.vip.name,
+                    tuple(
+                        MemberView(m.dip, m.state, w, (held or {}).get(p, {}).get(m.dip, 0))
+                        for m, w in zip(pool, weighting.current(), strict=False)
+                    ),
+                )
+                for p, (pool, weighting) in enumerate(zip(self.pools, self.weighting, strict=True))
+            ),
+        )
 
     # -- member lifecycle
 
@@ -285,10 +296,10 @@ class ControllerCore:
             activate, drain = scaling.decide(now, loads)
             for dip in activate:
                 scaling.pool.activate(now, dip)
-                self._record(now, "phase", name=f"autoscale: activate {dip}")
+                self._records.add(now, "phase", name=f"autoscale: activate {dip}")
             for dip in drain:
                 scaling.pool.drain(now, dip, remove=False)
-                self._record(now, "phase", name=f"autoscale: drain {dip}")
+                self._records.add(now, "phase", name=f"autoscale: drain {dip}")
 
     def pool_of(self, dip: str) -> int:
         """The pool a DIP belongs to; KeyError if none."""
@@ -307,71 +318,24 @@ class ControllerCore:
         self.pools[self.pool_of(dip)].activate(now, dip)
         self._next_policy = now
 
-    def add_member(self, now: float, pool: int, dip: DipConfig) -> list[SwitchCall]:
+    def add_member(self, now: float, pool: int, dip: DipConfig) -> list[Op]:
         """Add a member to a pool and program its return path."""
         member = self.pools[pool].add(now, dip)
-        self._add_reverse(self.pools[pool], member.ip, member.port, boot=False)
         self._next_policy = now
-        return self._flush(now)
+        return [self.return_paths.add(self.pools[pool], member.ip, member.port, boot=False)]
 
-    def _drained(self, now: float, finished: DrainFinished) -> None:
+    def _drained(self, now: float, finished: DrainFinished) -> list[Op]:
         dip = finished.member.dip
         note = " (timed out)" if finished.timed_out else ""
-        self._record(now, "phase", name=f"{dip} drained{note}")
+        self._records.add(now, "phase", name=f"{dip} drained{note}")
         if not finished.removed:
-            return
+            return []
         self.members_removed += 1
         self.removed.append(dip)
         # The member list changed: re-run the policy in this very tick (a fresh policy over the
         # remaining members) rather than up to report_interval later.
         self._next_policy = now
-        handle = self._reverse.pop(dip, None)
-        if handle is not None:
-            self._calls.call("table_delete", ("dip_reverse", handle), lambda *_: None)
+        return self.return_paths.remove(dip)
 
-    def _add_reverse(self, pool: BackendPool, ip: str, port: int, *, boot: bool) -> None:
-        dip = f"{ip}:{port}"
-        vip = pool.vip
-        keys = [ip, str(port), str(vip.protocol_number)]
-        args = ("dip_reverse", "rewrite_src", keys, [vip.ip, str(vip.port)])
-
-        def done(now: float, ok: bool, value: Any, error: str) -> None:
-            if ok:
-                self._reverse[dip] = int(value)
-            elif "duplicate" in error.lower():
-                self._reverse[dip] = None
-            else:
-                self._record(now, "fault", what="dip_reverse", detail=error)
-
-        if boot:
-            self._boot_call("table_add", args, done)
-        else:
-            self._calls.call("table_add", args, done)
-
-    # -- plumbing
-
-    def _boot_call(
-        self, method: str, args: tuple[Any, ...], then: Handler | None = None, attempt: int = 1
-    ) -> None:
-        if attempt == 1:
-            self.boot.expect()
-
-        def handle(now: float, ok: bool, value: Any, error: str) -> None:
-            if ok or "duplicate" in error.lower():
-                if then is not None:
-                    then(now, ok, value, error)
-                self.boot.settle()
-            elif attempt < BOOT_ATTEMPTS:
-                self._boot_call(method, args, then, attempt + 1)
-            else:
-                self.boot.fail(f"{method}{args!r}: {error}")
-
-        self._calls.call(method, args, handle)
-
-    def _flush(self, now: float) -> list[SwitchCall]:
-        for op in self.learner.due(now):
-            learning_call(self._calls, self.learner, op)
-        return self._calls.take()
-
-    def _record(self, now: float, kind: str, **fields: Any) -> None:
-        self._records.append(RecordEvent(now, kind, fields))
+    def _flush(self, now: float) -> list[Op]:
+        return self.learner.due(now)

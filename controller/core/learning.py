@@ -1,12 +1,12 @@
 """Connection learning: `new_conn` digests → `conn_table` entries, teardown and idle expiry.
 
-Pure bookkeeping: digests and write outcomes come in with `now`; `due(now)` returns the writes to
-issue. A connection is pending (counted against the version slot its first packet chose) until
-its table_add is acknowledged; the rollout gate reads `pending_count(slot)` and
-`last_digest(slot)`. Entries go after a teardown (FIN/RST) plus a linger, or when the switch
-reports them idle (entry ageing) past the protocol's idle timeout; a connection never installed
-is forgotten once silent for that timeout. A full `conn_table` makes new connections wait
-(holding their slot, hence rollouts) instead of dropping them.
+Pure bookkeeping: digests and the outcomes of its own writes (`on_outcome`) come in with `now`;
+`due(now)` returns the writes to issue. A connection is pending (counted against the version
+slot its first packet chose) until its table_add is acknowledged; the rollout gate reads
+`pending_count(slot)` and `last_digest(slot)`. Entries go after a teardown (FIN/RST) plus a
+linger, or when the switch reports them idle (entry ageing) past the protocol's idle timeout;
+a connection never installed is forgotten once silent for that timeout. A full `conn_table`
+makes new connections wait (holding their slot, hence rollouts) instead of dropping them.
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Iterable
 
-from controller.core.connections import (
-    Connection,
-    ConnKey,
-    ConnOp,
-    ConnState,
-    LearningCounters,
-    OpKind,
+from controller.core.connections import Connection, ConnKey, ConnState, LearningCounters
+from controller.core.ops import (
+    EntryTimeoutSet,
+    ErrorKind,
+    Op,
+    Outcome,
+    Owner,
+    TableDelete,
+    TableInsert,
 )
 from controller.core.shadow import DipTarget
+from p4src.contract import CONN_TABLE, REWRITE_DST
 
-__all__ = ["ConnKey", "ConnOp", "ConnState", "Connection", "ConnectionLearner", "OpKind"]
+__all__ = ["ConnKey", "ConnState", "Connection", "ConnectionLearner"]
 
 TCP = 6
 RETRY_BASE = 0.05
@@ -66,7 +69,7 @@ class ConnectionLearner:
         self._timers: list[tuple[float, int, str, ConnKey | int]] = []
         self._seq = 0
         self._in_use = 0
-        self._out: list[ConnOp] = []
+        self._out: list[Op] = []
         self._foreign_checks: dict[int, float] = {}
 
     # -- queries
@@ -158,22 +161,44 @@ class ConnectionLearner:
 
     # -- outcomes of writes
 
-    def add_done(self, now: float, key: ConnKey, handle: int) -> None:
-        """table_add acknowledged."""
+    def on_outcome(self, now: float, outcome: Outcome) -> None:
+        """The outcome of a write `due` asked for."""
+        op = outcome.op
+        if isinstance(op, TableInsert):
+            key = op.tag
+            assert isinstance(key, ConnKey)
+            if outcome.ok:
+                assert outcome.handle is not None
+                self._add_done(now, key, outcome.handle)
+            else:
+                self._add_failed(now, key, outcome.error)
+        elif isinstance(op, EntryTimeoutSet):
+            if not outcome.ok:
+                # Ageing unsupported: entries then go only after a teardown.
+                self.counters.timeout_failures += 1
+        elif isinstance(op, TableDelete):
+            key = op.tag
+            if not isinstance(key, ConnKey):
+                self._foreign_deleted(op.handle)
+            elif outcome.ok or outcome.error is ErrorKind.NOT_FOUND:
+                self._delete_done(key)
+            else:
+                self._delete_failed(now, key)
+
+    def _add_done(self, now: float, key: ConnKey, handle: int) -> None:
         conn = self._conns[key]
         self._installed(now, conn, handle)
         self.counters.installed += 1
         if self.ageing:
             ms = int(self._idle_timeout(key) * 1000)
-            self._out.append(ConnOp(OpKind.SET_TIMEOUT, key, handle=handle, timeout_ms=ms))
+            self._out.append(EntryTimeoutSet(Owner.LEARNING, CONN_TABLE, handle, ms, key))
         if conn.teardown_seen:
             self._schedule_delete(conn, now + self.teardown_linger)
 
-    def add_failed(self, now: float, key: ConnKey, error: str) -> None:
-        """table_add refused: an existing entry counts as installed; otherwise retry later."""
+    def _add_failed(self, now: float, key: ConnKey, error: ErrorKind | None) -> None:
+        """An existing entry counts as installed; otherwise retry later."""
         conn = self._conns[key]
-        lowered = error.lower()
-        if "duplicate" in lowered:
+        if error is ErrorKind.DUPLICATE:
             # Already on the switch (a previous controller's entry): pinned, handle unknown.
             # Forget our record; the entry ages out through the foreign-handle path.
             self.counters.foreign_adopted += 1
@@ -185,7 +210,7 @@ class ConnectionLearner:
             self.adopt_unknown = True
             return
         self.counters.add_failures += 1
-        if "full" in lowered:
+        if error is ErrorKind.TABLE_FULL:
             self.counters.table_full += 1
             self.full = True
         self._in_use -= 1
@@ -193,8 +218,8 @@ class ConnectionLearner:
         conn.attempts += 1
         self._push(now + min(RETRY_BASE * 2 ** (conn.attempts - 1), RETRY_MAX), "retry", key)
 
-    def delete_done(self, now: float, key: ConnKey) -> None:
-        """table_delete acknowledged: forget the connection (relearn if a digest came meanwhile)."""
+    def _delete_done(self, key: ConnKey) -> None:
+        """Forget the connection (relearn it if a digest came meanwhile)."""
         conn = self._conns.pop(key)
         self._in_use -= 1
         self._per_dip[conn.dip.name] -= 1
@@ -204,25 +229,19 @@ class ConnectionLearner:
             version, dip, seen = conn.relearn
             self._learn(seen, key, version, dip)
 
-    def delete_failed(self, now: float, key: ConnKey, error: str) -> None:
-        """table_delete refused: a vanished handle counts as deleted; otherwise retry."""
-        lowered = error.lower()
+    def _delete_failed(self, now: float, key: ConnKey) -> None:
+        """Retry a refused delete a few times, then give up on it (counted)."""
         conn = self._conns[key]
         conn.attempts += 1
-        if "handle" in lowered or conn.attempts >= DELETE_ATTEMPTS:
-            if "handle" not in lowered:
-                self.counters.delete_failures += 1
-            self.delete_done(now, key)
+        if conn.attempts >= DELETE_ATTEMPTS:
+            self.counters.delete_failures += 1
+            self._delete_done(key)
             return
         conn.state = ConnState.INSTALLED
         conn.delete_at = None
         self._schedule_delete(conn, now + RETRY_BASE * 2**conn.attempts)
 
-    def timeout_failed(self) -> None:
-        """table_set_timeout refused (ageing unsupported): count it; entries then need teardown."""
-        self.counters.timeout_failures += 1
-
-    def foreign_deleted(self, handle: int) -> None:
+    def _foreign_deleted(self, handle: int) -> None:
         """A previous controller's idle entry was deleted (or was already gone)."""
         self._foreign = max(0, self._foreign - 1)
         self._foreign_checks.pop(handle, None)
@@ -230,7 +249,7 @@ class ConnectionLearner:
 
     # -- output
 
-    def due(self, now: float) -> list[ConnOp]:
+    def due(self, now: float) -> list[Op]:
         """Writes to issue now: timers that fell due, then installs the table has room for."""
         while self._timers and self._timers[0][0] <= now:
             _, _, what, ref = heapq.heappop(self._timers)
@@ -247,7 +266,12 @@ class ConnectionLearner:
             conn.state = ConnState.ADDING
             conn.add_issued_at = now
             self._in_use += 1
-            self._out.append(ConnOp(OpKind.ADD, conn.key, dip=conn.dip))
+            params = (conn.dip.ip, str(conn.dip.port))
+            self._out.append(
+                TableInsert(
+                    Owner.LEARNING, CONN_TABLE, conn.key.match_keys(), REWRITE_DST, params, conn.key
+                )
+            )
         out, self._out = self._out, []
         return out
 
@@ -298,7 +322,8 @@ class ConnectionLearner:
             if conn.teardown_seen:
                 self.counters.expired_teardown += 1
             conn.state = ConnState.DELETING
-            self._out.append(ConnOp(OpKind.DELETE, conn.key, handle=conn.handle))
+            assert conn.handle is not None
+            self._out.append(TableDelete(Owner.LEARNING, CONN_TABLE, conn.handle, conn.key))
         elif what == "stale" and conn.state is ConnState.PENDING:
             idle = self._idle_timeout(conn.key)
             if now - conn.last_digest >= idle:
@@ -322,7 +347,7 @@ class ConnectionLearner:
         if any((c.add_issued_at or 0.0) <= noticed for c in adding):
             self._push(now + FOREIGN_GRACE, "foreign", handle)
         else:
-            self._out.append(ConnOp(OpKind.DELETE_FOREIGN, None, handle=handle))
+            self._out.append(TableDelete(Owner.LEARNING, CONN_TABLE, handle))
 
     def _idle_timeout(self, key: ConnKey) -> float:
         return self.tcp_idle_timeout if key.protocol == TCP else self.udp_idle_timeout

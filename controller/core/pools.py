@@ -9,20 +9,11 @@ the pool (or returns to STANDBY when autoscaling drained it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from enum import Enum
 
 from controller.config import DipConfig, VipConfig
-
-
-class MemberState(Enum):
-    """Lifecycle state of a pool member (values match policy.autoscale.MemberState)."""
-
-    ACTIVE = "active"
-    STANDBY = "standby"
-    DRAINING = "draining"
-    DOWN = "down"
+from policy.autoscale import MemberState
 
 
 class PoolError(ValueError):
@@ -128,13 +119,6 @@ class BackendPool:
         self._members[i] = updated
         return updated
 
-    def set_down(self, now: float, dip: str) -> PoolMember:
-        """Take a member out by hand (it keeps its return path; connections carry on)."""
-        i = self.index(dip)
-        updated = replace(self._members[i], state=MemberState.DOWN, since=now)
-        self._members[i] = updated
-        return updated
-
     def tick(
         self, now: float, connections: Callable[[str], int], drain_timeout: float, settle: float
     ) -> list[DrainFinished]:
@@ -158,7 +142,3 @@ class BackendPool:
             self.generation += 1
         self._members = kept
         return finished
-
-    def live(self, up: Mapping[str, bool]) -> list[bool]:
-        """Which members may take new connections: active and reported up."""
-        return [m.state is MemberState.ACTIVE and up.get(m.dip, True) for m in self._members]

@@ -40,8 +40,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from controller.core.rollout import ResetBloom
 from controller.core.shadow import DipWrite, WriteKind
+from controller.core.steps import ResetBloom
+from p4src.contract import bloom_register
 
 ReclaimStep = ResetBloom | DipWrite
 
@@ -175,7 +176,7 @@ class Reclaim:
         """A step failed: a failed reset keeps every entry of its slot (never delete unreset)."""
         self._outstanding -= 1
         if isinstance(step, ResetBloom):
-            self._failures.append(f"register_reset({step.register}): {error}")
+            self._failures.append(f"register_reset({bloom_register(step.slot)}): {error}")
         else:
             self._failures.append(f"dip_table delete (slot {step.slot}): {error}")
         self._check(now)

@@ -27,11 +27,12 @@ up as rollout backpressure first. Keep n well below BLOOM_BITS / 20.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 from controller.core.shadow import DipWrite
+from controller.core.steps import FlipVersion, ReadActive, ResetBloom, Step
 
 
 @dataclass
@@ -48,33 +49,6 @@ class RolloutCounters:
     reclaim_failures: int = 0
     table_too_small: int = 0
     """Rollouts not tried: the version cannot fit next to the active one."""
-
-
-@dataclass(frozen=True)
-class ResetBloom:
-    """Step 1: clear the slot's Bloom filter."""
-
-    slot: int
-
-    @property
-    def register(self) -> str:
-        """The Bloom register's name."""
-        return f"bloom_{self.slot}"
-
-
-@dataclass(frozen=True)
-class FlipVersion:
-    """Step 3: make the slot active."""
-
-    slot: int
-
-
-@dataclass(frozen=True)
-class ReadActive:
-    """Read active_version back after an ambiguous flip."""
-
-
-Step = ResetBloom | DipWrite | FlipVersion | ReadActive
 
 
 @dataclass(frozen=True)
@@ -104,74 +78,6 @@ class RolloutOutcome:
         return self.finished_at - self.plan.decided_at
 
 
-class SlotLedger:
-    """Which slot is active and since when each other slot has been out of service."""
-
-    def __init__(
-        self, slots: int, active: int, now: float, *, hold_until: float | None = None
-    ) -> None:
-        self.slots = slots
-        self.active = active
-        # None = never active since this controller took over (its Bloom filter needs no grace).
-        self.deactivated_at: list[float | None] = [None] * slots
-        self.hold_until = hold_until
-        self.clean: list[bool] = [False] * slots
-
-    def next_slot(self) -> int:
-        """The slot a rollout writes."""
-        return (self.active + 1) % self.slots
-
-    def blocker(
-        self, slot: int, now: float, quiet_period: float, pending: int, last_digest: float | None
-    ) -> str | None:
-        """Why `slot` may not be reused yet, or None if it may."""
-        if slot == self.active:
-            return f"slot {slot} is active"
-        if pending:
-            return f"slot {slot}: {pending} connections not yet installed"
-        if self.hold_until is not None and now < self.hold_until:
-            return f"restart hold for {self.hold_until - now:.1f} s"
-        since = [t for t in (self.deactivated_at[slot], last_digest) if t is not None]
-        if since and now - max(since) <= quiet_period:
-            return f"slot {slot} quiet in {quiet_period - (now - max(since)):.2f} s"
-        return None
-
-    def flipped(self, slot: int, now: float) -> None:
-        """The switch now uses `slot`; the previous active slot starts its quiet period."""
-        if slot != self.active:
-            self.deactivated_at[self.active] = now
-            self.clean[self.active] = False
-        self.active = slot
-        self.clean[slot] = False
-
-
-def skip_reason(
-    current: Mapping[int, Sequence[int]],
-    desired: Mapping[int, Sequence[int]],
-    total: int,
-    min_change: float,
-) -> str | None:
-    """Why a rollout to `desired` is not worth it (None = roll out).
-
-    A member going to or from weight 0 always rolls out; otherwise some weight must move by more
-    than `min_change` of the pool's total.
-    """
-    largest = 0
-    for pool, weights in desired.items():
-        held = current.get(pool)
-        if held is None or len(held) != len(weights):
-            return None
-        for old, new in zip(held, weights, strict=True):
-            if (old == 0) != (new == 0):
-                return None
-            largest = max(largest, abs(int(old) - int(new)))
-    if largest == 0:
-        return "weights unchanged"
-    if largest <= min_change * total:
-        return f"largest change {largest}/{total} within the dead-band"
-    return None
-
-
 class _Phase(Enum):
     RESET = "reset"
     FILL = "fill"
@@ -181,7 +87,8 @@ class _Phase(Enum):
 
 
 class CommitProtocol:
-    """Drives one rollout through reset → writes → flip; feed it each step's outcome."""
+    """Drives one rollout through reset → writes → flip; feed it each step's outcome (`error`
+    is a description for the record, never parsed)."""
 
     def __init__(self, plan: RolloutPlan, previous_active: int) -> None:
         self.plan = plan

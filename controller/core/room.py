@@ -1,20 +1,19 @@
 """Room in dip_table for the next rollout, pure: the check, reclaiming idle slots, TABLE_FULL.
 
 `DipRoom` is the stateful side of `controller.core.reclaim` (which has the plan, the protocol and
-the
-argument why a reclaimed slot serves no live connection): it decides whether a rollout must wait
-for room, starts a reclaim (queueing its calls on the core's CallQueue and feeding the outcomes
-back to the shadow), learns the real size when the switch refuses an add, and counts and
-records all of it. `VersionSlots` says which slots may be reclaimed.
+the argument why a reclaimed slot serves no live connection): it decides whether a rollout must
+wait for room, starts a reclaim (its operations are owned by RECLAIM; it applies their outcomes
+to the dip_table shadow it shares with the rollouts, the one record of what dip_table holds),
+learns the real size when the switch refuses an add, and counts and records all of it. The
+rollouts say which slots may be reclaimed, and take a finished reclaim with `take_finished`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from controller.core.core_support import CallQueue, FaultThrottle, Handler, StepCalls
+from controller.core.ops import ErrorKind, Op, Outcome, Owner
 from controller.core.reclaim import (
     Reclaim,
     ReclaimOutcome,
@@ -23,11 +22,12 @@ from controller.core.reclaim import (
     RoomCheck,
     choose_slots,
 )
+from controller.core.records import FaultThrottle, RecordLog
 from controller.core.rollout import RolloutCounters
 from controller.core.shadow import DipShadow, DipWrite, WriteKind
+from controller.core.steps import FlipVersion, ReadActive, op_step, step_op
 
 RECLAIM_RECORD_INTERVAL = 10.0
-Record = Callable[..., None]
 
 
 class DipRoom:
@@ -38,24 +38,24 @@ class DipRoom:
         size: int,
         min_interval: float,
         *,
-        calls: CallQueue,
-        record: Record,
+        shadow: DipShadow,
+        records: RecordLog,
         counters: RolloutCounters,
-        done: Callable[[ReclaimOutcome], None],
     ) -> None:
         self.size = size
         self.min_interval = min_interval
         self.reclaim: Reclaim | None = None
-        self._calls = calls
-        self._record = record
+        self.shadow = shadow
+        self._records = records
         self._counters = counters
-        self._done = done
+        self._finished: ReclaimOutcome | None = None
         self._last = -math.inf
         self._check: RoomCheck | None = None
-        self._records = FaultThrottle(RECLAIM_RECORD_INTERVAL)
+        self._throttle = FaultThrottle(RECLAIM_RECORD_INTERVAL)
 
-    def check(self, shadow: DipShadow, active: int, slot: int, need: int) -> RoomCheck:
+    def check(self, active: int, slot: int, need: int) -> RoomCheck:
         """Whether a version of `need` entries fits in `slot` next to what the table holds."""
+        shadow = self.shadow
         return RoomCheck(
             slot,
             need,
@@ -66,76 +66,84 @@ class DipRoom:
         )
 
     def make_room(
-        self, now: float, shadow: DipShadow, check: RoomCheck, reclaimable: Sequence[int]
-    ) -> str | None:
-        """None if the rollout may go now; else why it waits (maybe a reclaim was started).
+        self, now: float, check: RoomCheck, reclaimable: Sequence[int]
+    ) -> tuple[str | None, list[Op]]:
+        """(None, []) if the rollout may go now; else why it waits, and the first operations of
+        a reclaim if one was started.
 
-        `reclaimable` are the slots `VersionSlots` may free, oldest deactivation first; slots
-        are reclaimed only when the table lacks room for the rollout, at most once per
+        `reclaimable` are the slots that may be freed, oldest deactivation first; slots are
+        reclaimed only when the table lacks room for the rollout, at most once per
         `min_interval`.
         """
         shortfall = check.shortfall
         if shortfall == 0:
-            return None
-        candidates = [(s, len(shadow.entries(s))) for s in reclaimable]
+            return None, []
+        candidates = [(s, len(self.shadow.entries(s))) for s in reclaimable]
         chosen = choose_slots(shortfall, candidates)
         if chosen and now - self._last >= self.min_interval:
-            self._start(now, shadow, chosen, check)
-            return f"reclaiming slots {', '.join(map(str, chosen))}"
+            ops = self._start(now, chosen, check)
+            return f"reclaiming slots {', '.join(map(str, chosen))}", ops
         wait = "the reclaim rate limit" if chosen else "idle slots (quiet period, pending installs)"
-        return f"dip_table full: {check.describe()}; waiting for {wait}"
+        return f"dip_table full: {check.describe()}; waiting for {wait}", []
 
     def too_small(self, now: float, check: RoomCheck, already_noted: bool) -> str:
         """The version can never fit: count, record with the numbers (once per episode)."""
         self._counters.table_too_small += 1
         reason = f"dip_table too small: {check.describe()}; keeping the active version"
         if not already_noted:
-            self._record(now, "fault", what="dip_table_too_small", detail=reason)
+            self._records.fault(now, "dip_table_too_small", reason)
         return reason
 
-    def write_failed(self, now: float, shadow: DipShadow, write: DipWrite, error: str) -> None:
+    def write_failed(self, now: float, write: DipWrite, error: ErrorKind | None) -> None:
         """A rollout write failed; a TABLE_FULL on add teaches the table's real size.
 
         Every SwitchClient runs calls and reports their outcomes in the order issued, so when the
         refusal is handled the shadow holds exactly what the table held when it refused.
         """
-        lowered = error.lower()
-        full = "table_full" in lowered or "table full" in lowered
+        shadow = self.shadow
+        full = error is ErrorKind.TABLE_FULL
         if write.kind is WriteKind.ADD and full and shadow.size() < self.size:
             detail = (
                 f"dip_table refused an add holding {shadow.size()} entries (size believed "
                 f"{self.size}): taking {shadow.size()} as its size"
             )
             self.size = shadow.size()
-            self._record(now, "fault", what="dip_table_full", detail=detail)
+            self._records.fault(now, "dip_table_full", detail)
 
-    def _start(self, now: float, shadow: DipShadow, slots: Sequence[int], check: RoomCheck) -> None:
-        plan = ReclaimPlan({s: tuple(shadow.plan(s, {})) for s in slots}, now)
+    def _start(self, now: float, slots: Sequence[int], check: RoomCheck) -> list[Op]:
+        plan = ReclaimPlan({s: tuple(self.shadow.plan(s, {})) for s in slots}, now)
         self._last = now
         self._check = check
         self.reclaim = Reclaim(plan)
-        self._issue(shadow, self.reclaim.begin(now))
+        return self._issue(self.reclaim.begin(now))
 
-    def _issue(self, shadow: DipShadow, steps: Sequence[ReclaimStep]) -> None:
-        for step in steps:
-            method, args = StepCalls.call_for(step)
-            self._calls.call(method, args, self._handler(shadow, step))
+    def _issue(self, steps: Sequence[ReclaimStep]) -> list[Op]:
+        ops: list[Op] = [step_op(Owner.RECLAIM, step) for step in steps]
         if self.reclaim is not None and self.reclaim.outcome is not None:
             self._finish(self.reclaim.outcome)
+        return ops
 
-    def _handler(self, shadow: DipShadow, step: ReclaimStep) -> Handler:
-        def handle(now: float, ok: bool, value: Any, error: str) -> None:
-            reclaim = self.reclaim
-            assert reclaim is not None
-            if isinstance(step, DipWrite):
-                if ok:
-                    shadow.applied(step)
-                else:
-                    shadow.failed(step, error)
-            steps = reclaim.step_done(now, step) if ok else reclaim.step_failed(now, step, error)
-            self._issue(shadow, steps)
+    def on_outcome(self, now: float, outcome: Outcome) -> list[Op]:
+        """Apply a reclaim write's outcome to the shadow and drive the reclaim on."""
+        reclaim = self.reclaim
+        step = op_step(outcome.op)
+        if reclaim is None or step is None or isinstance(step, FlipVersion | ReadActive):
+            return []
+        if isinstance(step, DipWrite):
+            if outcome.ok:
+                self.shadow.applied(step)
+            else:
+                self.shadow.failed(step, outcome.error is ErrorKind.NOT_FOUND)
+        if outcome.ok:
+            steps = reclaim.step_done(now, step)
+        else:
+            steps = reclaim.step_failed(now, step, outcome.detail)
+        return self._issue(steps)
 
-        return handle
+    def take_finished(self) -> ReclaimOutcome | None:
+        """The reclaim that finished since the last call, if one did."""
+        out, self._finished = self._finished, None
+        return out
 
     def _finish(self, outcome: ReclaimOutcome) -> None:
         now = outcome.finished_at
@@ -151,7 +159,7 @@ class DipRoom:
         if not outcome.complete:
             self._counters.reclaim_failures += 1
             detail += "; failed: " + "; ".join(outcome.failures)
-        event = self._records.note(now, "dip_table_reclaim", detail)
+        event = self._throttle.note(now, "dip_table_reclaim", detail)
         if event is not None:
-            self._record(now, event.kind, **event.fields)
-        self._done(outcome)
+            self._records.extend([event])
+        self._finished = outcome

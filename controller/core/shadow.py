@@ -1,9 +1,8 @@
 """Shadow copy of `dip_table`, per version slot: what the controller has written and its handles.
 
 `DipShadow.plan(slot, desired)` returns the fewest writes (deletes, modifies, adds) that turn what a
-slot holds into `desired`; the shell applies them and reports each outcome back (`applied`,
-`failed`), so the shadow always matches the switch. A failed write is assumed not to have happened
-(a SwitchError from BMv2 means the call was refused).
+slot holds into `desired`; their owners report each outcome back (`applied`, `failed`), so the
+shadow always matches the switch. A failed write is assumed not to have happened (a refusal).
 """
 
 from __future__ import annotations
@@ -54,14 +53,14 @@ class DipWrite:
     target: DipTarget | None
     handle: int | None
 
-    def match_keys(self) -> list[str]:
-        """table_add keys: version, pool, "value/len" (the flow hash is HASH_BITS wide)."""
-        return [str(self.slot), str(self.key.pool), f"{self.key.value}/{self.key.prefix_len}"]
+    def match_keys(self) -> tuple[str, ...]:
+        """dip_table keys: version, pool, "value/len" (the flow hash is HASH_BITS wide)."""
+        return (str(self.slot), str(self.key.pool), f"{self.key.value}/{self.key.prefix_len}")
 
-    def action_params(self) -> list[str]:
+    def action_params(self) -> tuple[str, ...]:
         """rewrite_dst parameters."""
         assert self.target is not None
-        return [self.target.ip, str(self.target.port)]
+        return (self.target.ip, str(self.target.port))
 
 
 @dataclass(frozen=True)
@@ -127,10 +126,21 @@ class DipShadow:
             assert write.handle is not None
             held[write.key] = ShadowEntry(write.target, write.handle)
 
-    def failed(self, write: DipWrite, error: str) -> None:
-        """Record a refused write: a delete of a handle the switch no longer knows is a success."""
-        if write.kind is not WriteKind.ADD and _gone(error):
+    def failed(self, write: DipWrite, entry_missing: bool) -> None:
+        """Record a refused write: a delete of a handle the switch no longer knows is a success
+        (and a modify of one means the entry is gone)."""
+        if write.kind is not WriteKind.ADD and entry_missing:
             self._slots[write.slot].pop(write.key, None)
+
+    def assign(self, other: DipShadow) -> None:
+        """Hold exactly what `other` holds (adopting a journal)."""
+        self._slots = [dict(held) for held in other._slots]
+
+    def copy(self) -> DipShadow:
+        """An independent copy (for the journal)."""
+        other = DipShadow(self.slot_count)
+        other._slots = [dict(held) for held in self._slots]
+        return other
 
     def forget(self) -> None:
         """Drop everything (after table_clear)."""
@@ -158,9 +168,3 @@ class DipShadow:
                 key = BucketKey(int(pool), int(value), int(plen))
                 shadow._slots[i][key] = ShadowEntry(DipTarget(str(ip), int(port)), int(handle))
         return shadow
-
-
-def _gone(error: str) -> bool:
-    """Whether a SwitchError text says the handle does not exist."""
-    lowered = error.lower()
-    return "invalid_handle" in lowered or "invalid handle" in lowered or "expired_handle" in lowered

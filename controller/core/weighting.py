@@ -1,10 +1,8 @@
-"""From loads to integer weights and dip_table buckets, per pool (pure; wraps `policy`).
+"""From loads to integer weights, per pool (pure; wraps `policy`).
 
 `PoolWeighting` keeps one policy instance per pool, feeds it `policy.Observations` built from the
 load book's view of each member, and quantizes its shares into integer weights summing to
-2**weight_bits. `pool_buckets` turns weights into the dip_table content of one pool, moving few
-hash values from what the active version holds (`held_entries`) within the table room of one
-slot (`entry_budget`).
+2**weight_bits.
 """
 
 from __future__ import annotations
@@ -16,10 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import policy
-from controller.config import AutoscaleConfig
-from controller.core.pools import BackendPool, MemberState
-from controller.core.shadow import BucketKey, DipTarget
-from policy.buckets import PrefixEntry, popcount_bound, prefix_entries
+from controller.core.pools import BackendPool
+from policy.autoscale import MemberState
 
 
 @dataclass(frozen=True)
@@ -136,100 +132,3 @@ class PoolWeighting:
             weights = policy.quantize(shares / shares.sum(), self.total, current)
             self.desired = tuple(int(w) for w in weights)
         return self.desired
-
-
-def pool_buckets(
-    pool_id: int,
-    members: Sequence[DipTarget],
-    weights: Sequence[int],
-    hash_bits: int,
-    previous: Sequence[PrefixEntry] | None = None,
-    *,
-    max_entries: int | None = None,
-) -> tuple[dict[BucketKey, DipTarget], list[PrefixEntry]]:
-    """dip_table content of one pool for `weights`, and the prefix entries behind it.
-
-    `previous` (default None: the fresh, fewest-entries layout) and `max_entries` (default None:
-    prefix_entries' default budget) are passed to `policy.buckets.prefix_entries`.
-    """
-    w = np.asarray(weights, dtype=np.int64)
-    entries = prefix_entries(w, hash_bits, previous or None, max_entries)
-    content = {BucketKey(pool_id, e.value, e.prefix_len): members[e.index] for e in entries}
-    return content, entries
-
-
-def held_entries(
-    pool_id: int, members: Sequence[DipTarget], held: Mapping[BucketKey, DipTarget]
-) -> list[PrefixEntry]:
-    """One pool's prefix entries in a slot's content (`held`), as indices into `members`.
-
-    Entries of DIPs no longer in the pool are left out: their hash values count as free.
-    """
-    index = {m: i for i, m in enumerate(members)}
-    return [
-        PrefixEntry(key.value, key.prefix_len, index[target])
-        for key, target in held.items()
-        if key.pool == pool_id and target in index
-    ]
-
-
-def entry_budget(weights: Sequence[int], table_size: int, slots: int, pools: int) -> int:
-    """Entries one pool may use in one slot: twice the popcount bound, within an even share
-    of the table, never below popcount.
-
-    Twice popcount lets the layout move exactly the minimum of hash values; more room only
-    lets fragments accumulate, which costs writes at every rollout.
-    """
-    bound = popcount_bound(weights)
-    return max(min(2 * bound, table_size // (slots * max(pools, 1))), bound)
-
-
-class PoolAutoscaling:
-    """policy.autoscale for one pool: which standby member to activate, which to drain.
-
-    The autoscaler sees as DOWN (never a candidate) every member it must not activate: one
-    whose agent says it is not up, and one draining at the operator's request (only a member
-    the autoscaler drained itself may be re-activated while it drains).
-    """
-
-    def __init__(self, pool: BackendPool, params: AutoscaleConfig) -> None:
-        from policy import autoscale  # noqa: PLC0415 - only when autoscaling is enabled
-
-        self.pool = pool
-        self._autoscale = autoscale
-        self._scaler = autoscale.Autoscaler(
-            autoscale.AutoscaleParams(
-                target=params.target,
-                tolerance=params.tolerance,
-                min_active=params.min_active,
-                max_active=params.max_active,
-                max_step_up=params.max_step_up,
-                stabilisation_window=params.stabilisation_window,
-                cooldown_up=params.cooldown_up,
-                cooldown_down=params.cooldown_down,
-            )
-        )
-        self.drained: set[str] = set()
-        """Members this autoscaler drained (to standby) and that still drain."""
-
-    def decide(self, now: float, loads: Mapping[str, MemberLoad]) -> tuple[list[str], list[str]]:
-        """(members to activate, members to drain) for the pool's current utilisation."""
-        members = list(self.pool)
-        views = [loads.get(m.dip) for m in members]
-        utilisation = np.array([v.cpu if v else 0.0 for v in views], dtype=np.float64)
-        self.drained &= {
-            m.dip for m in members if m.state is MemberState.DRAINING and not m.remove_when_drained
-        }
-        states = [
-            self._autoscale.MemberState(
-                MemberState.DOWN.value
-                if not member_up(v)
-                or (m.state is MemberState.DRAINING and m.dip not in self.drained)
-                else m.state.value
-            )
-            for m, v in zip(members, views, strict=True)
-        ]
-        decision = self._scaler.decide(now, utilisation, states)
-        drain = [members[i].dip for i in decision.drain]
-        self.drained.update(drain)
-        return [members[i].dip for i in decision.activate], drain

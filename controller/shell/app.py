@@ -1,10 +1,11 @@
 """The controller's Twisted shell: wires the switch client, load book, core, timers and outputs.
 
-`ControllerService` runs every `SwitchCall` the pure core asks for on the
-`SwitchClient`, hands each outcome back, delivers digests and ageing notices, ticks the core on
-the reactor's clock, and writes records (Recorder) and counters (Metrics). Load reports arrive
-through a LoadFeed (ZeroMQ) or in-process with `ingest_report`, which the demo's simulation uses
-with a `task.Clock`.
+`ControllerService` carries out every operation the pure core (controller.core) emits, on the
+`SwitchClient` (controller.switch.execute) or, for the state journal, on its file; hands each
+`Outcome` back to the core; delivers digests and ageing notices; ticks the core on the
+reactor's clock; and writes records (Recorder) and counters (Metrics) from the core's read-only
+view. Load reports arrive through a LoadFeed (ZeroMQ) or in-process with `ingest_report`, which
+the demo's simulation uses with a `task.Clock`.
 """
 
 from __future__ import annotations
@@ -13,29 +14,26 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from controller.config import Config, DipConfig
-from controller.core.controller_core import (
-    ControllerCore,
-    RecordEvent,
-    RouteEntry,
-    SwitchCall,
-    SwitchView,
-)
-from controller.core.core_support import FaultThrottle
+from controller.core.controller_core import ControllerCore, RecordEvent, SwitchView
 from controller.core.loadbook import IngestResult, LoadBook
+from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome, Owner, SwitchOp
+from controller.core.records import FaultThrottle
+from controller.core.view import CoreView
 from controller.core.weighting import MemberLoad
+from controller.routing import Route
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
-from p4model.settings import load_settings
+from controller.switch.execute import execute
+from p4src.contract import ACTIVE_VERSION, CONN_TABLE, DIP_TABLE, Settings, load_settings
 
 log = logging.getLogger("controller")
 METRICS_INTERVAL = 1.0
@@ -43,27 +41,6 @@ METRICS_INTERVAL = 1.0
 
 class ControllerError(Exception):
     """The controller could not start (the switch refused its start-up writes)."""
-
-
-@dataclass(frozen=True)
-class DataPlaneLimits:
-    """Constants of the P4 program the controller needs (from p4src/settings.p4)."""
-
-    hash_bits: int = 16
-    version_slots: int = 4
-    conn_table_size: int = 65536
-    dip_table_size: int = 16384
-
-    @classmethod
-    def from_settings(cls, path: Path | None = None) -> DataPlaneLimits:
-        """Read them from settings.p4 (default: the repository's), the program's own constants."""
-        settings = load_settings(path)
-        return cls(
-            settings.hash_bits,
-            settings.version_slots,
-            settings.conn_table_size,
-            settings.dip_table_size,
-        )
 
 
 def member_loads(book: LoadBook, now: float) -> dict[str, MemberLoad]:
@@ -94,8 +71,8 @@ class ControllerService:
         metrics: Metrics | None = None,
         *,
         policy_name: str | None = None,
-        routes: Sequence[RouteEntry] = (),
-        limits: DataPlaneLimits | None = None,
+        routes: Sequence[Route] = (),
+        dataplane: Settings | None = None,
         state_path: Path | None = None,
         tick_interval: float = 0.05,
     ) -> None:
@@ -105,16 +82,13 @@ class ControllerService:
         self.clock = clock or reactor.seconds
         self.recorder = recorder or Recorder(None)
         self.metrics = metrics or Metrics()
-        self.limits = limits or DataPlaneLimits()
+        self.dataplane = dataplane or load_settings()
         self.state_path = state_path
         self.tick_interval = tick_interval
         self.core = ControllerCore(
             config,
+            self.dataplane,
             policy_name=policy_name,
-            hash_bits=self.limits.hash_bits,
-            slots=self.limits.version_slots,
-            conn_capacity=self.limits.conn_table_size,
-            dip_table_size=self.limits.dip_table_size,
             routes=routes,
             journaling=state_path is not None,
         )
@@ -139,15 +113,15 @@ class ControllerService:
         self._run(self.core.bootstrap(self.clock(), view, journal))
         self._check_boot()
         await self._booted
-        if self.core.boot.failure is not None:
-            raise ControllerError(self.core.boot.failure)
+        if self.core.boot_failure is not None:
+            raise ControllerError(self.core.boot_failure)
         self._ticker = task.LoopingCall(self.tick)
         self._ticker.clock = self.reactor  # type: ignore[assignment]
         self._ticker.start(self.tick_interval, now=True)
         log.info(
             "event=started pools=%d policy=%s",
             len(self.core.pools),
-            self.core.weighting[0].policy_name,
+            self.core.view().policy,
         )
 
     async def stop(self) -> None:
@@ -158,7 +132,9 @@ class ControllerService:
         if self.state_path is not None:
             journal = self.core.journal_at_stop(self.clock())
             if journal is not None:
-                self._write_journal(journal)
+                outcome = self._write_journal(JournalWrite(Owner.ROLLOUT, journal))
+                if not outcome.ok:
+                    log.error("event=journal_write_failed error=%s", outcome.detail)
         await self.switch.close()
         self.recorder.close()
         log.info("event=stopped")
@@ -168,11 +144,11 @@ class ControllerService:
         """Whether the service is started and its periodic tick still scheduled."""
         return self._ticker is not None and self._ticker.running
 
-    async def _read_view(self) -> SwitchView | None:
+    async def _read_view(self) -> SwitchView:
         try:
-            active = await self.switch.register_read("active_version", 0)
-            conns = await self.switch.table_num_entries("conn_table")
-            dips = await self.switch.table_num_entries("dip_table")
+            active = await self.switch.register_read(ACTIVE_VERSION, 0)
+            conns = await self.switch.table_num_entries(CONN_TABLE)
+            dips = await self.switch.table_num_entries(DIP_TABLE)
         except SwitchError as exc:
             raise ControllerError(
                 f"cannot read the switch (is it up and reachable?): {exc}"
@@ -180,15 +156,16 @@ class ControllerService:
         value = active[0] if isinstance(active, list) else active
         return SwitchView(int(value), conns, dips)
 
-    def _load_journal(self) -> Mapping[str, Any] | None:
+    def _load_journal(self) -> object | None:
+        """The journal's JSON document (the core checks it), or None."""
         if self.state_path is None or not self.state_path.exists():
             return None
         try:
-            data = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            document: object = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("event=journal_unreadable path=%s error=%r", self.state_path, exc)
             return None
-        return data if isinstance(data, dict) else None
+        return document
 
     # -- inputs
 
@@ -250,43 +227,34 @@ class ControllerService:
     def _on_aged(self, handles: Sequence[int]) -> None:
         self._guard(lambda: self._run(self.core.on_aged(self.clock(), handles)))
 
-    # -- running calls
+    # -- carrying out operations
 
-    def _run(self, calls: list[SwitchCall]) -> None:
-        for call in calls:
-            self._dispatch(call)
+    def _run(self, ops: list[Op]) -> None:
+        for op in ops:
+            if isinstance(op, JournalWrite):
+                self._deliver(self._write_journal(op))
+            else:
+                self._execute(op)
         self._flush_records()
 
-    def _dispatch(self, call: SwitchCall) -> None:
-        if call.method == "journal":
-            self._finish(call, self._write_journal(call.args[0]))
-            return
-        method = getattr(self.switch, call.method)
-        deferred = defer.ensureDeferred(method(*call.args))
-        deferred.addCallbacks(
-            lambda value: self._finish(call, (True, value, "")), lambda f: self._failed(call, f)
-        )
+    def _execute(self, op: SwitchOp) -> None:
+        done = defer.ensureDeferred(execute(self.switch, op))
+        done.addCallbacks(self._deliver, lambda failure: self._unexpected(op, failure))
 
-    def _failed(self, call: SwitchCall, failure: Failure) -> None:
-        if not isinstance(failure.value, SwitchError):
-            self.unexpected_errors += 1
-            log.error(
-                "event=unexpected_error call=%s error=%s", call.method, failure.getErrorMessage()
-            )
-        self._finish(call, (False, None, str(failure.value)))
+    def _unexpected(self, op: SwitchOp, failure: Failure) -> None:
+        self.unexpected_errors += 1
+        log.error("event=unexpected_error op=%r error=%s", op, failure.getErrorMessage())
+        self._deliver(Outcome.failed(op, ErrorKind.UNKNOWN, failure.getErrorMessage()))
 
-    def _finish(self, call: SwitchCall, outcome: tuple[bool, Any, str]) -> None:
-        ok, value, error = outcome
-        if not ok:
-            log.debug("event=write_failed call=%s args=%r error=%s", call.method, call.args, error)
-        self._guard(
-            lambda: self._run(self.core.on_result(self.clock(), call.token, ok, value, error))
-        )
+    def _deliver(self, outcome: Outcome) -> None:
+        if not outcome.ok:
+            log.debug("event=write_failed op=%r error=%s", outcome.op, outcome.detail)
+        self._guard(lambda: self._run(self.core.on_outcome(self.clock(), outcome)))
         self._check_boot()
 
     def _check_boot(self) -> None:
         booted = self._booted
-        if booted is not None and not booted.called and self.core.boot.done:
+        if booted is not None and not booted.called and self.core.boot_settled:
             booted.callback(None)
 
     def _guard(self, action: Callable[[], None]) -> None:
@@ -297,15 +265,22 @@ class ControllerService:
             self.unexpected_errors += 1
             log.exception("event=core_error")
 
-    def _write_journal(self, data: Mapping[str, Any]) -> tuple[bool, Any, str]:
+    def _write_journal(self, op: JournalWrite) -> Outcome:
+        """Replace the journal file atomically: a private temporary file beside it, renamed."""
         assert self.state_path is not None
-        tmp = self.state_path.with_suffix(self.state_path.suffix + ".tmp")
+        path = self.state_path
         try:
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, self.state_path)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(op.journal.to_json(), out)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         except OSError as exc:
-            return False, None, f"journal {self.state_path}: {exc}"
-        return True, None, ""
+            return Outcome.failed(op, ErrorKind.UNAVAILABLE, f"journal {path}: {exc}")
+        return Outcome.done(op)
 
     # -- outputs
 
@@ -335,10 +310,10 @@ class ControllerService:
                     record.fields["entries_written"],
                 )
 
-    def counters(self) -> dict[str, float]:
+    def counters(self, view: CoreView | None = None) -> dict[str, float]:
         """Every controller counter by metric name."""
-        learning = self.core.learner.counters
-        rollouts = self.core.versions.counters
+        view = view or self.core.view()
+        learning, rollouts = view.learning, view.rollouts
         values: dict[str, float] = {
             f"learn_{name}_total": float(getattr(learning, name))
             for name in (
@@ -363,7 +338,7 @@ class ControllerService:
             for name, count in self.book.counters.items()
         )
         values.update(
-            (f"digests_{reason}_total", float(self.core.digest_faults[reason]))
+            (f"digests_{reason}_total", float(view.digest_faults.get(reason, 0)))
             for reason in ("malformed", "unknown_vip", "unknown_dip")
         )
         values.update(
@@ -375,27 +350,24 @@ class ControllerService:
             dip_entries_reclaimed_total=rollouts.entries_reclaimed,
             rollout_reclaim_failures_total=rollouts.reclaim_failures,
             dip_table_too_small_total=rollouts.table_too_small,
-            members_removed_total=self.core.members_removed,
+            members_removed_total=view.members_removed,
             unexpected_errors_total=self.unexpected_errors,
             record_write_failures_total=self.recorder.write_failures,
         )
         return values
 
     def _export_metrics(self) -> None:
-        for name, value in self.counters().items():
+        view = self.core.view()
+        for name, value in self.counters(view).items():
             delta = value - self._exported.get(name, 0.0)
             if delta > 0:
                 self.metrics.inc(name, delta)
                 self._exported[name] = value
-        learner = self.core.learner
-        self.metrics.set("conn_entries", float(learner.in_use))
-        self.metrics.set("conn_table_full", float(learner.full))
-        self.metrics.set("rollout_held", float(self.core.versions.backpressure is not None))
-        ledger = self.core.versions.ledger
-        if ledger is not None:
-            self.metrics.set("active_version", float(ledger.active))
-        for p, weighting in enumerate(self.core.weighting):
-            for member, weight in zip(self.core.pools[p], weighting.desired, strict=False):
-                self.metrics.set(
-                    "weight", float(weight), pool=self.core.pools[p].vip.name, dip=member.dip
-                )
+        self.metrics.set("conn_entries", float(view.conn_entries))
+        self.metrics.set("conn_table_full", float(view.conn_table_full))
+        self.metrics.set("rollout_held", float(view.backpressure is not None))
+        if view.active_slot is not None:
+            self.metrics.set("active_version", float(view.active_slot))
+        for pool in view.pools:
+            for member in pool.members:
+                self.metrics.set("weight", float(member.weight), pool=pool.name, dip=member.dip)

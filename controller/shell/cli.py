@@ -167,23 +167,23 @@ def run(config: Config, args: argparse.Namespace) -> int:
     """Start everything on the global reactor and run until stopped."""
     from twisted.internet import defer, error, reactor  # noqa: PLC0415
 
-    from controller.core.controller_core import RouteEntry  # noqa: PLC0415
-    from controller.routing import TopologyError, load_topology, routes_for_switch  # noqa: PLC0415
-    from controller.shell.app import ControllerService, DataPlaneLimits  # noqa: PLC0415
+    from controller.routing import (  # noqa: PLC0415
+        Route,
+        TopologyError,
+        load_topology,
+        routes_for_switch,
+    )
+    from controller.shell.app import ControllerService  # noqa: PLC0415
     from controller.shell.feed import CurveServerKeys, LoadFeed  # noqa: PLC0415
     from controller.shell.metrics import Metrics  # noqa: PLC0415
     from controller.shell.record import Recorder  # noqa: PLC0415
     from controller.switch.api import SwitchError  # noqa: PLC0415
     from controller.switch.connect import connect_switch  # noqa: PLC0415
 
-    routes: list[RouteEntry] = []
+    routes: list[Route] = []
     if args.topology is not None:
         try:
-            topology = load_topology(args.topology)
-            routes = [
-                RouteEntry(r.keys(), r.params())
-                for r in routes_for_switch(topology, args.switch_name)
-            ]
+            routes = routes_for_switch(load_topology(args.topology), args.switch_name)
         except (OSError, TopologyError) as exc:
             print(f"p4lb-controller: topology {args.topology}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
@@ -220,7 +220,6 @@ def run(config: Config, args: argparse.Namespace) -> int:
         recorder=recorder,
         metrics=metrics,
         routes=routes,
-        limits=DataPlaneLimits.from_settings(),
         state_path=args.state,
     )
     feed = LoadFeed(

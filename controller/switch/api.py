@@ -1,45 +1,35 @@
 """The controller's switch interface: errors, digests, the async client protocol and shared helpers.
 
 Every switch client (in-process model, remote model, BMv2 over Thrift, fault injection) implements
-`SwitchClient`. Controller code outside `controller/switch/` sees only this module.
+`SwitchClient` and raises `SwitchError` with an `ErrorKind` it read from its target's own error
+codes. Controller code outside `controller/switch/` sees only this module and `execute`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet import defer
+
+from controller.core.ops import ErrorKind
+from p4src.contract import Digest
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
 
-DigestKind = Literal["new_conn", "teardown"]
-DIGEST_KINDS: tuple[DigestKind, ...] = ("new_conn", "teardown")
+__all__ = ["Digest", "ErrorKind", "SwitchClient", "SwitchError"]
 
 
 class SwitchError(Exception):
-    """A switch operation failed (bad argument, table full, transport lost, switch absent)."""
+    """A switch operation failed; `kind` says how (set by the client from its target's codes)."""
 
-
-@dataclass(frozen=True)
-class Digest:
-    """One digest raised by the data plane (same fields as `p4model.Digest`)."""
-
-    kind: DigestKind
-    src_ip: str
-    dst_ip: str
-    src_port: int
-    dst_port: int
-    protocol: int
-    version: int
-    dip_ip: str
-    dip_port: int
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.UNKNOWN) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 DigestCallback = Callable[[Digest], None]
@@ -122,33 +112,25 @@ class ThreadReactor(TimeReactor, Protocol):
         ...
 
 
-def digest_from(raw: object) -> Digest:
-    """Copy a digest-shaped object (e.g. `p4model.Digest`) into the controller's `Digest`."""
-    try:
-        values = {f.name: getattr(raw, f.name) for f in dataclasses.fields(Digest)}
-    except AttributeError as exc:
-        raise SwitchError(f"not a digest: {raw!r}") from exc
-    if values["kind"] not in DIGEST_KINDS:
-        raise SwitchError(f"unknown digest kind {values['kind']!r}")
-    return Digest(**values)
-
-
 def describe_call(operation: str, *args: object) -> str:
     """Render a runtime call for error messages, e.g. "table_delete('conn_table', 7)"."""
     shown = ", ".join(repr(list(a) if isinstance(a, tuple) else a) for a in args)
     return f"{operation}({shown})"
 
 
-def guarded(what: str, call: Callable[[], _T]) -> _T:
-    """Run `call`, turning any exception into a `SwitchError` that names the call `what`."""
+def guarded(
+    what: Callable[[], str], call: Callable[[], _T], kind_of: Callable[[Exception], ErrorKind]
+) -> _T:
+    """Run `call`; any exception becomes a `SwitchError` naming the call (`what()`, built only
+    on failure) with the kind `kind_of` reads from it."""
     try:
         return call()
     except SwitchError as exc:
-        raise SwitchError(f"{what}: {exc}") from exc
+        raise SwitchError(f"{what()}: {exc}", exc.kind) from exc
     except Exception as exc:
         name = type(exc).__name__
         shown = str(exc) if name == "SwitchError" else f"{name}: {exc}"  # e.g. p4model's
-        raise SwitchError(f"{what}: {shown}") from exc
+        raise SwitchError(f"{what()}: {shown}", kind_of(exc)) from exc
 
 
 class WorkerThread:

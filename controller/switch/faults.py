@@ -31,12 +31,14 @@ from controller.switch.api import (
     AgedCallback,
     Digest,
     DigestCallback,
+    ErrorKind,
     SwitchClient,
     SwitchError,
     TimeReactor,
     describe_call,
 )
 
+UNKNOWN = ErrorKind.UNKNOWN
 _T = TypeVar("_T")
 
 
@@ -123,7 +125,9 @@ class FaultySwitch:
                     self.writes += 1
                 if head.failing:
                     self.injected_failures += 1
-                    head.result.errback(SwitchError(f"{head.what}: injected write failure"))
+                    head.result.errback(
+                        SwitchError(f"{head.what}: injected write failure", UNKNOWN)
+                    )
                     continue
                 applied: defer.Deferred[Any] = defer.ensureDeferred(head.call())
                 if applied.called:

@@ -10,25 +10,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from twisted.internet import task
 
+import p4model
 from controller.switch.api import (
     AgedCallback,
     Digest,
     DigestCallback,
+    ErrorKind,
     SwitchError,
     TimeReactor,
     describe_call,
-    digest_from,
     guarded,
 )
+from p4model.errors import ErrorCode
 
-if TYPE_CHECKING:
-    import p4model
-
+UNAVAILABLE = ErrorKind.UNAVAILABLE
 log = logging.getLogger(__name__)
+
+MODEL_ERROR_KINDS = {
+    ErrorCode.TABLE_FULL: ErrorKind.TABLE_FULL,
+    ErrorCode.DUPLICATE_ENTRY: ErrorKind.DUPLICATE,
+    ErrorCode.INVALID_HANDLE: ErrorKind.NOT_FOUND,
+    ErrorCode.BAD_REQUEST: ErrorKind.INVALID,
+    ErrorCode.UNAVAILABLE: ErrorKind.UNAVAILABLE,
+}
+
+
+def model_error_kind(exc: Exception) -> ErrorKind:
+    """The kind of an exception from the model (in-process or remote): from its error code."""
+    if isinstance(exc, p4model.SwitchError):
+        return MODEL_ERROR_KINDS[exc.code]
+    return ErrorKind.UNKNOWN
 
 
 class ModelSwitchClient:
@@ -53,9 +68,11 @@ class ModelSwitchClient:
 
     def _call(self, operation: str, *args: Any) -> Any:
         if self._closed:
-            raise SwitchError(f"{describe_call(operation, *args)}: client is closed")
+            raise SwitchError(f"{describe_call(operation, *args)}: client is closed", UNAVAILABLE)
         method = getattr(self._switch, operation)
-        return guarded(describe_call(operation, *args), lambda: method(*args))
+        return guarded(
+            lambda: describe_call(operation, *args), lambda: method(*args), model_error_kind
+        )
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
@@ -105,7 +122,7 @@ class ModelSwitchClient:
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
         """Deliver digests (next reactor turn) and aged handles (every sweep) to the callbacks."""
         if self._closed:
-            raise SwitchError("subscribe: client is closed")
+            raise SwitchError("subscribe: client is closed", UNAVAILABLE)
         self._on_digest = on_digest
         self._on_aged = on_aged
         if not self._subscribed:
@@ -125,7 +142,10 @@ class ModelSwitchClient:
 
     def _raised(self, raw: object) -> None:
         # Called from inside Switch.process(): defer so the controller never re-enters the model.
-        self._reactor.callLater(0, self._deliver, digest_from(raw))
+        if isinstance(raw, Digest):
+            self._reactor.callLater(0, self._deliver, raw)
+        else:
+            log.error("the model raised %r, which is not a digest", raw)
 
     def _deliver(self, digest: Digest) -> None:
         if not self._closed and self._on_digest is not None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.switch.api import Digest, SwitchError
+from p4src.contract import DIGEST_FIELDS, KIND_CODES
 
 LEARN_TOPIC = b"LEA|"
 AGEING_TOPIC = b"AGE|"
@@ -23,19 +24,6 @@ LEARN_HEADER = struct.Struct("<4sQIiQI")
 AGEING_HEADER = struct.Struct("<4sQIQiI")
 HANDLE = struct.Struct("<I")
 
-# The digest struct of p4src/loadbalancer.p4, field order and bit widths (DESIGN §2).
-DIGEST_WIDTHS: tuple[tuple[str, int], ...] = (
-    ("kind", 8),
-    ("src_ip", 32),
-    ("dst_ip", 32),
-    ("src_port", 16),
-    ("dst_port", 16),
-    ("protocol", 8),
-    ("version", 8),  # bit<2> in P4 still takes one byte on the wire
-    ("dip_ip", 32),
-    ("dip_port", 16),
-)
-DIGEST_KIND_CODES = {1: "new_conn", 2: "teardown"}
 _IP_FIELDS = frozenset({"src_ip", "dst_ip", "dip_ip"})
 
 
@@ -65,12 +53,12 @@ class AgeingMessage:
     handles: tuple[int, ...]
 
 
-def sample_size(widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS) -> int:
+def sample_size(widths: Sequence[tuple[str, int]] = DIGEST_FIELDS) -> int:
     """Bytes one learning sample takes: each field rounded up to whole bytes."""
     return sum((bits + 7) // 8 for _, bits in widths)
 
 
-def decode_sample(sample: bytes, widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS) -> Digest:
+def decode_sample(sample: bytes, widths: Sequence[tuple[str, int]] = DIGEST_FIELDS) -> Digest:
     """Decode one learning sample into a `Digest`."""
     if len(sample) != sample_size(widths):
         raise NotificationError(
@@ -83,9 +71,9 @@ def decode_sample(sample: bytes, widths: Sequence[tuple[str, int]] = DIGEST_WIDT
         number = int.from_bytes(sample[offset : offset + size], "big")
         offset += size
         if name == "kind":
-            if number not in DIGEST_KIND_CODES:
+            if number not in KIND_CODES:
                 raise NotificationError(f"unknown digest kind code {number!r}")
-            values[name] = DIGEST_KIND_CODES[number]
+            values[name] = KIND_CODES[number]
         elif name in _IP_FIELDS:
             values[name] = str(ipaddress.IPv4Address(number))
         else:
@@ -94,7 +82,7 @@ def decode_sample(sample: bytes, widths: Sequence[tuple[str, int]] = DIGEST_WIDT
 
 
 def decode_notification(
-    data: bytes, widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS
+    data: bytes, widths: Sequence[tuple[str, int]] = DIGEST_FIELDS
 ) -> LearnMessage | AgeingMessage | None:
     """Decode one notification; None for topics the controller ignores (e.g. port events)."""
     topic = data[:4]
@@ -132,9 +120,9 @@ def _decode_ageing(data: bytes) -> AgeingMessage:
     return AgeingMessage(switch_id, cxt_id, buffer_id, table_id, handles)
 
 
-def encode_learn(message: LearnMessage, widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS) -> bytes:
+def encode_learn(message: LearnMessage, widths: Sequence[tuple[str, int]] = DIGEST_FIELDS) -> bytes:
     """Encode a `LearnMessage` the way BMv2 sends it (for tests and fakes)."""
-    codes = {kind: code for code, kind in DIGEST_KIND_CODES.items()}
+    codes = {kind: code for code, kind in KIND_CODES.items()}
     header = LEARN_HEADER.pack(
         LEARN_TOPIC,
         message.switch_id,
@@ -195,7 +183,7 @@ def learn_list_widths(config_json: str) -> dict[int, tuple[int | None, ...]]:
 
 
 def check_layout(
-    switch_widths: Sequence[int | None], widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS
+    switch_widths: Sequence[int | None], widths: Sequence[tuple[str, int]] = DIGEST_FIELDS
 ) -> None:
     """Raise if a learn list's field sizes (from the switch) differ from the decoder's layout."""
     if not switch_widths or None in switch_widths:

@@ -15,14 +15,16 @@ from controller.switch.api import (
     AgedCallback,
     Digest,
     DigestCallback,
+    ErrorKind,
     PollingThread,
     SwitchError,
     ThreadReactor,
     WorkerThread,
     describe_call,
-    digest_from,
     guarded,
 )
+from controller.switch.model_client import model_error_kind
+from p4src.contract import DIGEST_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,9 @@ class RemoteSwitchClient:
     ) -> None:
         self._reactor = reactor
         self._control = control
-        self._remote = guarded(f"connect {control!r}", lambda: remote_factory(control))
+        self._remote = guarded(
+            lambda: f"connect {control!r}", lambda: remote_factory(control), model_error_kind
+        )
         self._worker = worker or WorkerThread(reactor, "p4lb-remote-switch")
         self._digest_poll = digest_poll
         self._on_digest: DigestCallback | None = None
@@ -72,11 +76,16 @@ class RemoteSwitchClient:
         self.malformed_digests = 0
 
     async def _call(self, operation: str, *args: Any) -> Any:
-        what = describe_call(operation, *args)
         if self._closed:
-            raise SwitchError(f"{what}: client is closed")
+            what = describe_call(operation, *args)
+            raise SwitchError(f"{what}: client is closed", ErrorKind.UNAVAILABLE)
         method = getattr(self._remote, operation)
-        return await self._worker.run(guarded, f"{self._control} {what}", lambda: method(*args))
+        return await self._worker.run(
+            guarded,
+            lambda: f"{self._control} {describe_call(operation, *args)}",
+            lambda: method(*args),
+            model_error_kind,
+        )
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
@@ -148,7 +157,9 @@ class RemoteSwitchClient:
         if poller is not None:
             poller.stop()
             await self._worker.run(poller.join, 5.0)
-        await self._worker.run(guarded, f"{self._control} close()", self._remote.close)
+        await self._worker.run(
+            guarded, lambda: f"{self._control} close()", self._remote.close, model_error_kind
+        )
         self._worker.stop()
 
     def _receive(self) -> tuple[list[Digest], list[int]] | None:
@@ -156,11 +167,11 @@ class RemoteSwitchClient:
         batch: list[Digest] = []
         for raw in raw_digests:
             # One bad digest must not end the stream (an exception here stops the poller).
-            try:
-                batch.append(digest_from(raw))
-            except SwitchError as exc:
+            if isinstance(raw, Digest) and raw.kind in DIGEST_KINDS:
+                batch.append(raw)
+            else:
                 self.malformed_digests += 1
-                log.warning("skipping a bad digest from %s: %s", self._control, exc)
+                log.warning("skipping a bad digest from %s: %r", self._control, raw)
         aged = [h for h in raw_aged if isinstance(h, int)]
         return (batch, aged) if batch or aged else None
 

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from controller.switch.api import (
     AgedCallback,
     DigestCallback,
+    ErrorKind,
     PollingThread,
     SwitchError,
     ThreadReactor,
@@ -37,13 +38,13 @@ from controller.switch.api import (
 from controller.switch.bmv2_path import ensure_bmv2_modules
 from controller.switch.nanomsg import subscribe as nanomsg_subscribe
 from controller.switch.notifications import (
-    DIGEST_WIDTHS,
     AgeingMessage,
     LearnMessage,
     check_layout,
     decode_notification,
     learn_list_widths,
 )
+from p4src.contract import DIGEST_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +99,44 @@ def _p4utils_api(host: str, port: int) -> Any:
     return thrift_api_class()(port, thrift_ip=host)
 
 
-def explain(exc: BaseException) -> str:
-    """Readable text for p4-utils / Thrift exceptions (error codes shown by name)."""
+def _code_label(exc: BaseException) -> str | None:
+    """The name of a BMv2 `Invalid*Operation` exception's error code (e.g. "TABLE_FULL")."""
     name = type(exc).__name__
     code = getattr(exc, "code", None)
     if isinstance(code, int) and name.startswith("Invalid"):
         module = sys.modules.get(type(exc).__module__)
         codes = getattr(module, name.removeprefix("Invalid") + "ErrorCode", None)
         label = getattr(codes, "_VALUES_TO_NAMES", {}).get(code)
-        if label is not None:
-            return f"{name} ({label})"
+        return label if isinstance(label, str) else None
+    return None
+
+
+# BMv2's TableOperationErrorCode names (runtime_CLI) read as error kinds; every other
+# Invalid*Operation is a refused request.
+_TABLE_CODE_KINDS = {
+    "TABLE_FULL": ErrorKind.TABLE_FULL,
+    "DUPLICATE_ENTRY": ErrorKind.DUPLICATE,
+    "INVALID_HANDLE": ErrorKind.NOT_FOUND,
+    "EXPIRED_HANDLE": ErrorKind.NOT_FOUND,
+}
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The kind of a p4-utils / Thrift exception: from BMv2's error code, or the transport."""
+    label = _code_label(exc)
+    if label is not None:
+        return _TABLE_CODE_KINDS.get(label, ErrorKind.INVALID)
+    if isinstance(exc, OSError) or type(exc).__name__ in ("TTransportException", "EOFError"):
+        return ErrorKind.UNAVAILABLE
+    return ErrorKind.UNKNOWN
+
+
+def explain(exc: BaseException) -> str:
+    """Readable text for p4-utils / Thrift exceptions (error codes shown by name)."""
+    name = type(exc).__name__
+    label = _code_label(exc)
+    if label is not None:
+        return f"{name} ({label})"
     return f"{name}: {exc}" if str(exc) else name
 
 
@@ -135,7 +164,7 @@ class ThriftSwitchClient:
         *,
         notifications: str | None = None,
         learning_timeout_ms: int = LEARNING_TIMEOUT_MS,
-        digest_widths: Sequence[tuple[str, int]] = DIGEST_WIDTHS,
+        digest_widths: Sequence[tuple[str, int]] = DIGEST_FIELDS,
         api_factory: ApiFactory | None = None,
         notification_factory: NotificationFactory | None = None,
         probe: Probe = _probe_tcp,
@@ -179,7 +208,7 @@ class ThriftSwitchClient:
             probe(host, port, timeout)
         except OSError as exc:
             self._connect_error = f"Thrift port {self._address} is not reachable ({exc})"
-            raise SwitchError(self._connect_error) from exc
+            raise SwitchError(self._connect_error, ErrorKind.UNAVAILABLE) from exc
         try:
             self._api = api_factory(host, port)
         except SwitchError as exc:
@@ -187,7 +216,7 @@ class ThriftSwitchClient:
             raise
         except (Exception, SystemExit) as exc:
             self._connect_error = f"p4-utils could not open {self._address}: {explain(exc)}"
-            raise SwitchError(self._connect_error) from exc
+            raise SwitchError(self._connect_error, ErrorKind.UNAVAILABLE) from exc
 
     def _connect_failed(self, failure: Failure) -> None:
         log.error("BMv2 at %s: %s", self._address, failure.getErrorMessage())
@@ -198,25 +227,29 @@ class ThriftSwitchClient:
 
     def _require_api(self, what: str) -> Any:
         if self._api is None:
-            raise SwitchError(f"{self._address} {what}: {self._connect_error}")
+            raise SwitchError(
+                f"{self._address} {what}: {self._connect_error}", ErrorKind.UNAVAILABLE
+            )
         return self._api
 
     # -- runtime calls (worker thread) ----------------------------------------------------------
 
     def _invoke(self, expect_value: bool, operation: str, *args: Any) -> Any:
-        what = describe_call(operation, *args)
-        api = self._require_api(what)
+        api = self._require_api(operation)
         try:
             result = undecorated(api, operation)(*args)
         except Exception as exc:
-            raise SwitchError(f"{self._address} {what}: {explain(exc)}") from exc
+            what = describe_call(operation, *args)
+            raise SwitchError(f"{self._address} {what}: {explain(exc)}", error_kind(exc)) from exc
         if expect_value and result is None:
+            what = describe_call(operation, *args)
             raise SwitchError(f"{self._address} {what}: failed (p4-utils returned None)")
         return result
 
     async def _call(self, expect_value: bool, operation: str, *args: Any) -> Any:
         if self._closed:
-            raise SwitchError(f"{describe_call(operation, *args)}: client is closed")
+            what = describe_call(operation, *args)
+            raise SwitchError(f"{what}: client is closed", ErrorKind.UNAVAILABLE)
         return await self._worker.run(self._invoke, expect_value, operation, *args)
 
     async def table_add(

@@ -41,7 +41,7 @@ from controller.switch.notifications import (
     decode_notification,
     learn_list_widths,
 )
-from p4model.digest import Digest
+from p4src.contract import Digest
 
 _MSG_PACKET_IN = 3
 _MSG_PACKET_OUT = 4

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from bmv2_harness import Bmv2Error, Bmv2Switch, Compiled, add_bmv2_python_path, compile_once
 
-from p4model.settings import load_settings
 from p4model.vectors import PacketCase, load_vector, play_vector
+from p4src.contract import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "p4src" / "loadbalancer.p4"

@@ -20,7 +20,7 @@ from twisted.internet import defer, task
 import p4model
 from agent.wire import LoadReport, encode_report
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.shell.app import ControllerService, DataPlaneLimits
+from controller.shell.app import ControllerService
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder, read_events
 from controller.switch.api import AgedCallback, Digest, DigestCallback, SwitchError
@@ -286,9 +286,11 @@ class SmallDipTable(Simulation):
             write_latency=o.write_latency,
             digest_delay=o.digest_delay,
         )
-        limits = DataPlaneLimits(self.switch.settings.hash_bits, 4, o.conn_table_size)
-        if self.known:
-            limits = replace(limits, dip_table_size=self.dip_entries)
+        # Unless the size is known, the controller believes the program's own table size.
+        believed = self.dip_entries if self.known else p4model.load_settings().dip_table_size
+        dataplane = replace(
+            self.switch.settings, conn_table_size=o.conn_table_size, dip_table_size=believed
+        )
         return ControllerService(
             self.clock,
             self.config,
@@ -296,7 +298,7 @@ class SmallDipTable(Simulation):
             recorder=self.recorder,
             metrics=self.metrics,
             routes=sim_routes(o.dips),
-            limits=limits,
+            dataplane=dataplane,
         )
 
     def phases(self, count: int) -> SimResult:
@@ -330,7 +332,7 @@ def test_full_dip_table_reclaims_idle_slots_and_rollouts_resume(
     result = sim.phases(20)
     assert result.broken == 0 and result.dropped == 0
     assert result.rollouts >= 16  # of 20 load phases
-    counters = sim.service.core.versions.counters
+    counters = sim.service.core.view().rollouts
     assert counters.reclaims > 0 and counters.reclaim_failures == 0
     assert result.aborted == (0 if known else 1)  # a refused add teaches the size once
     assert sim.switch.table_num_entries("dip_table") <= 96
@@ -350,7 +352,7 @@ def test_dip_table_too_small_for_a_second_version_fails_fast_and_breaks_nothing(
     result = sim.phases(8)
     assert result.broken == 0 and result.dropped == 0
     assert result.rollouts == 0 and result.aborted == (0 if known else 1)
-    counters = sim.service.core.versions.counters
+    counters = sim.service.core.view().rollouts
     assert counters.table_too_small > 0
     assert sim.switch.table_num_entries("dip_table") <= 24
     (detail,) = sim.faults()["dip_table_too_small"]  # once, with the numbers

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from agent.wire import LoadReport, encode_report
-from controller.config import AutoscaleConfig, Config, ControllerSettings, DipConfig, VipConfig
-from controller.core.pools import MemberState
+from controller.config import Config, ControllerSettings, DipConfig, VipConfig
+from policy.autoscale import AutoscaleParams, MemberState
 from topo.sim import VIP_IP, SimOptions, Simulation
 
 DIPS = tuple(f"10.0.{2 + i}.2:8080" for i in range(4))
@@ -26,8 +26,7 @@ SETTINGS = ControllerSettings(
     tcp_idle_timeout=10.0,
     drain_timeout=30.0,
 )
-SCALING = AutoscaleConfig(
-    enabled=True,
+SCALING = AutoscaleParams(
     target=0.6,
     tolerance=0.1,
     min_active=2,
@@ -61,11 +60,7 @@ class LoadedPool(Simulation):
 
     def weight(self, dip: str) -> int:
         """The member's weight in the active version."""
-        versions = self.service.core.versions
-        assert versions.ledger is not None
-        weights = versions.slot_weights[versions.ledger.active]
-        assert weights is not None
-        return weights[0].get(dip, 0)
+        return self.service.core.view().pools[0].active_weight(dip)
 
     def report(self, now: float) -> None:
         """Active members share the load (CPU capped at 1); the others idle."""

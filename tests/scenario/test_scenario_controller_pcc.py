@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.core import rollout
 from controller.config import ControllerSettings
+from controller.core import slots
 from topo.sim import SimOptions, Simulation
 
 FAST = ControllerSettings(
@@ -61,10 +61,10 @@ def test_slot_reuse_waits_for_late_digests_instead_of_breaking_connections() -> 
 def test_harness_detects_broken_connections_when_slot_reuse_is_not_gated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def ungated(self: rollout.SlotLedger, slot: int, *args: object) -> str | None:
+    def ungated(self: slots.SlotLedger, slot: int, *args: object) -> str | None:
         return "active" if slot == self.active else None
 
-    monkeypatch.setattr(rollout.SlotLedger, "blocker", ungated)
+    monkeypatch.setattr(slots.SlotLedger, "blocker", ungated)
     result = Simulation(slow_digests()).run()
     assert result.broken > 0  # the invariant check is live: without the gate it fires
 
@@ -138,7 +138,7 @@ def test_controller_restart_against_a_switch_that_kept_its_state(
     sim.advance(45.0)
     result = sim.finish()
     assert result.rollouts >= 10
-    assert sim.service.core.versions.counters.rollouts >= 3  # the new controller rolls out too
+    assert sim.service.core.view().rollouts.rollouts >= 3  # the new controller rolls out too
     assert result.broken == 0
     if journal:
         assert result.dropped == 0

@@ -111,7 +111,5 @@ def test_added_member_gets_a_return_path_and_then_weight() -> None:
             encode_report(LoadReport("10.0.4.2:8080", seq, clock.seconds(), 0.1, 0))
         )
         clock.advance(1.0)
-    ledger = service.core.versions.ledger
-    assert ledger is not None
-    weights = service.core.versions.slot_weights[ledger.active]
-    assert weights is not None and weights[0]["10.0.4.2:8080"] > weights[0]["10.0.2.2:8080"]
+    pool = service.core.view().pools[0]
+    assert pool.active_weight("10.0.4.2:8080") > pool.active_weight("10.0.2.2:8080")

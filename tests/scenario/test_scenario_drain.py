@@ -18,7 +18,7 @@ import pytest
 
 from agent.wire import LoadReport, encode_report
 from controller.config import ControllerSettings, DipConfig
-from controller.core.pools import MemberState
+from policy.autoscale import MemberState
 from topo.frames import ACK, TCP, FlowKey, build_frame, read_flow
 from topo.sim import SWITCH_MAC, VIP_IP, SimOptions, Simulation
 
@@ -59,11 +59,7 @@ class Pool(Simulation):
 
     def weight(self, dip: str) -> int:
         """The web member's weight in the active version (0 if absent)."""
-        versions = self.service.core.versions
-        assert versions.ledger is not None
-        weights = versions.slot_weights[versions.ledger.active]
-        assert weights is not None
-        return weights[0].get(dip, 0)
+        return self.service.core.view().pools[0].active_weight(dip)
 
     def members(self) -> dict[str, MemberState]:
         """The web pool's members and their states."""

@@ -67,7 +67,7 @@ def test_good_config_loads_every_field() -> None:
     assert config.controller.min_rollout_interval == ControllerSettings().min_rollout_interval
     assert config.controller.metrics_listen == ""
     assert config.policy_params == {"gain": 0.2}
-    assert config.autoscale.enabled and config.autoscale.max_active == 3
+    assert config.autoscale is not None and config.autoscale.max_active == 3
     web, dns = config.vips
     assert (web.name, web.protocol_number, dns.protocol_number) == ("web", 6, 17)
     assert [d.name for d in web.dips] == ["10.1.3.2:8080", "10.1.4.2:8080"]

@@ -4,7 +4,16 @@ entries expire after teardown or idleness; a full table holds connections instea
 
 from __future__ import annotations
 
-from controller.core.learning import ConnectionLearner, ConnKey, ConnOp, ConnState, OpKind
+from controller.core.learning import ConnectionLearner, ConnKey, ConnState
+from controller.core.ops import (
+    EntryTimeoutSet,
+    ErrorKind,
+    Op,
+    Outcome,
+    Owner,
+    TableDelete,
+    TableInsert,
+)
 from controller.core.shadow import DipTarget
 
 DIP = DipTarget("10.1.0.1", 8080)
@@ -21,8 +30,44 @@ def learner(capacity: int = 100) -> ConnectionLearner:
     )
 
 
-def kinds(ops: list[ConnOp]) -> list[OpKind]:
-    return [op.kind for op in ops]
+def kind(op: Op) -> str:
+    """What a learning operation does: insert, timeout, delete or delete_foreign."""
+    if isinstance(op, TableInsert):
+        return "insert"
+    if isinstance(op, EntryTimeoutSet):
+        return "timeout"
+    assert isinstance(op, TableDelete)
+    return "delete" if isinstance(op.tag, ConnKey) else "delete_foreign"
+
+
+def kinds(ops: list[Op]) -> list[str]:
+    return [kind(op) for op in ops]
+
+
+def insert_op(book: ConnectionLearner, k: ConnKey) -> TableInsert:
+    """The insert the learner issued for a connection (rebuilt the way it builds it)."""
+    conn = book.connection(k)
+    assert conn is not None
+    params = (conn.dip.ip, str(conn.dip.port))
+    return TableInsert(Owner.LEARNING, "conn_table", k.match_keys(), "rewrite_dst", params, k)
+
+
+def add_done(book: ConnectionLearner, now: float, k: ConnKey, handle: int) -> None:
+    book.on_outcome(now, Outcome.done(insert_op(book, k), handle=handle))
+
+
+def add_failed(book: ConnectionLearner, now: float, k: ConnKey, error: ErrorKind) -> None:
+    book.on_outcome(now, Outcome.failed(insert_op(book, k), error, "refused"))
+
+
+def delete_done(book: ConnectionLearner, now: float, k: ConnKey) -> None:
+    conn = book.connection(k)
+    assert conn is not None and conn.handle is not None
+    book.on_outcome(now, Outcome.done(TableDelete(Owner.LEARNING, "conn_table", conn.handle, k)))
+
+
+def foreign_deleted(book: ConnectionLearner, handle: int) -> None:
+    book.on_outcome(0.0, Outcome.done(TableDelete(Owner.LEARNING, "conn_table", handle)))
 
 
 def test_duplicate_digests_make_one_add_and_the_slot_is_pending_until_acknowledged() -> None:
@@ -30,14 +75,14 @@ def test_duplicate_digests_make_one_add_and_the_slot_is_pending_until_acknowledg
     for t in (0.0, 0.01, 0.02):
         book.on_new_conn(t, key(1), 2, DIP)
     ops = book.due(0.03)
-    assert kinds(ops) == [OpKind.ADD] and ops[0].dip == DIP
+    assert kinds(ops) == ["insert"] and ops[0].params == (DIP.ip, str(DIP.port))
     assert book.pending_count(2) == 1 and book.last_digest(2) == 0.02
     book.on_new_conn(0.04, key(1), 2, DIP)
     assert book.due(0.05) == []
-    book.add_done(0.1, key(1), handle=7)
+    add_done(book, 0.1, key(1), 7)
     assert book.pending_count(2) == 0
     (timeout,) = book.due(0.1)
-    assert (timeout.kind, timeout.handle, timeout.timeout_ms) == (OpKind.SET_TIMEOUT, 7, 120000)
+    assert (kind(timeout), timeout.handle, timeout.timeout_ms) == ("timeout", 7, 120000)
     assert book.counters.learned == 1 and book.counters.duplicate_digests == 3
 
 
@@ -45,7 +90,7 @@ def test_conflicting_late_digest_is_counted_and_never_changes_the_entry() -> Non
     book = learner()
     book.on_new_conn(0.0, key(1), 1, DIP)
     book.due(0.0)
-    book.add_done(0.1, key(1), 3)
+    add_done(book, 0.1, key(1), 3)
     book.on_new_conn(0.2, key(1), 2, OTHER)
     conn = book.connection(key(1))
     assert conn is not None and conn.dip == DIP and conn.version == 1
@@ -56,27 +101,27 @@ def test_failed_add_is_retried_and_keeps_the_slot_pending() -> None:
     book = learner()
     book.on_new_conn(0.0, key(1), 0, DIP)
     book.due(0.0)
-    book.add_failed(0.1, key(1), "connection lost")
+    add_failed(book, 0.1, key(1), ErrorKind.UNAVAILABLE)
     assert book.pending_count(0) == 1
     assert book.due(0.11) == []
-    assert kinds(book.due(0.2)) == [OpKind.ADD]
+    assert kinds(book.due(0.2)) == ["insert"]
 
 
 def test_full_table_holds_new_connections_until_room_frees() -> None:
     book = learner(capacity=2)
     for n in range(3):
         book.on_new_conn(0.0, key(n), 0, DIP)
-    assert kinds(book.due(0.0)) == [OpKind.ADD, OpKind.ADD]
+    assert kinds(book.due(0.0)) == ["insert", "insert"]
     assert book.full and book.pending_count(0) == 3
-    book.add_done(0.1, key(0), 1)
-    book.add_done(0.1, key(1), 2)
-    assert kinds(book.due(0.1)) == [OpKind.SET_TIMEOUT, OpKind.SET_TIMEOUT]
+    add_done(book, 0.1, key(0), 1)
+    add_done(book, 0.1, key(1), 2)
+    assert kinds(book.due(0.1)) == ["timeout", "timeout"]
     assert book.full and book.pending_count(0) == 1
     book.on_teardown(0.2, key(0))
     (delete,) = book.due(2.3)
-    assert (delete.kind, delete.handle) == (OpKind.DELETE, 1)
-    book.delete_done(2.4, key(0))
-    assert kinds(book.due(2.4)) == [OpKind.ADD]
+    assert (kind(delete), delete.handle) == ("delete", 1)
+    delete_done(book, 2.4, key(0))
+    assert kinds(book.due(2.4)) == ["insert"]
     assert not book.full
 
 
@@ -84,7 +129,7 @@ def test_switch_reported_full_counts_and_retries() -> None:
     book = learner()
     book.on_new_conn(0.0, key(1), 0, DIP)
     book.due(0.0)
-    book.add_failed(0.1, key(1), "conn_table: table full (TABLE_FULL, size 65536)")
+    add_failed(book, 0.1, key(1), ErrorKind.TABLE_FULL)
     assert book.full and book.counters.table_full == 1 and book.pending_count(0) == 1
 
 
@@ -92,14 +137,14 @@ def test_teardown_deletes_after_the_linger_and_a_new_connection_on_the_tuple_is_
     book = learner()
     book.on_new_conn(0.0, key(1), 0, DIP)
     book.due(0.0)
-    book.add_done(0.1, key(1), 5)
+    add_done(book, 0.1, key(1), 5)
     book.due(0.1)
     book.on_teardown(1.0, key(1))
     assert book.due(2.9) == []
     (delete,) = book.due(3.0)
-    assert delete.kind is OpKind.DELETE
+    assert kind(delete) == "delete"
     book.on_new_conn(3.05, key(1), 1, OTHER)  # arrives while the delete is in flight
-    book.delete_done(3.1, key(1))
+    delete_done(book, 3.1, key(1))
     conn = book.connection(key(1))
     assert conn is not None and conn.state is ConnState.PENDING and conn.dip == OTHER
     assert book.counters.expired_teardown == 1
@@ -110,21 +155,21 @@ def test_teardown_before_install_deletes_after_install_plus_linger() -> None:
     book.on_new_conn(0.0, key(1), 0, DIP)
     book.due(0.0)
     book.on_teardown(0.05, key(1))
-    book.add_done(0.1, key(1), 5)
-    assert kinds(book.due(0.1)) == [OpKind.SET_TIMEOUT]
-    assert kinds(book.due(2.1)) == [OpKind.DELETE]
+    add_done(book, 0.1, key(1), 5)
+    assert kinds(book.due(0.1)) == ["timeout"]
+    assert kinds(book.due(2.1)) == ["delete"]
 
 
 def test_ageing_expires_idle_entries_but_ignores_young_handles() -> None:
     book = learner()
     book.on_new_conn(0.0, key(1, protocol=17), 0, DIP)
     book.due(0.0)
-    book.add_done(0.1, key(1, protocol=17), 9)
+    add_done(book, 0.1, key(1, protocol=17), 9)
     book.due(0.1)
     book.on_aged(10.0, [9])  # stale notice for a reused handle: too young to be idle 30 s
     assert book.due(10.0) == []
     book.on_aged(31.0, [9, 12345])
-    assert [(op.kind, op.handle) for op in book.due(31.0)] == [(OpKind.DELETE, 9)]
+    assert [(kind(op), op.handle) for op in book.due(31.0)] == [("delete", 9)]
     assert book.counters.expired_idle == 1
 
 
@@ -146,13 +191,13 @@ def test_foreign_entries_are_adopted_and_their_idle_notices_deleted_after_a_grac
     assert book.in_use == 10
     book.on_new_conn(0.0, key(1), 0, DIP)
     book.due(0.0)
-    book.add_failed(0.1, key(1), "entry already exists (DUPLICATE_ENTRY)")
+    add_failed(book, 0.1, key(1), ErrorKind.DUPLICATE)
     assert book.pending_count(0) == 0 and book.counters.foreign_adopted == 1
     book.on_aged(1.0, [4])
     assert book.due(1.5) == []
     (op,) = book.due(2.0)
-    assert (op.kind, op.handle) == (OpKind.DELETE_FOREIGN, 4)
-    book.foreign_deleted(4)
+    assert (kind(op), op.handle) == ("delete_foreign", 4)
+    foreign_deleted(book, 4)
     assert book.in_use == 10
 
 

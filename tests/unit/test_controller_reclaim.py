@@ -5,28 +5,35 @@ within its quiet period, rollouts resuming, a table too small failing fast)."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import pytest
+from core_runner import CoreRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 import p4model
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
-from controller.core.controller_core import ControllerCore, RouteEntry, SwitchCall, SwitchView
+from controller.core.controller_core import ControllerCore, SwitchView
+from controller.core.ops import (
+    Op,
+    Outcome,
+    RegisterReset,
+    RegisterWrite,
+    TableDelete,
+    TableInsert,
+)
 from controller.core.reclaim import Reclaim, ReclaimPlan, RoomCheck, choose_slots
-from controller.core.rollout import ResetBloom
 from controller.core.shadow import BucketKey, DipTarget, DipWrite, WriteKind
+from controller.core.steps import ResetBloom
 from controller.core.weighting import MemberLoad
+from controller.routing import Route
 from topo.frames import PSH, SYN, TCP, FlowKey, build_frame, read_flow
 
 VIP = "10.0.0.100"
 DIPS = ("10.0.2.2", "10.0.3.2", "10.0.4.2")
-ROUTES = [RouteEntry(["10.0.1.0/24"], ["1", "00:01:00:00:00:01", "00:00:00:00:01:02"])] + [
-    RouteEntry([f"{ip}/32"], [str(2 + i), "00:01:00:00:00:01", "00:00:00:00:02:02"])
-    for i, ip in enumerate(DIPS)
+ROUTES = [Route("10.0.1.0/24", 1, "00:01:00:00:00:01", "00:00:00:00:01:02")] + [
+    Route(f"{ip}/32", 2 + i, "00:01:00:00:00:01", "00:00:00:00:02:02") for i, ip in enumerate(DIPS)
 ]
 LOADS = [(0.9, 0.2, 0.2), (0.2, 0.9, 0.3), (0.3, 0.2, 0.9), (0.7, 0.6, 0.1), (0.1, 0.5, 0.8)]
 
@@ -133,19 +140,19 @@ def config(**settings: float) -> Config:
     )
 
 
-class Checked:
-    """Runs the core's calls on a model with a small dip_table, checking each before it runs:
-    a Bloom reset (after start-up) only of a slot that is inactive, past its quiet period and
-    without pending connections; a dip_table delete only of an inactive slot whose filter was
-    reset since it was last active."""
+class Checked(CoreRunner):
+    """Runs the core's operations on a model with a small dip_table, checking each before it
+    runs: a Bloom reset (after start-up) only of a slot that is inactive, past its quiet period
+    and without pending connections; a dip_table delete only of an inactive slot whose filter
+    was reset since it was last active."""
 
     def __init__(self, size: int, believed: int | None = None, **settings: float) -> None:
-        self.switch = p4model.Switch(replace(p4model.load_settings(), dip_table_size=size))
+        switch = p4model.Switch(replace(p4model.load_settings(), dip_table_size=size))
         self.config = config(**settings)
-        self.core = ControllerCore(self.config, routes=ROUTES, dip_table_size=believed or size)
-        self.queue: deque[SwitchCall] = deque()
-        self.fail: Callable[[SwitchCall], bool] = lambda call: False
-        self.now = 0.0
+        dataplane = replace(p4model.load_settings(), dip_table_size=believed or size)
+        super().__init__(ControllerCore(self.config, dataplane, routes=ROUTES), switch)
+        self.check = self.check_op
+        self.done = self.note_done
         self.booted = False
         self.active = 0
         self.left: dict[int, float] = {}  # slot -> when it stopped being active
@@ -157,47 +164,32 @@ class Checked:
         self.run()
         self.booted = True
 
-    def check(self, call: SwitchCall) -> None:
+    def check_op(self, op: Op) -> None:
         if not self.booted:
             return
-        if call.method == "register_reset":
-            slot = int(call.args[0].removeprefix("bloom_"))
-            assert slot != self.active
-            assert self.now - self.left.get(slot, -1e9) > self.config.controller.quiet_period
-            assert self.core.learner.pending_count(slot) == 0
-        if call.method == "table_delete" and call.args[0] == "dip_table":
-            slot = self.slot_of[call.args[1]]
+        if isinstance(op, RegisterReset):
+            assert op.slot != self.active
+            assert self.now - self.left.get(op.slot, -1e9) > self.config.controller.quiet_period
+            assert self.core.learner.pending_count(op.slot) == 0
+        if isinstance(op, TableDelete) and op.table == "dip_table":
+            slot = self.slot_of[op.handle]
             assert slot != self.active and slot in self.reset_since_active
 
-    def done(self, call: SwitchCall, value: Any) -> None:
-        if call.method == "register_reset" and self.booted:
-            slot = int(call.args[0].removeprefix("bloom_"))
-            self.reset_since_active.add(slot)
-            self.resets.append((self.now, slot))
-        elif call.method == "register_write" and call.args[0] == "active_version":
-            if call.args[2] != self.active:
+    def note_done(self, outcome: Outcome) -> None:
+        op = outcome.op
+        if isinstance(op, RegisterReset) and self.booted:
+            self.reset_since_active.add(op.slot)
+            self.resets.append((self.now, op.slot))
+        elif isinstance(op, RegisterWrite) and op.register == "active_version":
+            if op.value != self.active:
                 self.left[self.active] = self.now
-            self.active = call.args[2]
+            self.active = op.value
             self.reset_since_active.discard(self.active)
-        elif call.method == "table_add" and call.args[0] == "dip_table":
-            self.slot_of[int(value)] = int(call.args[2][0])
-        elif call.method == "table_delete" and call.args[0] == "dip_table":
-            self.deleted.append(self.slot_of.pop(call.args[1]))
-
-    def run(self) -> None:
-        while self.queue:
-            call = self.queue.popleft()
-            self.check(call)
-            if self.fail(call):
-                self.queue.extend(self.core.on_result(self.now, call.token, False, None, "down"))
-                continue
-            try:
-                value = getattr(self.switch, call.method)(*call.args)
-            except p4model.SwitchError as exc:
-                self.queue.extend(self.core.on_result(self.now, call.token, False, None, str(exc)))
-            else:
-                self.done(call, value)
-                self.queue.extend(self.core.on_result(self.now, call.token, True, value, ""))
+        elif isinstance(op, TableInsert) and op.table == "dip_table":
+            assert outcome.handle is not None
+            self.slot_of[outcome.handle] = int(op.keys[0])
+        elif isinstance(op, TableDelete) and op.table == "dip_table":
+            self.deleted.append(self.slot_of.pop(op.handle))
 
     def tick(self, now: float, cpu: tuple[float, ...]) -> None:
         self.now = now
@@ -241,13 +233,12 @@ def run_phases(checked: Checked, phases: int, start: float = 2.0, step: float = 
 def test_a_table_for_two_versions_keeps_rolling_out_by_reclaiming_idle_slots() -> None:
     checked = Checked(24)
     run_phases(checked, 12)
-    counters = checked.core.versions.counters
+    counters = checked.core.rollouts.counters
     assert counters.rollouts >= 10  # + the initial version
     assert counters.reclaims > 0 and counters.entries_reclaimed > 0
     assert counters.rollouts_aborted == counters.write_failures == 0
-    assert (
-        checked.switch.table_num_entries("dip_table") == checked.core.versions.shadow.size() <= 24
-    )
+    shadow = checked.core.rollouts.table.shadow
+    assert checked.switch.table_num_entries("dip_table") == shadow.size() <= 24
     assert checked.deleted  # the checker saw reclaim deletes, each after its slot's reset
     assert any("Bloom filters reset" in d for d in checked.faults("dip_table_reclaim"))
 
@@ -255,7 +246,7 @@ def test_a_table_for_two_versions_keeps_rolling_out_by_reclaiming_idle_slots() -
 def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
     checked = Checked(24)
     checked.tick(2.0, LOADS[0])  # slot 1 active
-    checked.fail = lambda call: call.args[0] == "conn_table"
+    checked.fail = lambda op: isinstance(op, TableInsert) and op.table == "conn_table"
     dip = checked.send(40001)
     checked.tick(2.1, LOADS[0])
     assert checked.core.learner.pending_count(1) == 1
@@ -265,17 +256,17 @@ def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
         assert checked.send(40001, PSH) == dip  # still on slot 1's entries, via bloom_1
     assert 1 not in {slot for _, slot in checked.resets[mark:]}
     assert 1 not in checked.deleted
-    assert "idle slots" in (checked.core.versions.backpressure or "")
-    checked.fail = lambda call: False
+    assert "idle slots" in (checked.core.rollouts.backpressure or "")
+    checked.fail = lambda op: False
     run_phases(checked, 6, start=20.0)
     assert checked.send(40001, PSH) == dip
-    assert checked.core.versions.counters.reclaims > 0
+    assert checked.core.rollouts.counters.reclaims > 0
 
 
 def test_slot_within_its_quiet_period_is_never_reclaimed() -> None:
     checked = Checked(24, quiet_period=2.5)  # longer than the rollout interval
     run_phases(checked, 12)  # the checker refuses any reset before the quiet period is over
-    counters = checked.core.versions.counters
+    counters = checked.core.rollouts.counters
     assert counters.reclaims > 0 and counters.rollouts >= 4
     assert counters.rollouts_aborted == 0
 
@@ -283,10 +274,10 @@ def test_slot_within_its_quiet_period_is_never_reclaimed() -> None:
 def test_refused_add_turns_on_reclaiming_and_rollouts_resume() -> None:
     checked = Checked(24, believed=16384)  # the controller thinks the table is the default size
     run_phases(checked, 14)
-    counters = checked.core.versions.counters
+    counters = checked.core.rollouts.counters
     assert counters.rollouts_aborted == 1  # the refusal teaches the size: no second one
     assert counters.reclaims > 0 and counters.rollouts >= 8
-    assert checked.core.versions.room.size <= 24
+    assert checked.core.rollouts.room.size <= 24
     (detail,) = checked.faults("dip_table_full")
     assert "size believed 16384" in detail
 
@@ -296,7 +287,7 @@ def test_a_version_that_can_never_fit_fails_fast_and_keeps_the_active_one() -> N
     dip = checked.send(40001)
     checked.tick(2.0, LOADS[0])
     checked.tick(3.5, LOADS[1])
-    versions = checked.core.versions
+    versions = checked.core.rollouts
     assert versions.counters.table_too_small == 2 and versions.counters.rollouts == 1
     assert versions.counters.rollouts_aborted == versions.counters.write_failures == 0
     assert checked.switch.register_read("active_version", 0) == 0
@@ -308,13 +299,10 @@ def test_a_version_that_can_never_fit_fails_fast_and_keeps_the_active_one() -> N
 
 def test_an_initial_version_that_cannot_fit_fails_start_up_with_the_numbers() -> None:
     switch = p4model.Switch(replace(p4model.load_settings(), dip_table_size=4))
-    core = ControllerCore(config(), routes=ROUTES, dip_table_size=4)
-    calls = deque(core.bootstrap(0.0, SwitchView(0, 0, 0)))
-    while calls:
-        call = calls.popleft()
-        calls.extend(
-            core.on_result(0.0, call.token, True, getattr(switch, call.method)(*call.args), "")
-        )
-    assert not core.started
-    assert core.boot.failure is not None and "of 4" in core.boot.failure
+    core = ControllerCore(config(), switch.settings, routes=ROUTES)
+    runner = CoreRunner(core, switch)
+    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    runner.run()
+    assert not core.started and core.boot_settled
+    assert core.boot_failure is not None and "of 4" in core.boot_failure
     assert switch.table_num_entries("dip_table") == 0

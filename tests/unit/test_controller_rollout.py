@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.rollout import (
-    CommitProtocol,
-    FlipVersion,
-    ReadActive,
-    ResetBloom,
-    RolloutPlan,
-    SlotLedger,
-    skip_reason,
-)
+from controller.core.rollout import CommitProtocol, RolloutPlan
 from controller.core.shadow import BucketKey, DipTarget, DipWrite, WriteKind
+from controller.core.slots import SlotLedger, skip_reason
+from controller.core.steps import FlipVersion, ReadActive, ResetBloom
 
 
 def writes(n: int, slot: int = 1) -> tuple[DipWrite, ...]:

@@ -47,8 +47,8 @@ def test_modify_keeps_the_handle_and_delete_uses_it() -> None:
         (WriteKind.DELETE, handles[key_b]),
         (WriteKind.MODIFY, handles[key_a]),
     ]
-    assert writes[1].match_keys() == ["1", "0", "0/1"]
-    assert writes[1].action_params() == ["10.1.0.3", "81"]
+    assert writes[1].match_keys() == ("1", "0", "0/1")
+    assert writes[1].action_params() == ("10.1.0.3", "81")
 
 
 def test_failed_write_leaves_the_shadow_unless_the_handle_is_gone() -> None:
@@ -56,9 +56,9 @@ def test_failed_write_leaves_the_shadow_unless_the_handle_is_gone() -> None:
     key = BucketKey(0, 0, 0)
     apply_all(shadow, 0, {key: TARGETS[0]}, 0)
     (modify,) = shadow.plan(0, {key: TARGETS[1]})
-    shadow.failed(modify, "SwitchError: TABLE_FULL")
+    shadow.failed(modify, entry_missing=False)
     assert shadow.content(0) == {key: TARGETS[0]}
-    shadow.failed(modify, "Invalid handle 1 (INVALID_HANDLE)")
+    shadow.failed(modify, entry_missing=True)
     assert shadow.content(0) == {}
 
 

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 from controller.config import DipConfig, VipConfig
+from controller.core.layout import entry_budget, held_entries, pool_buckets
 from controller.core.pools import BackendPool
 from controller.core.shadow import DipTarget
-from controller.core.weighting import (
-    MemberLoad,
-    PoolWeighting,
-    entry_budget,
-    held_entries,
-    member_up,
-    pool_buckets,
-)
+from controller.core.weighting import MemberLoad, PoolWeighting, member_up
 from policy.buckets import bucket_owner, prefix_entries
 
 VIP = VipConfig(

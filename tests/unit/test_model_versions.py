@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p4model import Switch
-from p4model.settings import load_settings
 from p4model.versions import oldest_match, version_select_entries
+from p4src.contract import load_settings
 
 P4_SOURCE = Path(__file__).resolve().parents[2] / "p4src" / "loadbalancer.p4"
 _ENTRY = re.compile(r"\(2w(\d), 4w0b([01]{4})\)\s*:\s*use_version\(2w(\d), 1w(\d)\);")

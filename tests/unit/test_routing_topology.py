@@ -20,7 +20,6 @@ from controller.routing import (
     TopologyError,
     TopologyLink,
     TopologyNode,
-    install_routes,
     load_topology,
     parse_topology,
     routes_for_switch,
@@ -29,6 +28,7 @@ from controller.routing import (
 )
 from controller.switch.model_client import ModelSwitchClient
 from p4model import Switch
+from p4src.contract import FORWARD, ROUTE_TABLE
 
 sync = SynchronousTestCase()
 
@@ -233,7 +233,12 @@ def test_installed_routes_forward_in_the_model() -> None:
     clock = task.Clock()
     client = ModelSwitchClient(Switch(clock=clock.seconds), clock)
     routes = routes_for_switch(parse_topology(ONE_SWITCH), "s1")
-    handles = sync.successResultOf(defer.ensureDeferred(install_routes(client, routes)))
+    handles = [
+        sync.successResultOf(
+            defer.ensureDeferred(client.table_add(ROUTE_TABLE, FORWARD, r.keys(), r.params()))
+        )
+        for r in routes
+    ]
     assert len(set(handles)) == 3
     packet = Ether(dst="00:01:0a:01:01:02") / IP(src="10.1.1.2", dst="10.1.2.2", ttl=9) / UDP()
     ((port, frame),) = client.switch.process(1, bytes(packet))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import pytest
 from twisted.internet import defer
@@ -11,67 +10,51 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import p4model
 from controller.switch.api import (
-    Digest,
+    ErrorKind,
     PollingThread,
     SwitchError,
     WorkerThread,
     describe_call,
-    digest_from,
     guarded,
 )
+from controller.switch.model_client import model_error_kind
 from controller.switch.testing import ThreadedClock
 
 sync = SynchronousTestCase()
 
 
-def test_model_digests_convert_to_controller_digests() -> None:
-    raw = p4model.Digest("new_conn", "10.0.1.2", "10.0.0.100", 1, 80, 6, 3, "10.1.3.2", 8080)
-    digest = digest_from(raw)
-    assert type(digest) is Digest
-    assert digest == Digest("new_conn", "10.0.1.2", "10.0.0.100", 1, 80, 6, 3, "10.1.3.2", 8080)
-
-
-@dataclass
-class Partial:
-    kind: str = "new_conn"
-
-
-@dataclass
-class OddKind:
-    kind: str = "hello"
-    src_ip: str = ""
-    dst_ip: str = ""
-    src_port: int = 0
-    dst_port: int = 0
-    protocol: int = 0
-    version: int = 0
-    dip_ip: str = ""
-    dip_port: int = 0
-
-
 @pytest.mark.parametrize(
-    ("raw", "needle"), [(Partial(), "not a digest"), (OddKind(), "unknown digest kind 'hello'")]
-)
-def test_non_digests_are_refused(raw: object, needle: str) -> None:
-    with pytest.raises(SwitchError, match=needle):
-        digest_from(raw)
-
-
-@pytest.mark.parametrize(
-    ("exc", "expected"),
+    ("exc", "expected", "kind"),
     [
-        (p4model.SwitchError("TABLE_FULL"), "op(): TABLE_FULL"),
-        (KeyError("x"), "op(): KeyError: 'x'"),
-        (SwitchError("lost"), "op(): lost"),
+        (
+            p4model.SwitchError("full", p4model.errors.ErrorCode.TABLE_FULL),
+            "op(): full",
+            ErrorKind.TABLE_FULL,
+        ),
+        (
+            p4model.SwitchError("dup", p4model.errors.ErrorCode.DUPLICATE_ENTRY),
+            "op(): dup",
+            ErrorKind.DUPLICATE,
+        ),
+        (
+            p4model.SwitchError("gone", p4model.errors.ErrorCode.INVALID_HANDLE),
+            "op(): gone",
+            ErrorKind.NOT_FOUND,
+        ),
+        (KeyError("x"), "op(): KeyError: 'x'", ErrorKind.UNKNOWN),
+        (SwitchError("lost", ErrorKind.UNAVAILABLE), "op(): lost", ErrorKind.UNAVAILABLE),
     ],
 )
-def test_guarded_names_the_call_and_keeps_the_cause(exc: Exception, expected: str) -> None:
+def test_guarded_names_the_call_keeps_the_cause_and_reads_the_kind(
+    exc: Exception, expected: str, kind: ErrorKind
+) -> None:
     def fail() -> None:
         raise exc
 
     with pytest.raises(SwitchError) as raised:
-        guarded("op()", fail)
+        guarded(lambda: "op()", fail, model_error_kind)
     assert str(raised.value) == expected
+    assert raised.value.kind is kind
     assert raised.value.__cause__ is exc
 
 

@@ -1,0 +1,192 @@
+"""The typed contract between the pure core and the shell: operations out, outcomes back.
+
+The core emits one frozen value per thing a switch (or the journal file) can be asked, tagged
+with the component that owns it and, where the owner needs it to read the outcome, with the
+domain value the operation is about (`tag`). The shell executes each operation and hands back an
+`Outcome`; the core routes it to its owner by `op.owner`. A failure carries an `ErrorKind` that
+the switch client set from its target's own error codes: nothing in the core reads error text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from controller.core.connections import ConnKey
+from controller.core.journal import Journal
+from controller.core.shadow import DipWrite
+from p4src.contract import bloom_register
+
+
+class Owner(Enum):
+    """The core component that issued an operation and handles its outcome."""
+
+    STARTUP = "startup"
+    """Routes, VIPs and Bloom resets written at start."""
+    RETURN_PATH = "return_path"
+    """dip_reverse entries of pool members."""
+    LEARNING = "learning"
+    """conn_table entries of learned connections."""
+    ROLLOUT = "rollout"
+    """A version slot being filled and activated, and the journal."""
+    RECLAIM = "reclaim"
+    """Idle version slots freed under dip_table pressure."""
+
+
+class ErrorKind(Enum):
+    """Why an operation failed, as the client read it from its target's own codes."""
+
+    NOT_FOUND = "not_found"
+    """The entry (handle) does not exist: a delete of it has nothing left to do."""
+    DUPLICATE = "duplicate"
+    """An entry with the same key exists already."""
+    TABLE_FULL = "table_full"
+    UNAVAILABLE = "unavailable"
+    """The target could not be reached or did not answer; the write may or may not be applied."""
+    INVALID = "invalid"
+    """The target refused the request as malformed or unsupported."""
+    UNKNOWN = "unknown"
+
+
+# What an operation is about, for its owner: a connection, a dip_table write, a DIP name.
+Tag = ConnKey | DipWrite | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TableInsert:
+    """Add an entry: keys and parameters in the runtime API's string formats."""
+
+    owner: Owner
+    table: str
+    keys: tuple[str, ...]
+    action: str
+    params: tuple[str, ...]
+    tag: Tag = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableModify:
+    """Change the action and parameters of the entry `handle`."""
+
+    owner: Owner
+    table: str
+    handle: int
+    action: str
+    params: tuple[str, ...]
+    tag: Tag = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableDelete:
+    """Delete the entry `handle`."""
+
+    owner: Owner
+    table: str
+    handle: int
+    tag: Tag = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableClear:
+    """Delete every entry of a table (its default action stays)."""
+
+    owner: Owner
+    table: str
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultActionSet:
+    """Set the default action of a table."""
+
+    owner: Owner
+    table: str
+    action: str
+    params: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryTimeoutSet:
+    """Give the entry `handle` an idle timeout."""
+
+    owner: Owner
+    table: str
+    handle: int
+    timeout_ms: int
+    tag: Tag = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterReset:
+    """Set every cell of a register array to zero."""
+
+    owner: Owner
+    slot: int
+    """The version slot whose Bloom filter this is."""
+
+    @property
+    def register(self) -> str:
+        """The register's name."""
+        return bloom_register(self.slot)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterWrite:
+    """Write one register cell."""
+
+    owner: Owner
+    register: str
+    index: int
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRead:
+    """Read one register cell (the outcome's `value`)."""
+
+    owner: Owner
+    register: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalWrite:
+    """Replace the state journal (the shell writes it to its file)."""
+
+    owner: Owner
+    journal: Journal
+
+
+SwitchOp = (
+    TableInsert
+    | TableModify
+    | TableDelete
+    | TableClear
+    | DefaultActionSet
+    | EntryTimeoutSet
+    | RegisterReset
+    | RegisterWrite
+    | RegisterRead
+)
+Op = SwitchOp | JournalWrite
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one operation ended: `handle` of an insert, `value` of a read, or the error."""
+
+    op: Op
+    ok: bool
+    handle: int | None = None
+    value: int | None = None
+    error: ErrorKind | None = None
+    detail: str = ""
+
+    @classmethod
+    def done(cls, op: Op, *, handle: int | None = None, value: int | None = None) -> Outcome:
+        """A success."""
+        return cls(op, True, handle, value)
+
+    @classmethod
+    def failed(cls, op: Op, error: ErrorKind, detail: str) -> Outcome:
+        """A failure of the given kind (`detail` is for logs and records only)."""
+        return cls(op, False, None, None, error, detail)

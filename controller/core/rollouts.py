@@ -1,0 +1,347 @@
+"""Rollouts, pure: when to roll out, and driving each commit through its outcomes.
+
+`Rollouts` owns the ROLLOUT operations: it decides (rate limit, dead-band, the slot reuse rules,
+a full conn_table, room in dip_table) when the desired weights become a new version, builds the
+version (`controller.core.layout`), runs `CommitProtocol` by emitting one operation per step and
+reading each outcome back, and journals what dip_table holds right before each flip and after
+each commit or abort. Under table pressure it lets `DipRoom` (owner RECLAIM) free idle slots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from controller.config import ControllerSettings
+from controller.core.journal import Journal, SlotWeights, UnsettledConnection
+from controller.core.layout import Content, version_content
+from controller.core.learning import ConnectionLearner
+from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome, Owner, TableClear
+from controller.core.pools import BackendPool
+from controller.core.reclaim import RoomCheck
+from controller.core.records import RecordLog
+from controller.core.rollout import CommitProtocol, RolloutCounters, RolloutOutcome, RolloutPlan
+from controller.core.room import DipRoom
+from controller.core.shadow import DipWrite
+from controller.core.slots import SlotLedger, SlotTable, skip_reason
+from controller.core.steps import FlipVersion, ReadActive, Step, op_step, step_op
+from p4src.contract import DIP_TABLE
+
+VERIFY_RETRY = 0.5
+INITIAL_ATTEMPTS = 5
+
+
+class Rollouts:
+    """The version slots, the rollout being committed, and when the next one may start."""
+
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        hash_bits: int,
+        slots: int,
+        table_size: int,
+        pools: Sequence[BackendPool],
+        records: RecordLog,
+        journaling: bool,
+    ) -> None:
+        self.settings = settings
+        self.hash_bits = hash_bits
+        self.journaling = journaling
+        self.table = SlotTable(slots, settings.quiet_period)
+        self.counters = RolloutCounters()
+        self.room = DipRoom(
+            table_size,
+            settings.min_rollout_interval,
+            shadow=self.table.shadow,
+            records=records,
+            counters=self.counters,
+        )
+        self.commit: CommitProtocol | None = None
+        self.backpressure: str | None = None
+        self.last_outcome: RolloutOutcome | None = None
+        self.failure: str | None = None
+        """Why the initial version could not be written (start-up then fails)."""
+        self.initial_done = False
+        self._pools = pools
+        self._records = records
+        self._staged: SlotWeights | None = None
+        self._initial = False
+        self._initial_attempts = 0
+        self._last_rollout = -math.inf
+        self._clear_at: float | None = None
+        self._deferred: list[tuple[float, Step]] = []
+        self._flip_after_journal: FlipVersion | None = None
+        self._mark = (-1, 0)  # (active slot, its learned count when it became active)
+        self._desired: Mapping[int, Sequence[int]] = {}
+
+    @property
+    def ledger(self) -> SlotLedger | None:
+        """The slot ledger once attached to a switch."""
+        return self.table.ledger
+
+    # -- attaching to a switch
+
+    def attach_cold(
+        self, now: float, active: int, desired: Mapping[int, Sequence[int]]
+    ) -> list[Op]:
+        """A clean switch: write the initial version into `active` and flip to it."""
+        self.table.attach(SlotLedger(self.table.slots, active, now))
+        return self._start(now, active, self._content(desired))
+
+    def attach_warm(
+        self, now: float, active: int, journal: Journal | None, dip_entries: int
+    ) -> None:
+        """A switch that kept its state: adopt the journal or reclaim dip_table after the hold.
+
+        The hold is `restart_hold`, shorter after a clean stop shortly before (the journal says
+        when, and which connections were still being installed), and none for an empty dip_table.
+        """
+        hold = now + self.settings.restart_hold
+        if journal is not None and journal.stopped_at is not None and now >= journal.stopped_at:
+            downtime = now - journal.stopped_at
+            hold = now + min(self.settings.restart_hold, self.settings.quiet_period + 2 * downtime)
+        if not dip_entries:
+            hold = now
+        ledger = SlotLedger(self.table.slots, active, now, hold_until=hold)
+        ledger.deactivated_at = [now] * self.table.slots
+        self.table.attach(ledger, journal)
+        self.initial_done = True
+        if journal is None:
+            self._clear_at = hold
+
+    # -- periodic work
+
+    def step(
+        self, now: float, desired: Mapping[int, Sequence[int]], learner: ConnectionLearner
+    ) -> list[Op]:
+        """Retry deferred reads, reclaim after a warm start, or roll out if due and allowed."""
+        self._desired = desired
+        due = [s for t, s in self._deferred if t <= now]
+        self._deferred = [(t, s) for t, s in self._deferred if t > now]
+        ops = self._issue(due)
+        ledger = self.table.ledger
+        if ledger is None or self.commit is not None or self.room.reclaim is not None:
+            return ops
+        slot = ledger.next_slot()
+        if self._clear_at is not None:
+            if now >= self._clear_at and self.table.blocker(now, slot, learner) is None:
+                self._clear_at = math.inf  # until the clear is acknowledged
+                self._records.add(now, "phase", name="reclaim dip_table")
+                ops.append(TableClear(Owner.ROLLOUT, DIP_TABLE))
+            return ops
+        if now - self._last_rollout < self.settings.min_rollout_interval:
+            return ops
+        held = self.table.held_weights(
+            {p: [m.dip for m in pool] for p, pool in enumerate(self._pools)}
+        )
+        if held is not None and not self._filter_full(learner):
+            total = 1 << self.settings.weight_bits
+            if skip_reason(held, desired, total, self.settings.min_weight_change):
+                self.backpressure = None
+                return ops
+        block = self.table.blocker(now, slot, learner)
+        if block is None and learner.full:
+            block = f"conn_table full ({learner.waiting} connections waiting)"
+        if block is not None:
+            self._hold(now, block)
+            return ops
+        prepared = self._content(desired)
+        check = self.room.check(ledger.active, slot, len(prepared[0]))
+        if check.too_small:
+            self._too_small(now, check)
+            return ops
+        wait, reclaiming = self.room.make_room(
+            now, check, self.table.reclaimable(now, slot, learner)
+        )
+        if wait is not None:
+            if self.room.reclaim is None:
+                self._hold(now, wait)
+            return ops + reclaiming
+        self.backpressure = None
+        return ops + self._start(now, slot, prepared)
+
+    def _hold(self, now: float, reason: str) -> None:
+        if self.backpressure is None:
+            self._records.fault(now, "backpressure", reason)
+        self.backpressure = reason
+        self.counters.backpressure += 1
+
+    def _filter_full(self, learner: ConnectionLearner) -> bool:
+        """Whether the active slot took enough connections that a fresh version is due."""
+        assert self.table.ledger is not None
+        active = self.table.ledger.active
+        if self._mark[0] != active:
+            self._mark = (active, learner.learned_in_slot[active])
+        limit = self.settings.max_version_connections
+        return limit > 0 and learner.learned_in_slot[active] - self._mark[1] >= limit
+
+    def _too_small(self, now: float, check: RoomCheck) -> None:
+        noted = (self.backpressure or "").startswith("dip_table too small")
+        self.backpressure = self.room.too_small(now, check, noted)
+        self._last_rollout = now  # look again no more often than rollouts are tried
+
+    # -- the commit
+
+    def _content(self, desired: Mapping[int, Sequence[int]]) -> tuple[Content, SlotWeights]:
+        ledger = self.table.ledger
+        assert ledger is not None
+        return version_content(
+            self._pools,
+            desired,
+            self.table.shadow.content(ledger.active),
+            hash_bits=self.hash_bits,
+            table_size=self.room.size,
+            slots=self.table.slots,
+        )
+
+    def _start(self, now: float, slot: int, prepared: tuple[Content, SlotWeights]) -> list[Op]:
+        ledger = self.table.ledger
+        assert ledger is not None
+        content, staged = prepared
+        initial = slot == ledger.active
+        check = self.room.check(ledger.active, slot, len(content))
+        if check.too_small:
+            self._too_small(now, check)
+            if initial:
+                self.failure = self.failure or f"initial version: {check.describe()}"
+            return []
+        writes = tuple(self.table.shadow.plan(slot, content))
+        weights_by_pool = {p: tuple(w.values()) for p, w in staged.items()}
+        plan = RolloutPlan(slot, self.counters.rollouts + 1, writes, weights_by_pool, now)
+        self._staged = staged
+        self._initial = initial
+        self.commit = CommitProtocol(plan, ledger.active)
+        return self._issue(self.commit.begin())
+
+    def _issue(self, steps: Sequence[Step]) -> list[Op]:
+        ops: list[Op] = []
+        for step in steps:
+            if isinstance(step, FlipVersion) and self.journaling:
+                # Journal the slot being filled before the flip makes it live.
+                self._flip_after_journal = step
+                ops.append(self._journal_op(pending=step.slot))
+            else:
+                ops.append(step_op(Owner.ROLLOUT, step))
+        return ops
+
+    def _journal_op(self, pending: int | None) -> JournalWrite:
+        staged = self._staged if pending is not None else None
+        return JournalWrite(Owner.ROLLOUT, self.table.journal(pending, staged))
+
+    def on_outcome(self, now: float, outcome: Outcome) -> list[Op]:
+        """Drive the commit (or the warm-start clear, or the journal) with one outcome."""
+        op = outcome.op
+        if isinstance(op, JournalWrite):
+            if not outcome.ok:
+                self._records.fault(now, "journal", outcome.detail)
+            flip, self._flip_after_journal = self._flip_after_journal, None
+            if op.journal.pending is not None and flip is not None:
+                return [step_op(Owner.ROLLOUT, flip)]
+            return []
+        if isinstance(op, TableClear):
+            return self._cleared(now, outcome)
+        step = op_step(op)
+        commit = self.commit
+        if step is None or commit is None:
+            return []
+        if isinstance(step, DipWrite):
+            if outcome.ok:
+                self.table.shadow.applied(step, outcome.handle)
+            else:
+                self.table.shadow.failed(step, outcome.error is ErrorKind.NOT_FOUND)
+                self.room.write_failed(now, step, outcome.error)
+        if outcome.ok:
+            steps = commit.step_done(now, step, outcome.value)
+        else:
+            self.counters.write_failures += 1
+            steps = commit.step_failed(now, step, outcome.detail)
+        if isinstance(step, ReadActive) and not outcome.ok:
+            self._deferred.extend((now + VERIFY_RETRY, s) for s in steps)
+            steps = []
+        ops = self._issue(steps)
+        if commit.outcome is not None:
+            ops.extend(self._finish(now, commit.outcome))
+        return ops
+
+    def _cleared(self, now: float, outcome: Outcome) -> list[Op]:
+        """Warm start without a usable journal: dip_table cleared, roll out a known version."""
+        if not outcome.ok:
+            self._records.fault(now, "reclaim", outcome.detail)
+            self._clear_at = now + self.settings.min_rollout_interval
+            return []
+        self._clear_at = None
+        self.table.forget()
+        ledger = self.table.ledger
+        assert ledger is not None
+        return self._start(now, ledger.next_slot(), self._content(self._desired))
+
+    def _finish(self, now: float, outcome: RolloutOutcome) -> list[Op]:
+        ledger = self.table.ledger
+        assert ledger is not None and self._staged is not None
+        self.commit = None
+        self.last_outcome = outcome
+        self._last_rollout = now
+        slot = outcome.plan.slot
+        initial, self._initial = self._initial, False
+        journal: list[Op] = [self._journal_op(pending=None)] if self.journaling else []
+        if not outcome.committed:
+            self.counters.rollouts_aborted += 1
+            self.table.weights[slot] = None
+            self._records.fault(now, "rollout_aborted", f"slot {slot}: {outcome.reason}")
+            if not initial:
+                return journal  # the slot's partial writes are in the shadow: keep it true
+            self._initial_attempts += 1
+            if self._initial_attempts < INITIAL_ATTEMPTS:
+                return journal + self._start(now, slot, self._content(outcome.plan.weights))
+            self.failure = self.failure or f"initial version: {outcome.reason}"
+            return journal
+        self.initial_done = self.initial_done or initial
+        self.counters.rollouts += 1
+        ledger.flipped(slot, now)
+        self.table.weights[slot] = self._staged
+        self._records.add(
+            now,
+            "rollout",
+            slot=slot,
+            version=outcome.plan.version,
+            duration_ms=outcome.duration * 1000.0,
+            entries_written=outcome.entries_written,
+        )
+        for p, pool in enumerate(self._pools):
+            self._records.add(now, "weights", pool=pool.vip.name, weights=self._staged.get(p, {}))
+        return journal
+
+    # -- reclaiming room in dip_table
+
+    def on_reclaim_outcome(self, now: float, outcome: Outcome) -> list[Op]:
+        """Hand a RECLAIM outcome to the room; a finished reclaim empties its slots here too."""
+        ops = self.room.on_outcome(now, outcome)
+        finished = self.room.take_finished()
+        if finished is None:
+            return ops
+        for slot in finished.plan.slots:
+            self.table.weights[slot] = None  # holds no version any more
+        if not finished.complete:
+            self._last_rollout = finished.finished_at  # retry after the interval, not at once
+        if self.journaling:
+            ops.append(self._journal_op(pending=None))
+        return ops
+
+    # -- the journal at a clean stop
+
+    def journal_at_stop(
+        self, now: float, unsettled: Sequence[UnsettledConnection]
+    ) -> Journal | None:
+        """The journal a clean stop leaves (None while a rollout is in flight: keep the last)."""
+        if self.table.ledger is None or self.commit is not None:
+            return None
+        journal = self.table.journal(None, None)
+        return Journal(
+            journal.active,
+            None,
+            journal.shadow,
+            journal.slot_weights,
+            stopped_at=now,
+            unsettled=tuple(unsettled),
+        )

@@ -1,0 +1,88 @@
+"""Start-up writes, pure: routes, VIPs and the Bloom filters of idle slots.
+
+Written once when the controller attaches to a switch. Each write is retried a few times; an
+entry that already exists counts as written (a warm switch kept it). The controller starts
+only when every one is settled; the first that keeps failing fails start-up with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controller.core.ops import ErrorKind, Op, Outcome, Owner, RegisterReset, TableInsert
+from controller.core.pools import BackendPool
+from controller.routing import Route
+from p4src.contract import FORWARD, ROUTE_TABLE, SET_POOL, VIP_TABLE
+
+ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class SwitchView:
+    """What the shell read from the switch before starting."""
+
+    active_version: int
+    conn_entries: int
+    dip_entries: int
+
+    @property
+    def cold(self) -> bool:
+        """Whether the switch holds no connection and no version (nothing to adopt)."""
+        return self.conn_entries == 0 and self.dip_entries == 0
+
+
+def vip_insert(pool: BackendPool) -> TableInsert:
+    """The vip_table entry of a pool."""
+    vip = pool.vip
+    keys = (vip.ip, str(vip.port), str(vip.protocol_number))
+    return TableInsert(Owner.STARTUP, VIP_TABLE, keys, SET_POOL, (str(pool.pool_id),))
+
+
+class StartUp:
+    """The start-up writes in flight and the first failure."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self._attempts: dict[Op, int] = {}
+
+    def program(
+        self, routes: Sequence[Route], pools: Sequence[BackendPool], blooms: Sequence[int]
+    ) -> list[Op]:
+        """Routes, every pool's VIP, and a reset of each Bloom filter in `blooms`."""
+        ops: list[Op] = [
+            TableInsert(Owner.STARTUP, ROUTE_TABLE, r.keys(), FORWARD, r.params()) for r in routes
+        ]
+        ops.extend(vip_insert(pool) for pool in pools)
+        ops.extend(RegisterReset(Owner.STARTUP, slot) for slot in blooms)
+        for op in ops:
+            self._attempts[op] = 1
+        return ops
+
+    @property
+    def done(self) -> bool:
+        """Every start-up write is settled (written, or failed for good)."""
+        return not self._attempts
+
+    def on_outcome(self, now: float, outcome: Outcome) -> list[Op]:
+        """Settle a write, or retry it; the last failure fails start-up."""
+        op = outcome.op
+        attempts = self._attempts.pop(op, None)
+        if attempts is None:
+            return []
+        if outcome.ok or outcome.error is ErrorKind.DUPLICATE:
+            return []
+        if attempts < ATTEMPTS:
+            self._attempts[op] = attempts + 1
+            return [op]
+        self.failure = self.failure or f"{describe(op)}: {outcome.detail}"
+        return []
+
+
+def describe(op: Op) -> str:
+    """A short description of a start-up write for an error message."""
+    if isinstance(op, TableInsert):
+        return f"{op.table} {' '.join(op.keys)} => {op.action}({', '.join(op.params)})"
+    if isinstance(op, RegisterReset):
+        return f"reset {op.register}"
+    return repr(op)

@@ -1,0 +1,87 @@
+"""The data-plane contract (p4src/contract.py) against the P4 program and settings.p4."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from p4src import contract
+from p4src.contract import ContractError, load_settings, parse_settings
+
+_ALL = """
+#define CONN_TABLE_SIZE 1024
+#define VIP_TABLE_SIZE 8
+#define DIP_TABLE_SIZE 0x100
+#define DIP_REVERSE_SIZE 16
+#define ROUTE_TABLE_SIZE 32
+#define HASH_BITS 12
+#define VERSION_SLOTS 4
+#define BLOOM_BITS 4096
+#define BLOOM_HASHES 3
+#define SOMETHING_ELSE 7
+"""
+
+
+def test_repository_settings_file() -> None:
+    """The repository's settings.p4 holds the values DESIGN fixes, read once."""
+    settings = load_settings()
+    assert (settings.conn_table_size, settings.hash_bits, settings.version_slots) == (65536, 16, 4)
+    assert load_settings() is settings
+
+
+def test_program_declares_every_name_of_the_contract() -> None:
+    """Each table, action and register the contract names is declared by the P4 program."""
+    program = contract.PROGRAM_PATH.read_text(encoding="utf-8")
+    declared = set(re.findall(r"\b(?:table|action)\s+(\w+)", program))
+    declared |= set(re.findall(r"register<.+?>\(\w*\)\s+(\w+)", program))
+    names = [
+        contract.CONN_TABLE,
+        contract.VIP_TABLE,
+        contract.DIP_TABLE,
+        contract.DIP_REVERSE,
+        contract.ROUTE_TABLE,
+        contract.REWRITE_DST,
+        contract.REWRITE_SRC,
+        contract.SET_POOL,
+        contract.FORWARD,
+        contract.DROP,
+        contract.ACTIVE_VERSION,
+        *(contract.bloom_register(s) for s in range(load_settings().version_slots)),
+    ]
+    assert [n for n in names if n not in declared] == []
+
+
+def test_digest_struct_matches_the_program() -> None:
+    """The digest fields, in order, have the widths of the program's digest struct (whose
+    field names say `addr` where Python says `ip`)."""
+    program = contract.PROGRAM_PATH.read_text(encoding="utf-8")
+    body = re.search(r"struct digest_t\s*\{([^}]*)\}", program)
+    assert body is not None
+    fields = re.findall(r"bit<(\d+)>\s+(\w+);", body.group(1))
+    assert [int(bits) for bits, _ in fields] == [bits for _, bits in contract.DIGEST_FIELDS]
+
+
+def test_parse_reads_every_define(tmp_path: Path) -> None:
+    """All defines are read (hex allowed, unknown ones ignored), from a path too."""
+    path = tmp_path / "settings.p4"
+    path.write_text(_ALL)
+    settings = load_settings(path)
+    assert (settings.hash_bits, settings.dip_table_size, settings.bloom_hashes) == (12, 256, 3)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("#define HASH_BITS 12\n", ""), "missing #define for \\['HASH_BITS'\\]"),
+        (("HASH_BITS 12", "HASH_BITS twelve"), "HASH_BITS is not an integer: 'twelve'"),
+        (("BLOOM_HASHES 3", "BLOOM_HASHES 4"), "BLOOM_HASHES must be 2 or 3"),
+        (("VERSION_SLOTS 4", "VERSION_SLOTS 8"), "VERSION_SLOTS must be 4"),
+        (("VIP_TABLE_SIZE 8", "VIP_TABLE_SIZE 0"), "VIP_TABLE_SIZE must be positive"),
+    ],
+)
+def test_bad_settings_raise(edit: tuple[str, str], message: str) -> None:
+    """Missing, malformed or unsupported values raise with the bad value shown."""
+    with pytest.raises(ContractError, match=message):
+        parse_settings(_ALL.replace(*edit))
