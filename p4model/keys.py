@@ -7,14 +7,27 @@ or as any unique dotted suffix (`conn_table`), as p4-utils allows.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable
 
 from p4model.errors import SwitchError
 
 _MAC = re.compile(r"^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}$")
-_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_IPV4 = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
+
+
+def _ipv4(text: str) -> int:
+    """A dotted quad's value (as `ipaddress` reads it: no octet above 255, no leading zeros),
+    without ipaddress's cost on the control path."""
+    value = 0
+    for octet in text.split("."):
+        if len(octet) > 1 and octet[0] == "0":
+            raise ValueError(f"leading zero in {text!r}")
+        number = int(octet)
+        if number > 255:
+            raise ValueError(f"octet {number} > 255 in {text!r}")
+        value = value << 8 | number
+    return value
 
 
 def parse_value(text: str, width: int, what: str) -> int:
@@ -24,7 +37,7 @@ def parse_value(text: str, width: int, what: str) -> int:
     stripped = text.strip()
     try:
         if _IPV4.match(stripped):
-            value = int(ipaddress.IPv4Address(stripped))
+            value = _ipv4(stripped)
         elif _MAC.match(stripped):
             value = int(stripped.replace(":", ""), 16)
         else:
