@@ -190,3 +190,26 @@ class Outcome:
     def failed(cls, op: Op, error: ErrorKind, detail: str) -> Outcome:
         """A failure of the given kind (`detail` is for logs and records only)."""
         return cls(op, False, None, None, error, detail)
+
+
+def describe(op: Op) -> str:
+    """A short human description of an operation, for logs and records."""
+    if isinstance(op, TableInsert):
+        return f"{op.table} add {' '.join(op.keys)} => {op.action}({', '.join(op.params)})"
+    if isinstance(op, TableModify):
+        return f"{op.table} modify #{op.handle} => {op.action}({', '.join(op.params)})"
+    if isinstance(op, TableDelete):
+        return f"{op.table} delete #{op.handle}"
+    if isinstance(op, EntryTimeoutSet):
+        return f"{op.table} timeout #{op.handle} {op.timeout_ms} ms"
+    if isinstance(op, TableClear):
+        return f"{op.table} clear"
+    if isinstance(op, DefaultActionSet):
+        return f"{op.table} default => {op.action}({', '.join(op.params)})"
+    if isinstance(op, RegisterReset):
+        return f"reset {op.register}"
+    if isinstance(op, RegisterWrite):
+        return f"{op.register}[{op.index}] = {op.value}"
+    if isinstance(op, RegisterRead):
+        return f"read {op.register}[{op.index}]"
+    return "journal"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from controller.core.ops import ErrorKind, Op, Outcome, Owner, TableDelete, TableInsert
 from controller.core.pools import BackendPool
 from controller.core.records import RecordLog
-from controller.core.startup import ATTEMPTS, describe
+from controller.core.startup import ATTEMPTS
 from p4src.contract import DIP_REVERSE, REWRITE_SRC
 
 
@@ -74,7 +74,7 @@ class ReturnPaths:
             return [op]
         if op in self._boot:
             self._boot.discard(op)
-            self.failure = self.failure or f"{describe(op)}: {outcome.detail}"
+            self.failure = self.failure or outcome.detail
         else:
             self._records.fault(now, "dip_reverse", outcome.detail)
         return []

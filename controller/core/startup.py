@@ -75,14 +75,5 @@ class StartUp:
         if attempts < ATTEMPTS:
             self._attempts[op] = attempts + 1
             return [op]
-        self.failure = self.failure or f"{describe(op)}: {outcome.detail}"
+        self.failure = self.failure or outcome.detail
         return []
-
-
-def describe(op: Op) -> str:
-    """A short description of a start-up write for an error message."""
-    if isinstance(op, TableInsert):
-        return f"{op.table} {' '.join(op.keys)} => {op.action}({', '.join(op.params)})"
-    if isinstance(op, RegisterReset):
-        return f"reset {op.register}"
-    return repr(op)

@@ -32,7 +32,6 @@ from controller.routing import Route
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
-from controller.switch.execute import execute
 from p4src.contract import ACTIVE_VERSION, CONN_TABLE, DIP_TABLE, Settings, load_settings
 
 log = logging.getLogger("controller")
@@ -230,26 +229,36 @@ class ControllerService:
     # -- carrying out operations
 
     def _run(self, ops: list[Op]) -> None:
-        for op in ops:
-            if isinstance(op, JournalWrite):
-                self._deliver(self._write_journal(op))
-            else:
-                self._execute(op)
+        """Carry out operations: switch operations as one batch, journal writes here."""
+        batch: list[SwitchOp] = [op for op in ops if not isinstance(op, JournalWrite)]
+        journaled = [self._write_journal(op) for op in ops if isinstance(op, JournalWrite)]
+        if batch:
+            done = defer.ensureDeferred(self.switch.apply(batch))
+            done.addCallbacks(self._deliver, lambda failure: self._unexpected(batch, failure))
+        if journaled:
+            self._deliver(journaled)
         self._flush_records()
 
-    def _execute(self, op: SwitchOp) -> None:
-        done = defer.ensureDeferred(execute(self.switch, op))
-        done.addCallbacks(self._deliver, lambda failure: self._unexpected(op, failure))
-
-    def _unexpected(self, op: SwitchOp, failure: Failure) -> None:
+    def _unexpected(self, batch: list[SwitchOp], failure: Failure) -> None:
         self.unexpected_errors += 1
-        log.error("event=unexpected_error op=%r error=%s", op, failure.getErrorMessage())
-        self._deliver(Outcome.failed(op, ErrorKind.UNKNOWN, failure.getErrorMessage()))
+        log.error("event=unexpected_error ops=%d error=%s", len(batch), failure.getErrorMessage())
+        detail = failure.getErrorMessage()
+        self._deliver([Outcome.failed(op, ErrorKind.UNKNOWN, detail) for op in batch])
 
-    def _deliver(self, outcome: Outcome) -> None:
-        if not outcome.ok:
-            log.debug("event=write_failed op=%r error=%s", outcome.op, outcome.detail)
-        self._guard(lambda: self._run(self.core.on_outcome(self.clock(), outcome)))
+    def _deliver(self, outcomes: list[Outcome]) -> None:
+        """Hand outcomes to the core in order; what they lead to runs as the next batch."""
+        now = self.clock()
+        follow: list[Op] = []
+
+        def hand(outcome: Outcome) -> None:
+            follow.extend(self.core.on_outcome(now, outcome))
+
+        for outcome in outcomes:
+            if not outcome.ok:
+                log.debug("event=write_failed error=%s", outcome.detail)
+            self._guard(lambda: hand(outcome))  # noqa: B023 - called at once, in this turn
+        if follow:
+            self._guard(lambda: self._run(follow))
         self._check_boot()
 
     def _check_boot(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet import defer
 
-from controller.core.ops import ErrorKind
+from controller.core.ops import ErrorKind, Outcome, SwitchOp
 from p4src.contract import Digest
 
 _P = ParamSpec("_P")
@@ -37,7 +37,12 @@ AgedCallback = Callable[[Sequence[int]], None]
 
 
 class SwitchClient(Protocol):
-    """Asynchronous runtime API of one switch; every method raises `SwitchError` on failure."""
+    """Asynchronous runtime API of one switch; every method raises `SwitchError` on failure,
+    except `apply`, which reports each operation's failure in its outcome."""
+
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        """Carry out the core's operations in order; one outcome each, in the same order."""
+        ...
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0

@@ -1,10 +1,20 @@
-"""Carrying out the core's switch operations on a `SwitchClient` and reporting typed outcomes."""
+"""Carrying out the core's switch operations on a blocking runtime API, one typed outcome each.
+
+Every client's `SwitchClient.apply` ends here: the in-process model directly, the remote model
+and BMv2's Thrift API on their worker thread (one hop for a whole batch, in order). The API is
+the p4-utils runtime API shape (`table_add(table, action, keys, params) -> handle`, ...), which
+`p4model.Switch`, `p4model.client.RemoteSwitch` and the Thrift client's checked wrapper share.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from controller.core.ops import (
     DefaultActionSet,
     EntryTimeoutSet,
+    ErrorKind,
     Outcome,
     RegisterRead,
     RegisterReset,
@@ -14,37 +24,93 @@ from controller.core.ops import (
     TableDelete,
     TableInsert,
     TableModify,
+    describe,
 )
-from controller.switch.api import SwitchClient, SwitchError
+from controller.switch.api import SwitchError
 
 
-async def execute(client: SwitchClient, op: SwitchOp) -> Outcome:
-    """Run one operation; a refusal comes back as a failed Outcome with the client's error kind.
+class RuntimeApi(Protocol):
+    """The blocking runtime calls the operations need (p4-utils' names and argument forms)."""
 
-    Exceptions other than `SwitchError` are bugs and propagate to the caller.
-    """
+    def table_add(
+        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
+    ) -> object:
+        """Add an entry; return its handle."""
+        ...
+
+    def table_modify(self, table: str, action: str, handle: int, params: Sequence[str]) -> object:
+        """Change an entry's action and parameters."""
+        ...
+
+    def table_delete(self, table: str, handle: int) -> object:
+        """Delete an entry."""
+        ...
+
+    def table_clear(self, table: str) -> object:
+        """Delete every entry of a table."""
+        ...
+
+    def table_set_default(self, table: str, action: str, params: Sequence[str]) -> object:
+        """Set a table's default action."""
+        ...
+
+    def table_set_timeout(self, table: str, handle: int, ms: int) -> object:
+        """Give an entry an idle timeout."""
+        ...
+
+    def register_read(self, name: str, index: int | None = None) -> object:
+        """Read a register cell."""
+        ...
+
+    def register_write(self, name: str, index: int, value: int) -> object:
+        """Write a register cell."""
+        ...
+
+    def register_reset(self, name: str) -> object:
+        """Zero a register array."""
+        ...
+
+
+def perform(api: RuntimeApi, op: SwitchOp, kind_of: Callable[[Exception], ErrorKind]) -> Outcome:
+    """Carry out one operation; a failure becomes a failed Outcome whose kind is the
+    `SwitchError`'s, or `kind_of(exc)` for the target's own exceptions."""
     try:
         if isinstance(op, TableInsert):
-            handle = await client.table_add(op.table, op.action, op.keys, op.params)
+            handle = api.table_add(op.table, op.action, list(op.keys), list(op.params))
+            if not isinstance(handle, int):
+                raise SwitchError(f"table_add returned {handle!r}, not a handle")
             return Outcome.done(op, handle=handle)
         if isinstance(op, TableModify):
-            await client.table_modify(op.table, op.action, op.handle, op.params)
+            api.table_modify(op.table, op.action, op.handle, list(op.params))
         elif isinstance(op, TableDelete):
-            await client.table_delete(op.table, op.handle)
+            api.table_delete(op.table, op.handle)
         elif isinstance(op, EntryTimeoutSet):
-            await client.table_set_timeout(op.table, op.handle, op.timeout_ms)
+            api.table_set_timeout(op.table, op.handle, op.timeout_ms)
         elif isinstance(op, TableClear):
-            await client.table_clear(op.table)
+            api.table_clear(op.table)
         elif isinstance(op, DefaultActionSet):
-            await client.table_set_default(op.table, op.action, op.params)
+            api.table_set_default(op.table, op.action, list(op.params))
         elif isinstance(op, RegisterReset):
-            await client.register_reset(op.register)
+            api.register_reset(op.register)
         elif isinstance(op, RegisterWrite):
-            await client.register_write(op.register, op.index, op.value)
+            api.register_write(op.register, op.index, op.value)
         else:
-            value = await client.register_read(op.register, op.index)
-            assert isinstance(op, RegisterRead) and isinstance(value, int)
+            assert isinstance(op, RegisterRead)
+            value = api.register_read(op.register, op.index)
+            if not isinstance(value, int):
+                raise SwitchError(f"register_read returned {value!r}, not a value")
             return Outcome.done(op, value=value)
     except SwitchError as exc:
-        return Outcome.failed(op, exc.kind, str(exc))
+        return Outcome.failed(op, exc.kind, f"{describe(op)}: {exc}")
+    except Exception as exc:
+        name = type(exc).__name__
+        shown = str(exc) if name == "SwitchError" else f"{name}: {exc}"  # e.g. p4model's
+        return Outcome.failed(op, kind_of(exc), f"{describe(op)}: {shown}")
     return Outcome.done(op)
+
+
+def perform_all(
+    api: RuntimeApi, ops: Sequence[SwitchOp], kind_of: Callable[[Exception], ErrorKind]
+) -> list[Outcome]:
+    """Carry out operations in order, one outcome each."""
+    return [perform(api, op, kind_of) for op in ops]

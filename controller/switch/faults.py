@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from controller.core.ops import Outcome, RegisterRead, SwitchOp, describe
 from controller.switch.api import (
     AgedCallback,
     Digest,
@@ -149,6 +150,19 @@ class FaultySwitch:
     def _timer_fired(self) -> None:
         self._timer = None
         self._pump()
+
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        """Each operation through the FIFO on its own (writes may fail or be delayed); the
+        outcomes come back together, in order."""
+        return list(await defer.gatherResults([defer.ensureDeferred(self._one(op)) for op in ops]))
+
+    async def _one(self, op: SwitchOp) -> Outcome:
+        write = not isinstance(op, RegisterRead)
+        try:
+            (outcome,) = await self._in_order(describe(op), write, lambda: self._inner.apply([op]))
+        except SwitchError as exc:
+            return Outcome.failed(op, exc.kind, str(exc))
+        return outcome
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0

@@ -15,6 +15,7 @@ from typing import Any, cast
 from twisted.internet import task
 
 import p4model
+from controller.core.ops import Outcome, SwitchOp
 from controller.switch.api import (
     AgedCallback,
     Digest,
@@ -25,6 +26,7 @@ from controller.switch.api import (
     describe_call,
     guarded,
 )
+from controller.switch.execute import perform_all
 from p4model.errors import ErrorCode
 
 UNAVAILABLE = ErrorKind.UNAVAILABLE
@@ -73,6 +75,12 @@ class ModelSwitchClient:
         return guarded(
             lambda: describe_call(operation, *args), lambda: method(*args), model_error_kind
         )
+
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        """Carry out the operations on the model, in order, at once."""
+        if self._closed:
+            return [Outcome.failed(op, UNAVAILABLE, "client is closed") for op in ops]
+        return perform_all(self._switch, ops, model_error_kind)
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from controller.core.ops import Outcome, SwitchOp
 from controller.switch.api import (
     AgedCallback,
     Digest,
@@ -23,6 +24,7 @@ from controller.switch.api import (
     describe_call,
     guarded,
 )
+from controller.switch.execute import RuntimeApi, perform_all
 from controller.switch.model_client import model_error_kind
 from p4src.contract import DIGEST_KINDS
 
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 DIGEST_POLL_SECONDS = 0.25
 
 
-class RemoteSwitchLike(Protocol):
+class RemoteSwitchLike(RuntimeApi, Protocol):
     """The blocking interface of `p4model.client.RemoteSwitch` this client uses."""
 
     def recv_notifications(self, timeout: float) -> tuple[list[Any], list[int]]:
@@ -86,6 +88,12 @@ class RemoteSwitchClient:
             lambda: method(*args),
             model_error_kind,
         )
+
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        """Carry out the operations in order on the worker thread (one hop for the batch)."""
+        if self._closed:
+            return [Outcome.failed(op, ErrorKind.UNAVAILABLE, "client is closed") for op in ops]
+        return await self._worker.run(perform_all, self._remote, ops, model_error_kind)
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0

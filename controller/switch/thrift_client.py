@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from twisted.python.failure import Failure
 
+from controller.core.ops import Outcome, SwitchOp
 from controller.switch.api import (
     AgedCallback,
     DigestCallback,
@@ -36,6 +37,7 @@ from controller.switch.api import (
     describe_call,
 )
 from controller.switch.bmv2_path import ensure_bmv2_modules
+from controller.switch.execute import perform_all
 from controller.switch.nanomsg import subscribe as nanomsg_subscribe
 from controller.switch.notifications import (
     AgeingMessage,
@@ -149,6 +151,42 @@ def undecorated(api: Any, operation: str) -> Callable[..., Any]:
     return method
 
 
+class _CheckedApi:
+    """p4-utils' runtime API as `perform` calls it, every result checked (worker thread only)."""
+
+    def __init__(self, client: ThriftSwitchClient) -> None:
+        self._invoke = client._invoke
+
+    def table_add(
+        self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
+    ) -> object:
+        return int(self._invoke(True, "table_add", table, action, list(keys), list(params), prio))
+
+    def table_modify(self, table: str, action: str, handle: int, params: Sequence[str]) -> object:
+        return self._invoke(True, "table_modify", table, action, handle, list(params))
+
+    def table_delete(self, table: str, handle: int) -> object:
+        return self._invoke(False, "table_delete", table, handle)
+
+    def table_clear(self, table: str) -> object:
+        return self._invoke(False, "table_clear", table)
+
+    def table_set_default(self, table: str, action: str, params: Sequence[str]) -> object:
+        return self._invoke(False, "table_set_default", table, action, list(params))
+
+    def table_set_timeout(self, table: str, handle: int, ms: int) -> object:
+        return self._invoke(False, "table_set_timeout", table, handle, ms)
+
+    def register_read(self, name: str, index: int | None = None) -> object:
+        return int(self._invoke(True, "register_read", name, index))
+
+    def register_write(self, name: str, index: int, value: int) -> object:
+        return self._invoke(False, "register_write", name, index, value)
+
+    def register_reset(self, name: str) -> object:
+        return self._invoke(False, "register_reset", name)
+
+
 class ThriftSwitchClient:
     """Async client of one BMv2 switch at `host:port` (Thrift).
 
@@ -251,6 +289,12 @@ class ThriftSwitchClient:
             what = describe_call(operation, *args)
             raise SwitchError(f"{what}: client is closed", ErrorKind.UNAVAILABLE)
         return await self._worker.run(self._invoke, expect_value, operation, *args)
+
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        """Carry out the operations in order on the worker thread (one hop for the batch)."""
+        if self._closed:
+            return [Outcome.failed(op, ErrorKind.UNAVAILABLE, "client is closed") for op in ops]
+        return await self._worker.run(perform_all, _CheckedApi(self), ops, error_kind)
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0

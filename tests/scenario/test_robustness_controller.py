@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from twisted.internet import defer, task
 import p4model
 from agent.wire import LoadReport, encode_report
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
+from controller.core.ops import ErrorKind, Outcome, SwitchOp
 from controller.shell.app import ControllerService
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder, read_events
@@ -33,6 +35,9 @@ VIP = "10.0.0.100"
 DIPS = ("10.0.2.2:8080", "10.0.3.2:8080")
 
 
+UNAVAILABLE = ErrorKind.UNAVAILABLE
+
+
 class HostileSwitch(ModelSwitchClient):
     """The model client, refusing every call while `down`, and keeping the digest callback so
     a test can hand the service digests the data plane would never raise."""
@@ -44,8 +49,16 @@ class HostileSwitch(ModelSwitchClient):
     def _call(self, operation: str, *args: Any) -> Any:
         if self.down:
             self.refused += 1
-            raise SwitchError(f"{operation}: switch unreachable (test outage)")
+            raise SwitchError(f"{operation}: switch unreachable (test outage)", UNAVAILABLE)
         return super()._call(operation, *args)
+
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        if self.down:
+            self.refused += len(ops)
+            return [
+                Outcome.failed(op, UNAVAILABLE, "switch unreachable (test outage)") for op in ops
+            ]
+        return await super().apply(ops)
 
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
         self.inject = on_digest

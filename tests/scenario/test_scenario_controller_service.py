@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from twisted.internet import defer, task
@@ -11,10 +12,10 @@ from twisted.python.failure import Failure
 import p4model
 from agent.wire import LoadReport, encode_report
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
+from controller.core.ops import ErrorKind, Outcome, SwitchOp, TableInsert
 from controller.shell.app import ControllerError, ControllerService
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder, read_events
-from controller.switch.api import SwitchError
 from controller.switch.model_client import ModelSwitchClient
 from topo.frames import SYN, TCP, FlowKey, build_frame
 
@@ -79,10 +80,17 @@ def test_service_runs_rollouts_learns_and_writes_records_metrics_and_journal(
 
 
 class RefusingSwitch(ModelSwitchClient):
-    """A switch that refuses every table_add."""
+    """A switch that refuses every table insert."""
 
-    async def table_add(self, *args: object, **kwargs: object) -> int:
-        raise SwitchError("table_add: refused")
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        done = await super().apply([op for op in ops if not isinstance(op, TableInsert)])
+        refused = {
+            id(op): Outcome.failed(op, ErrorKind.INVALID, "table_add: refused")
+            for op in ops
+            if isinstance(op, TableInsert)
+        }
+        results = iter(done)
+        return [refused.get(id(op)) or next(results) for op in ops]
 
 
 def test_start_fails_cleanly_when_the_switch_refuses_writes() -> None:

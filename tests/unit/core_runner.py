@@ -1,5 +1,5 @@
 """Runs the pure core's operations on the in-process model, synchronously and in order, through
-the same `controller.switch.execute` path the shell uses, so tests assert where packets go."""
+the same `SwitchClient.apply` path the shell uses, so tests assert where packets go."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import p4model
 from controller.core.controller_core import ControllerCore
 from controller.core.journal import Journal
 from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome
-from controller.switch.execute import execute
 from controller.switch.model_client import ModelSwitchClient
 
 _sync = SynchronousTestCase()
@@ -44,7 +43,7 @@ class CoreRunner:
         if isinstance(op, JournalWrite):
             self.journals.append(op.journal)
             return Outcome.done(op)
-        result: Outcome = _sync.successResultOf(defer.ensureDeferred(execute(self.client, op)))
+        (result,) = _sync.successResultOf(defer.ensureDeferred(self.client.apply([op])))
         return result
 
     def run(self) -> None:
