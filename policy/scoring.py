@@ -53,7 +53,9 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
     return float(v[np.searchsorted(cum, q * cum[-1])])
 
 
-def score(trace: Trace, config: SimConfig, window: float = 30.0, warmup: float = 10.0) -> EventQuality:
+def score(
+    trace: Trace, config: SimConfig, window: float = 30.0, warmup: float = 10.0
+) -> EventQuality:
     """Figures of a run.
 
     steady max/mean: per-server utilisation averaged over the `window` seconds (default 30.0)
@@ -98,7 +100,9 @@ def score(trace: Trace, config: SimConfig, window: float = 30.0, warmup: float =
         post = s[event:]
         overshoot = 0.0
         if abs(change) > 1e-9 and config.outage == 0:
-            overshoot = 100 * max(0.0, float(np.max(np.sign(change) * (post - final)))) / abs(change)
+            overshoot = (
+                100 * max(0.0, float(np.max(np.sign(change) * (post - final)))) / abs(change)
+            )
         band = max(0.02 * final, 1.0 / (1 << config.weight_bits))
         outside = np.flatnonzero(np.abs(post - final) > band + 1e-12)
         settling = 0.0 if len(outside) == 0 else float(outside[-1] + 1)
