@@ -81,6 +81,18 @@ class CapacityEstimator:
         self.last_at = np.full(n_members, np.nan)
         self.moved = np.zeros(n_members, dtype=np.bool_)
         self.saturated = np.zeros(n_members, dtype=np.bool_)
+        self.was_saturated = np.zeros(n_members, dtype=np.bool_)
+
+    def pause(self, members: BoolArray) -> None:
+        """Keep what `members` can do but not how they were doing (they left for a while).
+
+        A member that leaves (down, drained) and comes back is usually the same server: its
+        capacity estimate stays, while its report history is dropped so that the first reports
+        after its return are not compared with ones from before it left.
+        """
+        for arr in (self.last_conns, self.last_at, self.saturated_at, self.cut_at):
+            arr[members] = np.nan
+        self.recent[members] = np.nan
 
     def forget(self, members: BoolArray) -> None:
         """Drop everything known about `members` (they left the pool)."""
@@ -108,6 +120,7 @@ class CapacityEstimator:
             growth = np.where(new, (conns - self.last_conns) / elapsed, np.nan)
         finished = obs.conn_rate - growth
         ok = new & (cpu >= s.min_cpu)
+        self.was_saturated = np.where(counted, self.saturated, self.was_saturated)
         self.saturated = counted & (cpu >= s.saturation)
         measured = ok & np.isfinite(finished)
         self._learn_lifetime(measured & ~self.saturated, conns)
@@ -141,6 +154,10 @@ class CapacityEstimator:
         again = have & ~first
         self.lifetime[again] += self.s.ewma_alpha * (life[again] - self.lifetime[again])
 
+    def pool_lifetime(self) -> float:
+        """The pool's typical connection lifetime in seconds (1.0 while nothing is learnt)."""
+        return self._pool_lifetime()
+
     def _pool_lifetime(self) -> float:
         """The pool's typical connection lifetime in seconds (1.0 while nothing is learnt)."""
         known = self.lifetime[np.isfinite(self.lifetime) & (self.lifetime > 0)]
@@ -165,6 +182,27 @@ class CapacityEstimator:
             gap = np.abs(median - self.estimate) / self.estimate
         noise = np.nan_to_num(np.sqrt(self.scatter), nan=0.0)
         jumped = full & (gap > s.jump) & (gap > 2.0 * noise)
+        # A saturated member finishing clearly less per CPU-second than estimated has lost
+        # capacity: its sample measures the new capacity directly (CPU pinned, completions at
+        # capacity), so one sample is enough, and waiting two more rounds is what lets its
+        # backlog pile up. Only downward: a saturated sample never shows more capacity.
+        latest = finished / np.maximum(cpu, s.cpu_floor)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            drop = (self.estimate - latest) / self.estimate
+        # Only on entering saturation: in a member saturated all along (a backlog from before
+        # we knew it) arrivals and completions lag share changes, and one sample misleads.
+        sudden = where & self.saturated & ~self.was_saturated & np.isfinite(drop)
+        sudden &= drop > s.jump
+        sudden &= drop > 3.0 * noise
+        if sudden.any():
+            self.work[sudden] = finished[sudden]
+            self.busy[sudden] = cpu[sudden]
+            # Counted as half a round: the next, calmer rounds outweigh this one-off reading.
+            self.count[sudden] = 0.5
+            self.recent[sudden] = np.nan
+            self.recent[sudden, -1] = np.stack((finished[sudden], cpu[sudden]), axis=-1)
+            self.moved |= sudden
+        jumped &= ~sudden
         if jumped.any():
             # At least the last two rounds are past the change: restart a running mean there.
             self.work[jumped] = self.recent[jumped, -2:, 0].mean(axis=1)

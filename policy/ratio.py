@@ -21,6 +21,27 @@ and the bound is the classic 1/4.) The factor is bounded (correction_limit), lea
 estimate's business (a saturated member's utilisation error says nothing about how far it is
 over), and integrating them would overshoot.
 
+Transients (issue 14). Three changes, each feed-forward or a hold, so none adds a loop:
+- A capacity drop is followed at the first report that shows it: a member entering saturation
+  whose completions per CPU-second fall clearly (more than `jump` and 3x the samples' scatter)
+  below the estimate restarts its estimate from that sample (`policy.capacity`). A saturated
+  sample is a direct reading of capacity, so this is open loop like the estimate itself; it
+  fires only downward and only on entering saturation (a member saturated all along, with a
+  backlog from before, reads wrong while its share moves).
+- Drain: while a member reports saturation, arrivals equal to its backlog / drain_time are
+  withheld (backlog = connections beyond utilisation x capacity x lifetime, Little's law), at
+  most half its share. The backlog reading shrinks as it drains and the cut stops with the
+  saturation, so the cut is a bounded pulse, not a gain in a loop.
+- The trim integrates nothing while a member is saturated or within two slow-start periods of
+  joining: those utilisation errors are the transient's (drain, slow start), and integrating
+  them used to over-allocate a returning member for tens of seconds. A member that leaves
+  (down, drained) keeps its estimate and is readmitted at it, rather than re-learnt from the
+  misleading reports of its ramp-up; its history is dropped so no jump is detected across
+  its absence. An idle pool (every member seen and below `idle_load`) keeps its shares: with
+  nobody near saturation, unequal utilisation costs nothing and moving only churns.
+The stability argument above is unchanged: the trim loop and its bound are as before, and the
+new parts only act on the estimate (open loop) or switch the trim off.
+
 Safety rails: clamp to [clamp_low, clamp_high] x the mean share; each round a share moves at most
 max_step x the mean share (the whole move is scaled, so shares still sum to 1); no move is made
 unless some share would change by more than hold_band of itself (no churn from noise); a new
@@ -89,6 +110,12 @@ class RatioParams:
     (default 5.0)."""
     expiry: float = 3.0
     """Report age in seconds after which a member gets the mean estimate (default 3.0)."""
+    drain_time: float = 4.0
+    """Seconds over which a saturated member's backlog is drained by withholding arrivals
+    (default 4.0; 0 disables the drain)."""
+    idle_load: float = 0.3
+    """While every counted member's CPU is below this, shares stay put unless membership
+    changes: nobody is near saturation, so moving would only churn (default 0.3)."""
 
     def __post_init__(self) -> None:
         """Validate ranges."""
@@ -110,6 +137,8 @@ class RatioParams:
         check_range(self, "blackout", 0.0)
         check_range(self, "slow_start", 0.0)
         check_range(self, "expiry", 0.0)
+        check_range(self, "drain_time", 0.0)
+        check_range(self, "idle_load", 0.0, 1.0)
 
 
 def clamp_shares(shares: FloatArray, live: BoolArray, low: float, high: float) -> FloatArray:
@@ -155,6 +184,7 @@ class RatioPolicy:
         self.live_since = np.full(n_members, -math.inf)
         self.was_live: BoolArray | None = None
         self.shares = np.zeros(n_members)
+        self.live_before: BoolArray | None = None
 
     def update(self, now: float, obs: Observations) -> FloatArray:
         """New shares from this round's observations."""
@@ -163,18 +193,72 @@ class RatioPolicy:
         self._track_membership(now, obs, live)
         fresh = live & (obs.report_age <= p.expiry)
         counted = fresh & (now - self.first_report >= p.blackout)
-        self.estimator.update(now, obs, counted)
+        # A returning member's first reports describe its ramp-up, not its capacity (CPU lags
+        # the connections it is handed): while it settles, a remembered estimate is kept as is.
+        settling = live & (now - self.live_since < 2 * p.slow_start)
+        remembered = np.isfinite(self.estimator.estimate)
+        self.estimator.update(now, obs, counted & ~(settling & remembered))
         self.hold = self.estimator.moved | self.estimator.saturated
         self.estimate = self.estimator.estimate
         capacity = self._capacity(live, fresh, counted)
-        self._update_trim(obs, counted)
+        # The trim corrects steady errors of the estimate. While a member ramps up after joining
+        # (and for as long again, while its reports catch up) or one is saturated, utilisation
+        # errors are the transient's, made on purpose (slow start, drain): integrating them
+        # would push the estimate off for tens of seconds afterwards.
+        if not (settling | (counted & self.estimator.saturated)).any():
+            self._update_trim(obs, counted)
+        else:
+            self.trim *= 1.0 - p.leak
         target = normalise_live(capacity * np.exp(self.trim), live)
         # live_since is -inf for members live from the start: their ramp is 1 at once.
         ramp = np.clip((now - self.live_since) / max(p.slow_start, 1e-9), p.clamp_low, 1.0)
         target = normalise_live(target * ramp, live)
+        target = self._drain(target, obs, live, counted)
         target = clamp_shares(target, live, p.clamp_low, p.clamp_high)
-        self.shares = self._bounded_move(target, live)
+        idle = self._idle(obs, live, counted)
+        self.shares = self._bounded_move(target, live, idle)
+        self.live_before = live.copy()
         return self.shares.copy()
+
+    def _drain(
+        self, target: FloatArray, obs: Observations, live: BoolArray, counted: BoolArray
+    ) -> FloatArray:
+        """Withhold arrivals from saturated members until their backlog is gone.
+
+        A member whose capacity just fell holds the connections that piled up before we knew;
+        at its new share it finishes them only as fast as its spare capacity allows. Its backlog
+        is its connections beyond what it would hold at the pool's mean utilisation (Little's
+        law: utilisation x capacity x connection lifetime); withholding backlog / drain_time
+        arrivals per second drains it in about drain_time. The cut is feed-forward from the
+        reported backlog, which shrinks as it drains, so it ends by itself; it applies only
+        while the member reports saturation.
+        """
+        p = self.params
+        if p.drain_time <= 0:
+            return target
+        cpu = np.nan_to_num(obs.cpu, nan=0.0)
+        arrivals = float(np.nansum(np.where(live, obs.conn_rate, np.nan)))
+        saturated = counted & (cpu >= p.saturation) & np.isfinite(self.estimate)
+        if not saturated.any() or not arrivals > 0:
+            return target
+        calm = counted & ~saturated
+        level = min(float(cpu[calm].mean()) if calm.any() else p.saturation, p.saturation)
+        held = level * self.estimate * self.estimator.pool_lifetime()
+        backlog = np.where(saturated, np.nan_to_num(obs.conns, nan=0.0) - held, 0.0)
+        cut = np.maximum(backlog, 0.0) / p.drain_time / arrivals
+        floor = p.clamp_low / max(int(np.count_nonzero(live)), 1)
+        # At most half the share is withheld: the backlog reading is a report old.
+        kept = np.maximum(target - cut, np.maximum(0.5 * target, np.minimum(target, floor)))
+        out = np.where(saturated, kept, target)
+        return normalise_live(out, live)
+
+    def _idle(self, obs: Observations, live: BoolArray, counted: BoolArray) -> bool:
+        """Whether the pool is idle enough to hold the shares (see `idle_load`)."""
+        if self.live_before is None or not np.array_equal(live, self.live_before):
+            return False
+        if not counted.any() or (live & ~counted).any():
+            return False  # a member we cannot see (blackout, silent) may be anything but idle
+        return bool(np.all(np.nan_to_num(obs.cpu[counted], nan=1.0) < self.params.idle_load))
 
     def _track_membership(self, now: float, obs: Observations, live: BoolArray) -> None:
         """Note first reports and (re)joins; forget what we knew about members that left."""
@@ -182,7 +266,7 @@ class RatioPolicy:
             joined = live & ~self.was_live
             self.live_since[joined] = now
             left = ~live & self.was_live
-            self.estimator.forget(left)
+            self.estimator.pause(left)
             self.trim[left] = 0.0
             self.trim_error[left] = 0.0
             self.first_report[left] = np.nan
@@ -194,7 +278,8 @@ class RatioPolicy:
 
     def _capacity(self, live: BoolArray, fresh: BoolArray, counted: BoolArray) -> FloatArray:
         """Estimate where it counts; scaled prior in blackout; the mean estimate when expired."""
-        known = counted & np.isfinite(self.estimate)
+        # A member back from an outage is known at once: its remembered estimate, not the prior.
+        known = (counted | fresh) & np.isfinite(self.estimate)
         if not known.any():
             return np.where(live, self.prior, 0.0)
         mean_est = float(self.estimate[known].mean())
@@ -223,8 +308,11 @@ class RatioPolicy:
         self.trim = np.clip(self.trim - p.gain * push, -limit, limit)
         self.trim[~counted] = 0.0
 
-    def _bounded_move(self, target: FloatArray, live: BoolArray) -> FloatArray:
-        """Move from the last shares toward `target` by at most max_step x the mean share."""
+    def _bounded_move(self, target: FloatArray, live: BoolArray, idle: bool) -> FloatArray:
+        """Move from the last shares toward `target` by at most max_step x the mean share.
+
+        With `idle` (an idle pool, same members as before) the shares stay as they are.
+        """
         p = self.params
         n_live = int(np.count_nonzero(live))
         if n_live == 0:
@@ -236,7 +324,7 @@ class RatioPolicy:
         delta = target - previous
         biggest = float(np.abs(delta).max())
         relative = np.abs(delta) / np.maximum(np.maximum(previous, target), 1e-12)
-        if float(relative[live].max()) <= p.hold_band:
+        if idle or float(relative[live].max()) <= p.hold_band:
             return previous
         scale = min(1.0, p.max_step / n_live / biggest)
         return normalise_live(previous + scale * delta, live)

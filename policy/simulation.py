@@ -9,18 +9,23 @@ queueing effect. CPU = min(1, active x conn_cost / capacity). Agents report the 
 controller sees each report one interval late, runs the policy and rolls out new weights (and
 prefix entries) every rollout interval. With a `warmup`, the pool first runs on equal weights
 without consulting the policy, as the demo's equal phase does: a weak server then starts the
-policy's run saturated, with a backlog of connections. Pure: randomness comes from the `rng`
-passed in.
+policy's run saturated, with a backlog of connections. Events at `step_time`: the stepped
+server's capacity changes (`step_factor`), the offered load changes (`surge_factor`), or the
+server dies for `outage` seconds (its connections are lost, it is not live, its agent is silent;
+it comes back with a fresh agent). A per-connection dispatcher (`policy.peers`, LVS wlc) may
+stand in for a policy: it places each arrival itself and the trace records the shares it gave.
+Pure: randomness comes from the `rng` passed in.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from policy.base import FloatArray, IntArray, Observations, Policy
+from policy.base import BoolArray, FloatArray, IntArray, Observations, Policy
 from policy.buckets import PrefixEntry, moved_values, popcount_bound, prefix_entries
 from policy.quantize import quantize
 
@@ -63,6 +68,19 @@ class SimConfig:
     """Entry budget as a multiple of sum popcount (default None: prefix_entries' default)."""
     warmup: float = 0.0
     """Seconds on equal weights before the policy's first run (default 0.0)."""
+    surge_factor: float = 1.0
+    """Offered load multiplier from `step_time` on (default 1.0: no surge)."""
+    outage: float = 0.0
+    """Seconds `step_server` is dead from `step_time` (default 0.0: it never dies)."""
+
+
+@runtime_checkable
+class Dispatcher(Protocol):
+    """Places every new connection itself (a per-connection scheduler such as LVS wlc)."""
+
+    def dispatch(self, active: IntArray, arrivals: int, live: BoolArray) -> IntArray:
+        """How many of `arrivals` each server gets, given the active connections."""
+        ...
 
 
 @dataclass
@@ -82,6 +100,11 @@ class Trace:
     """The least any layout could have moved: 1/2 sum |weight change|, in hash values."""
     entries: list[int] = field(default_factory=list)
     """LPM entries of the layout after the round."""
+    slowdown: list[FloatArray] = field(default_factory=list)
+    """Per server, the mean slowdown (demand / capacity, at least 1) new connections met in the
+    round; NaN where none arrived."""
+    arrivals: list[FloatArray] = field(default_factory=list)
+    """New connections per server in the round."""
 
 
 class _Agents:
@@ -112,53 +135,89 @@ class _Agents:
             _, cpu, conns, rate = self.pending.pop(0)
             self.delivered = (now, cpu, conns, rate)
 
-    def observations(self, now: float, n: int) -> Observations:
+    def observations(
+        self, now: float, n: int, live: BoolArray, returned: BoolArray, silent_since: float
+    ) -> Observations:
         if self.delivered is None:
             nan = np.full(n, np.nan)
-            return Observations(nan, nan, nan, np.full(n, np.inf), np.ones(n, dtype=np.bool_))
+            return Observations(nan, nan, nan, np.full(n, np.inf), live.copy())
         at, cpu, conns, rate = self.delivered
         if not self.report_rate:
             rate = np.full(n, np.nan)
-        return Observations(cpu, conns, rate, np.full(n, now - at), np.ones(n, dtype=np.bool_))
+        age = np.full(n, now - at)
+        # A dead server's agent is silent; one that came back reports only from its return on.
+        age[~live] = np.inf
+        if at < silent_since:
+            age[live & returned] = np.inf
+        return Observations(cpu, conns, rate, age, live.copy())
 
 
-def simulate(policy: Policy, config: SimConfig, rng: np.random.Generator) -> Trace:
-    """Run one scenario under `policy` and return the per-rollout trace."""
+def simulate(policy: Policy | Dispatcher, config: SimConfig, rng: np.random.Generator) -> Trace:
+    """Run one scenario under `policy` (or a per-connection dispatcher) and return the trace."""
     c = config
     n = len(c.capacities)
     capacity = np.asarray(c.capacities, dtype=np.float64)
     total = 1 << c.weight_bits
-    rate = c.load * capacity.sum() / (c.conn_cost * c.lifetime)
+    base_rate = c.load * capacity.sum() / (c.conn_cost * c.lifetime)
     weights = quantize(np.ones(n), total)
     entries: list[PrefixEntry] = prefix_entries(weights, c.hash_bits)
     active = np.zeros(n, dtype=np.int64)
     agents = _Agents(n, c.report_rate)
     trace = Trace()
     util_sum, util_ticks = np.zeros(n), 0
+    slow_sum, arrived = np.zeros(n), np.zeros(n)
     ticks = round(c.duration / c.dt)
     per_report = round(c.report_interval / c.dt)
     per_rollout = round(c.rollout_interval / c.dt)
+    live = np.ones(n, dtype=np.bool_)
+    silent_since = -math.inf  # the dead server's agent: reports before this do not count
+    returned = np.zeros(n, dtype=np.bool_)
+    returned[c.step_server] = c.outage > 0
+    down_from, down_until = c.step_time, c.step_time + c.outage
+    dispatcher = policy if isinstance(policy, Dispatcher) else None
+    share_policy = None if isinstance(policy, Dispatcher) else policy
     for k in range(1, ticks + 1):
         now = k * c.dt
         if now > c.step_time and capacity[c.step_server] == c.capacities[c.step_server]:
             capacity[c.step_server] *= c.step_factor
+        if c.outage > 0:
+            dead = down_from < now <= down_until
+            if dead and live[c.step_server]:
+                live[c.step_server] = False
+                active[c.step_server] = 0  # its connections are lost
+            elif not dead and not live[c.step_server]:
+                live[c.step_server] = True
+                silent_since = now
+        rate = base_rate * (c.surge_factor if now > c.step_time else 1.0)
         demand = active * c.conn_cost / capacity
         speed = np.minimum(1.0, 1.0 / np.maximum(demand, 1e-12))
         leave_p = 1.0 - np.exp(-c.dt * speed / c.lifetime)
         active -= rng.binomial(active, leave_p)
-        arrivals = rng.multinomial(rng.poisson(rate * c.dt), weights / total)
+        count = int(rng.poisson(rate * c.dt))
+        if dispatcher is not None:
+            arrivals = dispatcher.dispatch(active, count, live)
+        else:
+            arrivals = rng.multinomial(count, weights / total)
+            arrivals[~live] = 0  # hashed to a dead server: the connection fails
         active += arrivals
         demand = active * c.conn_cost / capacity
         agents.tick(np.minimum(demand, 1.0), arrivals)
         util_sum += demand
         util_ticks += 1
+        slow_sum += arrivals * np.maximum(demand, 1.0)
+        arrived += arrivals
         if k % per_report == 0:
             agents.report(now, active, c.report_interval, rng.normal(0.0, c.cpu_noise, n))
         agents.deliver(now, c.report_interval)
         if k % per_rollout == 0:
             new_weights = weights
-            if now >= c.warmup - 1e-9:
-                shares = policy.update(now, agents.observations(now, n))
+            if dispatcher is not None:
+                given = arrived / max(float(arrived.sum()), 1.0)
+                new_weights = quantize(given, total, weights) if given.sum() > 0 else weights
+            elif share_policy is not None and now >= c.warmup - 1e-9:
+                shares = share_policy.update(
+                    now, agents.observations(now, n, live, returned, silent_since)
+                )
                 new_weights = quantize(shares, total, weights) if shares.sum() > 0 else weights
             moved, churn = 0, 0.0
             if not np.array_equal(new_weights, weights):
@@ -175,7 +234,11 @@ def simulate(policy: Policy, config: SimConfig, rng: np.random.Generator) -> Tra
             trace.moved.append(moved)
             trace.min_moved.append(churn)
             trace.entries.append(len(entries))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                trace.slowdown.append(slow_sum / arrived)
+            trace.arrivals.append(arrived)
             util_sum, util_ticks = np.zeros(n), 0
+            slow_sum, arrived = np.zeros(n), np.zeros(n)
     return trace
 
 

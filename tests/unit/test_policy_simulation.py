@@ -49,9 +49,14 @@ def test_capacity_step_is_followed_without_sustained_oscillation() -> None:
     trace = simulate(policy, config, np.random.default_rng(5))
     q = summarise(trace, config, window=10.0)
     assert q.after_max_mean < 1.15
-    assert q.overshoot < 0.5
-    shares = np.asarray(trace.shares)[-10:, config.step_server]
-    assert np.ptp(shares) < 0.03
+    shares = np.asarray(trace.shares)[:, config.step_server]
+    times = np.asarray(trace.times)
+    final = shares[-10:].mean()
+    # The share dips below its final value only while the backlog drains (a few rounds), and
+    # never climbs back above it by more than a weight unit or two.
+    later = times > config.step_time + 8
+    assert np.abs(shares[later] - final).max() < 0.1 * final
+    assert np.ptp(shares[-10:]) < 0.03
 
 
 def test_the_same_seed_gives_the_same_trace() -> None:

@@ -1,0 +1,125 @@
+"""Policy scenarios of `python -m bench policy`: every policy and peer, same scenarios and seeds.
+
+Each row is one policy on one scenario; each figure is the median over the seeds with the
+range (min-max) in brackets. Definitions are in `policy.scoring.score`. The peers are gRPC's
+weighted_round_robin (gRFC A58) and LVS wlc (configured with the true capacities), from
+`policy.peers`; `static` is also configured with the true capacities.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from policy import make_policy
+from policy.base import Policy
+from policy.peers import GrpcWrrParams, GrpcWrrPolicy, WeightedLeastConnection
+from policy.scoring import EventQuality, score
+from policy.simulation import Dispatcher, SimConfig, simulate
+
+CAPACITIES = (1.0, 2.0, 3.0, 4.0)
+HETEROGENEOUS = tuple(
+    float(x) for x in np.round(np.random.default_rng(16).uniform(0.5, 4.0, 16), 1)
+)
+"""A fixed 16-server pool of 0.5-4 cores."""
+
+SCENARIOS: list[tuple[str, SimConfig]] = [
+    ("steady, 1:2:3:4", SimConfig(capacities=CAPACITIES, step_time=math.inf, duration=100.0)),
+    (
+        "steady, 16 heterogeneous",
+        SimConfig(capacities=HETEROGENEOUS, step_time=math.inf, duration=100.0),
+    ),
+    ("capacity step: 4-core server halves at 75 s", SimConfig(capacities=CAPACITIES)),
+    (
+        "load surge x2 at 75 s (0.4 -> 0.8 of capacity)",
+        SimConfig(capacities=CAPACITIES, load=0.4, surge_factor=2.0, step_factor=1.0),
+    ),
+    (
+        "outage: 2-core server dead 60-90 s, then back",
+        SimConfig(
+            capacities=CAPACITIES, step_factor=1.0, step_time=60.0, outage=30.0, step_server=1
+        ),
+    ),
+    (
+        "idle: 4 identical servers at 5 % load, 70 s",
+        SimConfig(capacities=(1.0,) * 4, load=0.05, step_time=math.inf, duration=70.0),
+    ),
+]
+
+Maker = Callable[[SimConfig], Policy | Dispatcher]
+
+
+def _named(name: str) -> Maker:
+    def make(config: SimConfig) -> Policy | Dispatcher:
+        n = len(config.capacities)
+        return make_policy(name, n, [1.0] * n)
+
+    return make
+
+
+def _static(config: SimConfig) -> Policy | Dispatcher:
+    return make_policy("static", len(config.capacities), list(config.capacities))
+
+
+def _grpc(config: SimConfig) -> Policy | Dispatcher:
+    return GrpcWrrPolicy(len(config.capacities), [], GrpcWrrParams())
+
+
+def _wlc(config: SimConfig) -> Policy | Dispatcher:
+    return WeightedLeastConnection(list(config.capacities))
+
+
+POLICIES: list[tuple[str, Maker]] = [
+    ("static (true capacities)", _static),
+    ("equal", _named("equal")),
+    ("connections", _named("connections")),
+    ("cpu", _named("cpu")),
+    ("gRPC WRR (A58)", _grpc),
+    ("LVS wlc (true weights)", _wlc),
+    ("ratio", _named("ratio")),
+]
+
+COLUMNS: list[tuple[str, str, int]] = [
+    ("steady max/mean", "steady_max_mean", 3),
+    ("peak max util", "peak_max_util", 2),
+    ("rounds to <=1.15", "recovery_rounds", 0),
+    ("overshoot %", "overshoot_pct", 0),
+    ("settling", "settling_rounds", 0),
+    ("jitter %/round", "jitter_pct", 2),
+    ("reversals", "reversals", 0),
+    ("p99 slowdown", "p99_slowdown", 2),
+    ("return overshoot %", "return_overshoot_pct", 1),
+    ("rollouts", "rollouts", 0),
+]
+
+
+def _spread(values: Sequence[float], digits: int) -> str:
+    """ "median (min-max)"; "-" where the figure does not apply."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return "-"
+
+    def fmt(v: float) -> str:
+        return "inf" if math.isinf(v) else f"{v:.{digits}f}"
+
+    med, low, high = statistics.median(finite), min(finite), max(finite)
+    return fmt(med) if low == high else f"{fmt(med)} ({fmt(low)}-{fmt(high)})"
+
+
+def scenario_rows(config: SimConfig, seeds: int) -> list[dict[str, Any]]:
+    """One row per policy: its figures on `config` over `seeds` seeds."""
+    rows = []
+    for label, make in POLICIES:
+        runs: list[EventQuality] = [
+            score(simulate(make(config), config, np.random.default_rng(seed)), config)
+            for seed in range(seeds)
+        ]
+        row: dict[str, Any] = {"policy": label}
+        for title, attr, digits in COLUMNS:
+            row[title] = _spread([float(getattr(q, attr)) for q in runs], digits)
+        rows.append(row)
+    return rows
