@@ -7,6 +7,7 @@ or as any unique dotted suffix (`conn_table`), as p4-utils allows.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -34,6 +35,12 @@ def parse_value(text: str, width: int, what: str) -> int:
     """Parse one value of `width` bits; raise SwitchError if malformed or too wide."""
     if not isinstance(text, str):
         raise SwitchError(f"{what}: expected a string, got {text!r}")
+    return _parse_text(text, width, what)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_text(text: str, width: int, what: str) -> int:
+    # Cached: a control plane writes the same addresses and ports over and over.
     stripped = text.strip()
     try:
         if _IPV4.match(stripped):

@@ -175,6 +175,10 @@ class ControllerCore:
 
     # -- inputs
 
+    def policy_due(self, now: float) -> bool:
+        """Whether a tick at `now` runs the policy (and so reads the loads)."""
+        return now >= self._next_policy
+
     def tick(self, now: float, loads: Mapping[str, MemberLoad]) -> list[Op]:
         """Periodic work: policy, lifecycle, rollouts, retries and timers."""
         if self.rollouts.ledger is None or not self.started:

@@ -10,7 +10,7 @@ the pool (or returns to STANDBY when autoscaling drained it).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from controller.config import DipConfig, VipConfig
 from policy.autoscale import MemberState
@@ -30,11 +30,11 @@ class PoolMember:
     state: MemberState
     since: float = 0.0
     remove_when_drained: bool = False
+    dip: str = field(init=False, repr=False, compare=False)
+    """The member's name, "ip:port" (computed once: read on every policy round)."""
 
-    @property
-    def dip(self) -> str:
-        """The member's name, "ip:port"."""
-        return f"{self.ip}:{self.port}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dip", f"{self.ip}:{self.port}")
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class BucketKey:
-    """The part of a dip_table key inside one slot: pool and LPM prefix of the flow hash."""
+class BucketKey(NamedTuple):
+    """The part of a dip_table key inside one slot: pool and LPM prefix of the flow hash.
+
+    A tuple rather than a dataclass: rollouts build, hash and sort thousands of them.
+    """
 
     pool: int
     value: int
     prefix_len: int
 
 
-@dataclass(frozen=True)
-class DipTarget:
+class DipTarget(NamedTuple):
     """Where a bucket sends new connections: rewrite_dst(ip, port)."""
 
     ip: str
@@ -95,15 +96,16 @@ class DipShadow:
         return sum(len(s) for s in self._slots)
 
     def plan(self, slot: int, desired: Mapping[BucketKey, DipTarget]) -> list[DipWrite]:
-        """Minimal writes so that `slot` holds exactly `desired` (deletes first, then the rest)."""
+        """Minimal writes so that `slot` holds exactly `desired` (deletes first, then the rest,
+        each in the order of the mappings)."""
         held = self._slots[slot]
         deletes = [
             DipWrite(WriteKind.DELETE, slot, key, None, entry.handle)
-            for key, entry in sorted(held.items())
+            for key, entry in held.items()
             if key not in desired
         ]
         changes: list[DipWrite] = []
-        for key in sorted(desired):
+        for key in desired:
             target = desired[key]
             entry = held.get(key)
             if entry is None:

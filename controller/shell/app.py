@@ -206,7 +206,9 @@ class ControllerService:
 
     def _tick(self) -> None:
         now = self.clock()
-        self._guard(lambda: self._run(self.core.tick(now, member_loads(self.book, now))))
+        # Building every member's load costs: only when the policy runs in this tick.
+        loads = member_loads(self.book, now) if self.core.policy_due(now) else {}
+        self._guard(lambda: self._run(self.core.tick(now, loads)))
         for dip in self.core.take_removed():
             self.book.remove_dip(dip)
         if now >= self._next_load_record:
