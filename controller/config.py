@@ -60,6 +60,9 @@ class ControllerSettings:
     """A draining member is removed after this long even if connections remain."""
     restart_hold: float = 30.0
     """After attaching to a switch that kept state, hold slot reuse this long."""
+    switch_check_interval: float = 1.0
+    """How often the controller checks that the switch still holds its entries (a switch that
+    restarted empty is reprogrammed); 0 = never."""
     max_version_connections: int = 2000
     """Roll out a fresh version after this many connections joined the active one, even with
     unchanged weights (keeps Bloom false positives rare; see controller.core.rollout); 0 = never."""
@@ -173,6 +176,7 @@ _FLOAT_FIELDS = {
     "teardown_linger",
     "drain_timeout",
     "restart_hold",
+    "switch_check_interval",
 }
 
 

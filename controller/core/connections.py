@@ -69,4 +69,6 @@ class LearningCounters:
     unknown_teardown: int = 0
     delete_failures: int = 0
     timeout_failures: int = 0
+    reinstalled: int = 0
+    """Entries written again after the switch lost its state."""
     by_dip: Counter[str] = field(default_factory=Counter)

@@ -42,6 +42,7 @@ from controller.core.rollouts import Rollouts
 from controller.core.shadow import DipTarget
 from controller.core.startup import StartUp, SwitchView
 from controller.core.view import CoreView, MemberView, PoolView
+from controller.core.watch import SwitchWatch
 from controller.core.weighting import MemberLoad, PoolWeighting
 from controller.routing import Route
 from p4src.contract import Digest, Settings
@@ -82,7 +83,8 @@ class ControllerCore:
             udp_idle_timeout=self.settings.udp_idle_timeout,
             teardown_linger=self.settings.teardown_linger,
         )
-        self.startup = StartUp()
+        self.startup = StartUp(self._records)
+        self.watch = SwitchWatch(self.settings.switch_check_interval)
         self.return_paths = ReturnPaths(self._records)
         self.rollouts = Rollouts(
             self.settings,
@@ -101,6 +103,7 @@ class ControllerCore:
         self._faults = FaultThrottle()
         self._vip_generations: tuple[int, ...] = ()
         self._vips: dict[VipKey, frozenset[str]] = {}
+        self._running = False
 
     def desired(self) -> dict[int, tuple[int, ...]]:
         """The weights each pool's policy asks for now (member order)."""
@@ -170,8 +173,11 @@ class ControllerCore:
 
     @property
     def started(self) -> bool:
-        """Whether start-up writes are all acknowledged (and the first version is live, if cold)."""
-        return self.boot_settled and self.boot_failure is None
+        """Whether start-up writes were all acknowledged (and the first version went live, if
+        cold); once true it stays true, through any later reprogramming."""
+        if not self._running:
+            self._running = self.boot_settled and self.boot_failure is None
+        return self._running
 
     # -- inputs
 
@@ -199,6 +205,8 @@ class ControllerCore:
             for weighting in self.weighting:
                 weighting.update(now, loads)
         ops.extend(self.rollouts.step(now, self.desired(), self.learner))
+        if self.startup.done:  # not while reprogramming: a partial vip_table is expected then
+            ops.extend(self.watch.due(now))
         self._records.extend(self._activity.collect(now, self.learner.counters, self.pools))
         return ops + self._flush(now)
 
@@ -251,9 +259,25 @@ class ControllerCore:
             ops = self.rollouts.on_reclaim_outcome(now, outcome)
         elif owner is Owner.RETURN_PATH:
             ops = self.return_paths.on_outcome(now, outcome)
+        elif owner is Owner.WATCH:
+            lost = self.watch.on_outcome(now, outcome, expected=len(self.pools))
+            ops = self._reprogram(now) if lost else []
         else:
             ops = self.startup.on_outcome(now, outcome)
         return ops + self._flush(now)
+
+    def _reprogram(self, now: float) -> list[Op]:
+        """The switch lost its state: write everything this controller knows again (routes,
+        VIPs, return paths, the active version, every connection it knows)."""
+        restored = self.learner.reinstall()
+        self._records.add(
+            now, "phase", name=f"switch lost its state: reprogramming, {restored} connections"
+        )
+        self.startup.reprogramming = True
+        ops = self.startup.program(self.routes, self.pools, ())
+        ops.extend(self.return_paths.reprogram(self.pools))
+        self.rollouts.switch_lost()
+        return ops
 
     def take_records(self) -> list[RecordEvent]:
         """Records produced since the last call."""
@@ -281,6 +305,7 @@ class ControllerCore:
             conn_entries=self.learner.in_use,
             conn_table_full=self.learner.full,
             members_removed=self.members_removed,
+            switch_losses=self.watch.losses,
             pools=tuple(
                 PoolView(
                     pool.vip.name,

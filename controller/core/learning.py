@@ -159,6 +159,31 @@ class ConnectionLearner:
                 self.counters.expired_idle += 1
                 self._schedule_delete(conn, now)
 
+    def reinstall(self) -> int:
+        """The switch lost conn_table: install every connection it held again (new handles).
+
+        Returns how many. Until reinstalled they count as pending against their slot again,
+        which holds that slot's reuse exactly as for a newly learned connection.
+        """
+        restored = 0
+        for conn in self._conns.values():
+            if conn.state is not ConnState.INSTALLED:
+                continue  # adds and deletes in flight settle on their own outcomes
+            conn.state = ConnState.PENDING
+            conn.handle = None
+            conn.delete_at = None
+            conn.attempts = 0
+            self._pending.setdefault(conn.version, set()).add(conn.key)
+            self._in_use -= 1
+            self._ready.append(conn.key)
+            restored += 1
+        self._by_handle.clear()
+        self._foreign = 0
+        self._foreign_checks.clear()
+        self.adopt_unknown = False
+        self.counters.reinstalled += restored
+        return restored
+
     # -- outcomes of writes
 
     def on_outcome(self, now: float, outcome: Outcome) -> None:

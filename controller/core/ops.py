@@ -31,6 +31,8 @@ class Owner(Enum):
     """A version slot being filled and activated, and the journal."""
     RECLAIM = "reclaim"
     """Idle version slots freed under dip_table pressure."""
+    WATCH = "watch"
+    """The periodic check that the switch still holds what was written."""
 
 
 class ErrorKind(Enum):
@@ -149,6 +151,14 @@ class RegisterRead:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryCount:
+    """Count a table's entries (the outcome's `value`)."""
+
+    owner: Owner
+    table: str
+
+
+@dataclass(frozen=True, slots=True)
 class JournalWrite:
     """Replace the state journal (the shell writes it to its file)."""
 
@@ -166,6 +176,7 @@ SwitchOp = (
     | RegisterReset
     | RegisterWrite
     | RegisterRead
+    | EntryCount
 )
 Op = SwitchOp | JournalWrite
 
@@ -212,4 +223,6 @@ def describe(op: Op) -> str:
         return f"{op.register}[{op.index}] = {op.value}"
     if isinstance(op, RegisterRead):
         return f"read {op.register}[{op.index}]"
+    if isinstance(op, EntryCount):
+        return f"count {op.table}"
     return "journal"

@@ -9,6 +9,8 @@ VIP).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from controller.core.ops import ErrorKind, Op, Outcome, Owner, TableDelete, TableInsert
 from controller.core.pools import BackendPool
 from controller.core.records import RecordLog
@@ -43,6 +45,11 @@ class ReturnPaths:
         if boot:
             self._boot.add(op)
         return op
+
+    def reprogram(self, pools: Sequence[BackendPool]) -> list[Op]:
+        """The switch lost its entries: write every member's again."""
+        self._handles.clear()
+        return [self.add(pool, m.ip, m.port, boot=False) for pool in pools for m in pool]
 
     def remove(self, dip: str) -> list[Op]:
         """The delete of a departed member's entry (none if its handle is unknown)."""

@@ -74,6 +74,7 @@ class Rollouts:
         self._flip_after_journal: FlipVersion | None = None
         self._mark = (-1, 0)  # (active slot, its learned count when it became active)
         self._desired: Mapping[int, Sequence[int]] = {}
+        self._reattach = False
 
     @property
     def ledger(self) -> SlotLedger | None:
@@ -110,6 +111,17 @@ class Rollouts:
         if journal is None:
             self._clear_at = hold
 
+    def switch_lost(self) -> None:
+        """The switch restarted empty: once no commit or reclaim is in flight, start over as on
+        a cold start in slot 0, the slot a restarted switch runs (its registers start at zero).
+
+        Not the slot that was active: packets arriving before the new version is live already
+        marked their 5-tuples in slot 0's Bloom filter, and the oldest-match rule would keep
+        them on slot 0 whatever slot is flipped to. Writing the version into slot 0 (its filter
+        reset first, as in every rollout) serves them and every later connection alike.
+        """
+        self._reattach = True
+
     # -- periodic work
 
     def step(
@@ -123,6 +135,12 @@ class Rollouts:
         ledger = self.table.ledger
         if ledger is None or self.commit is not None or self.room.reclaim is not None:
             return ops
+        if self._reattach:
+            self._reattach = False
+            self._clear_at = None
+            self.table.attach(SlotLedger(self.table.slots, 0, now))
+            self.table.forget()
+            return ops + self._start(now, 0, self._content(desired))
         slot = ledger.next_slot()
         if self._clear_at is not None:
             if now >= self._clear_at and self.table.blocker(now, slot, learner) is None:

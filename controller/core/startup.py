@@ -1,8 +1,9 @@
 """Start-up writes, pure: routes, VIPs and the Bloom filters of idle slots.
 
-Written once when the controller attaches to a switch. Each write is retried a few times; an
-entry that already exists counts as written (a warm switch kept it). The controller starts
-only when every one is settled; the first that keeps failing fails start-up with its reason.
+Written when the controller attaches to a switch, and again when the switch lost them. Each
+write is retried a few times; an entry that already exists counts as written (a warm switch
+kept it). The controller starts only when every one is settled; the first that keeps failing
+fails start-up with its reason (while reprogramming a running controller, it is recorded).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from controller.core.ops import ErrorKind, Op, Outcome, Owner, RegisterReset, TableInsert
 from controller.core.pools import BackendPool
+from controller.core.records import RecordLog
 from controller.routing import Route
 from p4src.contract import FORWARD, ROUTE_TABLE, SET_POOL, VIP_TABLE
 
@@ -42,8 +44,12 @@ def vip_insert(pool: BackendPool) -> TableInsert:
 class StartUp:
     """The start-up writes in flight and the first failure."""
 
-    def __init__(self) -> None:
+    def __init__(self, records: RecordLog) -> None:
         self.failure: str | None = None
+        """Why start-up failed (a failure while reprogramming a running controller is recorded
+        as a fault instead)."""
+        self.reprogramming = False
+        self._records = records
         self._attempts: dict[Op, int] = {}
 
     def program(
@@ -75,5 +81,8 @@ class StartUp:
         if attempts < ATTEMPTS:
             self._attempts[op] = attempts + 1
             return [op]
-        self.failure = self.failure or outcome.detail
+        if self.reprogramming:
+            self._records.fault(now, "reprogram", outcome.detail)
+        else:
+            self.failure = self.failure or outcome.detail
         return []

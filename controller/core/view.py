@@ -48,4 +48,6 @@ class CoreView:
     conn_entries: int
     conn_table_full: bool
     members_removed: int
+    switch_losses: int
+    """Times the switch was found to have lost its state (and was reprogrammed)."""
     pools: tuple[PoolView, ...]

@@ -342,6 +342,7 @@ class ControllerService:
                 "unknown_teardown",
                 "delete_failures",
                 "timeout_failures",
+                "reinstalled",
             )
         }
         values.update(
@@ -362,6 +363,7 @@ class ControllerService:
             rollout_reclaim_failures_total=rollouts.reclaim_failures,
             dip_table_too_small_total=rollouts.table_too_small,
             members_removed_total=view.members_removed,
+            switch_state_lost_total=view.switch_losses,
             unexpected_errors_total=self.unexpected_errors,
             record_write_failures_total=self.recorder.write_failures,
         )

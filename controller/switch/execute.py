@@ -13,6 +13,7 @@ from typing import Protocol
 
 from controller.core.ops import (
     DefaultActionSet,
+    EntryCount,
     EntryTimeoutSet,
     ErrorKind,
     Outcome,
@@ -70,6 +71,10 @@ class RuntimeApi(Protocol):
         """Zero a register array."""
         ...
 
+    def table_num_entries(self, table: str) -> object:
+        """Count a table's entries."""
+        ...
+
 
 def perform(api: RuntimeApi, op: SwitchOp, kind_of: Callable[[Exception], ErrorKind]) -> Outcome:
     """Carry out one operation; a failure becomes a failed Outcome whose kind is the
@@ -94,6 +99,11 @@ def perform(api: RuntimeApi, op: SwitchOp, kind_of: Callable[[Exception], ErrorK
             api.register_reset(op.register)
         elif isinstance(op, RegisterWrite):
             api.register_write(op.register, op.index, op.value)
+        elif isinstance(op, EntryCount):
+            count = api.table_num_entries(op.table)
+            if not isinstance(count, int):
+                raise SwitchError(f"table_num_entries returned {count!r}, not a count")
+            return Outcome.done(op, value=count)
         else:
             assert isinstance(op, RegisterRead)
             value = api.register_read(op.register, op.index)

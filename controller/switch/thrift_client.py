@@ -186,6 +186,9 @@ class _CheckedApi:
     def register_reset(self, name: str) -> object:
         return self._invoke(False, "register_reset", name)
 
+    def table_num_entries(self, table: str) -> object:
+        return int(self._invoke(True, "table_num_entries", table))
+
 
 class ThriftSwitchClient:
     """Async client of one BMv2 switch at `host:port` (Thrift).
