@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.core import rollout
 from controller.config import ControllerSettings
+from controller.core import rollout
 from topo.sim import SimOptions, Simulation
 
 FAST = ControllerSettings(
