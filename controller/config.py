@@ -48,8 +48,13 @@ class ControllerSettings:
     """Idle time after which a UDP conn_table entry is removed."""
     teardown_linger: float = 2.0
     """Time a TCP entry stays after FIN/RST (TIME_WAIT-like)."""
-    load_listen: str = "tcp://0.0.0.0:5555"
-    """ZeroMQ PULL endpoint for agents' load reports."""
+    load_listen: str = "tcp://127.0.0.1:5555"
+    """ZeroMQ PULL endpoint for agents' load reports; binding beyond loopback needs CURVE with an
+    allow-list (or --insecure-load-listen)."""
+    load_max_connections: int = 1024
+    """Agent connections the load feed serves at once; more are refused at the handshake."""
+    load_peer_timeout: float = 15.0
+    """An agent connection silent this long (ZeroMQ heartbeats included) is dropped."""
     metrics_listen: str = "127.0.0.1:9100"
     """HOST:PORT of the Prometheus endpoint; empty disables it."""
     min_weight_change: float = 0.02
@@ -145,8 +150,8 @@ def parse_config(
     """Validate TOML text; `policy_catalog` maps policy names to their parameter defaults."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{source}: TOML syntax: {exc}"]) from exc
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError; integer digit limits; nesting
+        raise ConfigError([f"{source}: TOML syntax: {type(exc).__name__}: {exc}"]) from None
     checker = _Checker(hash_bits, policy_catalog if policy_catalog is not None else _catalog())
     config = checker.config(data)
     if checker.problems or config is None:
@@ -169,14 +174,35 @@ def policy_params_problem(policy_name: str, params: Mapping[str, float]) -> str 
     return None
 
 
+def autoscale_problem(config: AutoscaleConfig) -> str | None:
+    """Why policy.autoscale would refuse these parameters at start-up (None if it would not)."""
+    import policy  # noqa: PLC0415 - the parameter dataclass validates its own values
+    from policy.autoscale import AutoscaleParams  # noqa: PLC0415
+
+    fields = {name: getattr(config, name) for name in config.__dataclass_fields__}
+    del fields["enabled"]
+    try:
+        AutoscaleParams(**fields)
+    except policy.PolicyError as exc:
+        return str(exc)
+    return None
+
+
 def _catalog() -> dict[str, Mapping[str, float]]:
     import policy  # noqa: PLC0415 - only needed when no catalog is given
 
     return {name: policy.policy_params(name) for name in policy.POLICIES}
 
 
-_POSITIVE_FIELDS = {"report_interval", "tcp_idle_timeout", "udp_idle_timeout", "drain_timeout"}
+_POSITIVE_FIELDS = {
+    "report_interval",
+    "tcp_idle_timeout",
+    "udp_idle_timeout",
+    "drain_timeout",
+    "load_peer_timeout",
+}
 _FLOAT_FIELDS = {
+    "load_peer_timeout",
     "report_interval",
     "min_rollout_interval",
     "quiet_period",
@@ -214,7 +240,7 @@ class _Checker(Problems):
         settings = self.settings(self.table(data, "controller"))
         params = self.policy_params(self.table(data, "policy_params"), settings.policy)
         autoscale = self.autoscale(self.table(data, "autoscale"))
-        vips = self.vips(data.get("vip", []))
+        vips = self.vips(data.get("vip", []), settings.weight_bits)
         if self.problems:
             return None
         return Config(settings, vips, params, autoscale)
@@ -234,6 +260,8 @@ class _Checker(Problems):
                 ok = self.integer(where, value, 1, self.hash_bits)
             elif key == "max_version_connections":
                 ok = self.integer(where, value, 0, 1 << 31)
+            elif key == "load_max_connections":
+                ok = self.integer(where, value, 1, 1 << 20)
             elif key == "policy":
                 ok = self.choice(where, value, self.catalog)
             elif key == "load_listen":
@@ -285,9 +313,13 @@ class _Checker(Problems):
         result = AutoscaleConfig(**values)
         if result.min_active > result.max_active:
             self.bad("autoscale.min_active", f"{result.min_active!r} exceeds max_active")
+        elif len(values) == len(table):  # each value alone is fine: check them together
+            problem = autoscale_problem(result)
+            if problem is not None:
+                self.bad("autoscale", problem)
         return result
 
-    def vips(self, raw: Any) -> tuple[VipConfig, ...]:
+    def vips(self, raw: Any, weight_bits: int) -> tuple[VipConfig, ...]:
         if not isinstance(raw, list) or not raw:
             self.bad("vip", "at least one [[vip]] is required")
             return ()
@@ -305,6 +337,12 @@ class _Checker(Problems):
             vip = self.vip(where, item)
             if vip is None:
                 continue
+            if len(vip.dips) > 1 << weight_bits:
+                self.bad(
+                    f"{where}.dip",
+                    f"{len(vip.dips)} DIPs exceed the 2**weight_bits = {1 << weight_bits} buckets"
+                    " (every DIP needs one; raise controller.weight_bits)",
+                )
             service = (vip.ip, vip.port, vip.protocol)
             if service in services:
                 self.bad(

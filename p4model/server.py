@@ -44,6 +44,7 @@ from p4model.control_protocol import (
     encode_error,
     encode_ok,
 )
+from p4model.keys import is_decimal
 from p4model.settings import load_settings
 
 log = logging.getLogger("p4lb.switch")
@@ -64,7 +65,13 @@ class PortSpec:
 def parse_port_spec(text: str) -> PortSpec:
     """Parse ``PORT@IFACE`` (port 1..510)."""
     number, sep, iface = text.partition("@")
-    if not sep or not number.isdigit() or not iface or not 0 < int(number) < 511:
+    if (
+        not sep
+        or not is_decimal(number)
+        or len(number) > 3
+        or not iface
+        or not 0 < int(number) < 511
+    ):
         raise argparse.ArgumentTypeError(f"expected PORT@IFACE with PORT in 1..510, got {text!r}")
     return PortSpec(int(number), iface)
 

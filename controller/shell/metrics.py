@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from agent.wire import parse_host_port
+
 MetricKind = Literal["counter", "gauge"]
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PREFIX = "p4lb_"
@@ -132,10 +134,13 @@ class TCPReactor(Protocol):
 
 def parse_listen(address: str) -> tuple[str, int]:
     """Split "HOST:PORT" (HOST defaults to 127.0.0.1 when empty)."""
-    host, colon, port_text = address.rpartition(":")
-    if not colon or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"metrics address {address!r} is not HOST:PORT")
-    return (host.strip("[]") or "127.0.0.1"), int(port_text)
+    try:
+        host, port = parse_host_port(
+            f"127.0.0.1{address}" if address.startswith(":") else address, low_port=0
+        )
+    except ValueError:
+        raise ValueError(f"metrics address {address!r} is not HOST:PORT") from None
+    return host, port
 
 
 def listen_metrics(reactor: TCPReactor, metrics: Metrics, address: str = "127.0.0.1:9100") -> Any:
