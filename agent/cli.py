@@ -127,7 +127,9 @@ def make_keys(base: Path) -> int:
     except OSError as exc:
         log.error("cannot write keys %s: %s", base, exc.strerror or exc)
         return 2
+    key, _ = zmq.auth.load_certificate(public)
     print(f"wrote {public} and {secret} (keep the .key_secret private)")
+    print(f'controller allow-list entry: [[agent]] key = "{key.decode()}" dips = ["IP:PORT"]')
     return 0
 
 

@@ -31,6 +31,7 @@ _MONITOR_EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
 RECONNECT_MAX_MS = 2000
+HEARTBEAT_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class ReportPusher:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.CONFLATE, 1)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+        # Heartbeats notice a controller that vanished without closing the connection, so the
+        # socket reconnects instead of queueing into a dead one.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
         if curve is not None:
             sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)
             sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)

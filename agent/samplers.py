@@ -29,6 +29,7 @@ from agent.parsing import (
     parse_passive_opens,
     system_sample,
 )
+from agent.wire import parse_decimal
 
 
 class CpuScope(Protocol):
@@ -200,8 +201,11 @@ def make_scope(spec: str) -> CpuScope:
     kind, _, argument = spec.partition(":")
     if spec == "system":
         return SystemScope()
-    if kind == "pid" and argument.isdigit():
-        return ProcessTreeScope(int(argument))
+    if kind == "pid":
+        try:
+            return ProcessTreeScope(parse_decimal(argument, 1, 2**31 - 1))
+        except ValueError:
+            pass
     if kind == "cgroup" and argument:
         return CgroupScope(argument)
     raise SamplerError(f"cpu scope must be system, pid:N or cgroup:PATH, got {spec!r}")

@@ -35,21 +35,57 @@ class ProtocolError(ValueError):
         self.reason = reason
 
 
+def parse_decimal(text: object, low: int = 0, high: int = MAX_SEQ) -> int:
+    """The integer in [low, high] that `text` spells in ASCII digits; raises ValueError.
+
+    The one integer parser for text from outside (reports, config, command lines, URLs):
+    `str.isdigit()` also accepts "²" and other Unicode digits, which `int()` then refuses or
+    reads in another script, and `int()` alone accepts signs, spaces and "_".
+    """
+    if (
+        not isinstance(text, str)
+        or not 0 < len(text) <= len(str(high))
+        or not (text.isascii() and text.isdigit())
+    ):
+        raise ValueError(f"{text!r} is not a decimal number of at most {len(str(high))} digits")
+    value = int(text)
+    if not low <= value <= high:
+        raise ValueError(f"{text!r} is not in [{low}, {high}]")
+    return value
+
+
+def parse_host_port(text: object, *, low_port: int = 1) -> tuple[str, int]:
+    """Split "HOST:PORT" ("[v6]:PORT" loses its brackets) into (host, port); raises ValueError.
+
+    The port is in [low_port, 65535]; HOST is any non-empty text (resolving it is the caller's
+    business).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    try:
+        port = parse_decimal(port_text, low_port, 65535)
+    except ValueError:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port in {low_port}..65535") from None
+    return host, port
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_dip(text: str) -> tuple[str, int]:
     """Split a canonical "a.b.c.d:port" DIP name into (ip, port), raising ProtocolError."""
-    ip, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or len(port_text) > 5:
-        raise ProtocolError(f"dip must be 'ip:port', got {text!r}", "bad_dip")
     try:
+        ip, port = parse_host_port(text)
         address = ipaddress.IPv4Address(ip)
     except ValueError:
-        raise ProtocolError(f"dip must name an IPv4 address, got {text!r}", "bad_dip") from None
-    port = int(port_text)
-    if not 0 < port < 65536 or str(address) != ip or str(port) != port_text:
         raise ProtocolError(
-            f"dip must be canonical 'ip:port' (port 1-65535), got {text!r}", "bad_dip"
-        )
+            f"dip must be 'a.b.c.d:port' (port 1-65535), got {text!r}", "bad_dip"
+        ) from None
+    if str(address) != ip or f"{ip}:{port}" != text:
+        raise ProtocolError(f"dip must be canonical 'ip:port', got {text!r}", "bad_dip")
     return ip, port
 
 
@@ -170,5 +206,7 @@ def decode_report(data: bytes) -> LoadReport:
             memory=obj.get("memory"),
             state=obj.get("state", "up"),
         )
-    except TypeError as exc:  # defensive: no field check should let a TypeError escape
-        raise ProtocolError(f"bad field type: {exc}") from None
+    except ProtocolError:
+        raise
+    except Exception as exc:  # a field check's own bug still rejects only this report
+        raise ProtocolError(f"bad field: {type(exc).__name__}: {exc}") from None

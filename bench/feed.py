@@ -5,13 +5,20 @@ CPU; a separate process pinned to another CPU pushes pre-encoded reports from N 
 each with its own PUSH socket and DIP. Every agent first sends one warm-up report so the timed part
 starts with all connections up; the clock then runs from "go" until the last report is ingested.
 A second row per size shows LoadBook.ingest alone (no sockets) for comparison.
+
+`--flood` measures memory instead: `--connections` PUSH sockets (two sender processes) connect
+to a LoadFeed with its default limits and, for `--seconds`, send as fast as they can a mix of
+good reports, garbage and frames over the 4 KiB limit; the row reports the receiver's peak RSS
+(VmHWM), which must stay under FLOOD_RSS_LIMIT_MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
+import resource
 import time
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -25,6 +32,8 @@ from bench.report import emit
 from controller.core.loadbook import LoadBook
 from controller.shell.feed import LoadFeed
 
+FLOOD_RSS_LIMIT_MB = 300
+SENDERS = 2  # each sender process holds two descriptors per socket (TCP and mailbox)
 DEFAULT_AGENTS = (1, 100, 1000)
 DEFAULT_REPORTS = 100_000
 TIMEOUT = 120.0
@@ -110,6 +119,96 @@ def measure_feed(agents: int, total: int) -> dict[str, Any]:
     }
 
 
+def _flood(endpoint: str, connections: int, seconds: float, first: int) -> None:
+    """Sender process: `connections` PUSH sockets sending good, garbage and oversize frames."""
+    _raise_fd_limit()
+    context: zmq.Context[Any] = zmq.Context()
+    context.set(zmq.MAX_SOCKETS, connections + 64)
+    dips = _dips(first + connections)[first:]
+    sockets = []
+    for _ in dips:
+        sock = context.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, 64)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint)
+        sockets.append(sock)
+    garbage, oversize = b'{"v":1,"dip":"10.1.3.2:\xc2\xb2"}', b"x" * 8192
+    seq = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seq += 1
+        for i, (sock, dip) in enumerate(zip(sockets, dips, strict=True)):
+            data = (
+                oversize
+                if (i + seq) % 50 == 0
+                else garbage
+                if (i + seq) % 3 == 0
+                else encode_report(LoadReport(dip, seq, 1e9 + seq / 100, 0.5, 1))
+            )
+            with contextlib.suppress(zmq.Again):
+                sock.send(data, zmq.NOBLOCK)
+    for sock in sockets:
+        sock.close(linger=0)
+    context.term()
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_flood(connections: int, seconds: float) -> dict[str, Any]:
+    """Peak RSS of a LoadFeed (default limits) under a flood from `connections` connections."""
+    _raise_fd_limit()
+    reactor: Any = EPollReactor()  # type: ignore[no-untyped-call]
+    per_sender = -(-connections // SENDERS)
+    book = LoadBook(_dips(connections), interval=0.5)
+    feed = LoadFeed(reactor, "tcp://127.0.0.1:*", book, time.monotonic)
+    feed.start()
+    spawn = multiprocessing.get_context("spawn")
+    senders = [
+        spawn.Process(
+            target=_flood,
+            args=(feed.bound_endpoint, min(per_sender, connections - first), seconds, first),
+        )
+        for first in range(0, connections, per_sender)
+    ]
+    before = _peak_rss_mb()
+    for sender in senders:
+        sender.start()
+    most = 0
+    try:
+        end = time.monotonic() + seconds + 5.0  # start-up of the senders included
+        while time.monotonic() < end and any(s.is_alive() for s in senders):
+            reactor.iterate(0.01)
+            most = max(most, feed.connections)
+    finally:
+        for sender in senders:
+            sender.join(TIMEOUT)
+        feed.stop()
+    peak = _peak_rss_mb()
+    return {
+        "connections": connections,
+        "seconds": seconds,
+        "messages": feed.received,
+        "accepted": book.counters["accepted"],
+        "malformed": book.counters["malformed"],
+        "refused (cap)": feed.counters["handshakes_refused_capacity"],
+        "most open": most,
+        "rss before MB": round(before),
+        "peak rss MB": round(peak),
+        "ok": peak < FLOOD_RSS_LIMIT_MB,
+    }
+
+
 def measure_book(agents: int, total: int) -> dict[str, Any]:
     """LoadBook.ingest alone (decode, validate, update) over pre-encoded reports; one row."""
     per_agent = max(1, total // agents)
@@ -136,7 +235,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     parser.add_argument("--reports", type=int, default=DEFAULT_REPORTS, help="reports per run")
     parser.add_argument("--agents", type=int, nargs="+", default=list(DEFAULT_AGENTS))
+    parser.add_argument("--flood", action="store_true", help="measure RSS under a flood instead")
+    parser.add_argument("--connections", type=int, default=10_000, help="flood connections")
+    parser.add_argument("--seconds", type=float, default=30.0, help="flood duration")
     args = parser.parse_args(argv)
+    if args.flood:
+        if args.connections < SENDERS or not args.seconds > 0:
+            parser.error(f"--connections must be >= {SENDERS} and --seconds > 0")
+        row = measure_flood(args.connections, args.seconds)
+        emit(f"Load feed under a flood (peak RSS < {FLOOD_RSS_LIMIT_MB} MB)", [row], args.json)
+        return 0 if row["ok"] else 1
     if args.reports < 1 or any(n < 1 for n in args.agents):
         parser.error("--reports and --agents must be positive")
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None

@@ -50,8 +50,13 @@ class ControllerSettings:
     """Idle time after which a UDP conn_table entry is removed."""
     teardown_linger: float = 2.0
     """Time a TCP entry stays after FIN/RST (TIME_WAIT-like)."""
-    load_listen: str = "tcp://0.0.0.0:5555"
-    """ZeroMQ PULL endpoint for agents' load reports."""
+    load_listen: str = "tcp://127.0.0.1:5555"
+    """ZeroMQ PULL endpoint for agents' load reports; binding beyond loopback needs CURVE with an
+    allow-list (or --insecure-load-listen)."""
+    load_max_connections: int = 1024
+    """Agent connections the load feed serves at once; more are refused at the handshake."""
+    load_peer_timeout: float = 15.0
+    """An agent connection silent this long (ZeroMQ heartbeats included) is dropped."""
     metrics_listen: str = "127.0.0.1:9100"
     """HOST:PORT of the Prometheus endpoint; empty disables it."""
     min_weight_change: float = 0.02
@@ -136,8 +141,8 @@ def parse_config(
     """Validate TOML text; `policy_catalog` maps policy names to their parameter defaults."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{source}: TOML syntax: {exc}"]) from exc
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError; integer digit limits; nesting
+        raise ConfigError([f"{source}: TOML syntax: {type(exc).__name__}: {exc}"]) from None
     checker = _Checker(hash_bits, policy_catalog if policy_catalog is not None else _catalog())
     config = checker.config(data)
     if checker.problems or config is None:
@@ -166,8 +171,15 @@ def _catalog() -> dict[str, Mapping[str, float]]:
     return {name: policy.policy_params(name) for name in policy.POLICIES}
 
 
-_POSITIVE_FIELDS = {"report_interval", "tcp_idle_timeout", "udp_idle_timeout", "drain_timeout"}
+_POSITIVE_FIELDS = {
+    "report_interval",
+    "tcp_idle_timeout",
+    "udp_idle_timeout",
+    "drain_timeout",
+    "load_peer_timeout",
+}
 _FLOAT_FIELDS = {
+    "load_peer_timeout",
     "report_interval",
     "min_rollout_interval",
     "quiet_period",
@@ -206,7 +218,7 @@ class _Checker(Problems):
         settings = self.settings(self.table(data, "controller"))
         params = self.policy_params(self.table(data, "policy_params"), settings.policy)
         autoscale = self.autoscale(self.table(data, "autoscale"))
-        vips = self.vips(data.get("vip", []))
+        vips = self.vips(data.get("vip", []), settings.weight_bits)
         if self.problems:
             return None
         return Config(settings, vips, params, autoscale)
@@ -226,6 +238,8 @@ class _Checker(Problems):
                 ok = self.integer(where, value, 1, self.hash_bits)
             elif key == "max_version_connections":
                 ok = self.integer(where, value, 0, 1 << 31)
+            elif key == "load_max_connections":
+                ok = self.integer(where, value, 1, 1 << 20)
             elif key == "policy":
                 ok = self.choice(where, value, self.catalog)
             elif key == "load_listen":
@@ -286,7 +300,7 @@ class _Checker(Problems):
             return None
         return result if enabled is True else None
 
-    def vips(self, raw: Any) -> tuple[VipConfig, ...]:
+    def vips(self, raw: Any, weight_bits: int) -> tuple[VipConfig, ...]:
         if not isinstance(raw, list) or not raw:
             self.bad("vip", "at least one [[vip]] is required")
             return ()
@@ -304,6 +318,12 @@ class _Checker(Problems):
             vip = self.vip(where, item)
             if vip is None:
                 continue
+            if len(vip.dips) > 1 << weight_bits:
+                self.bad(
+                    f"{where}.dip",
+                    f"{len(vip.dips)} DIPs exceed the 2**weight_bits = {1 << weight_bits} buckets"
+                    " (every DIP needs one; raise controller.weight_bits)",
+                )
             service = (vip.ip, vip.port, vip.protocol)
             if service in services:
                 self.bad(

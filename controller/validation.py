@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent.wire import parse_host_port
+
 
 class Problems:
     """Collects "location: problem" lines instead of stopping at the first."""
@@ -91,9 +93,11 @@ class Problems:
         """HOST:PORT (or empty, when allowed)."""
         if allow_empty and value == "":
             return True
-        host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-        ok = bool(host) and port.isdigit() and 0 <= int(port) <= 65535
-        return self.check(where, ok, f"{value!r} is not HOST:PORT")
+        try:
+            parse_host_port(value, low_port=0)
+        except ValueError:
+            return self.check(where, False, f"{value!r} is not HOST:PORT")
+        return True
 
 
 def zmq_endpoint_ok(endpoint: str) -> bool:
@@ -103,10 +107,42 @@ def zmq_endpoint_ok(endpoint: str) -> bool:
         return False
     if scheme != "tcp":
         return True
-    host, colon, port = rest.rpartition(":")
-    good_port = port == "*" or (port.isdigit() and 0 <= int(port) <= 65535)
-    return bool(colon and host and good_port)
+    if rest.endswith(":*"):  # ZeroMQ picks a free port
+        return len(rest) > 2
+    try:
+        parse_host_port(rest, low_port=0)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """Whether a ZeroMQ bind endpoint is reachable from this host only (loopback, ipc, inproc)."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name or a host name: not provably local
+        return False
+
+
+def load_exposure_problem(
+    endpoint: str, *, curve: bool, allow_list: bool, insecure: bool
+) -> str | None:
+    """Why binding the load feed at `endpoint` is refused (None when it is allowed): beyond
+    loopback anyone could steer traffic with forged reports, so CURVE with an allow-list is
+    required unless the operator says --insecure-load-listen."""
+    if insecure or is_local_endpoint(endpoint) or (curve and allow_list):
+        return None
+    return (
+        f"load_listen {endpoint!r} is reachable from other hosts: give --curve-secret and "
+        "--curve-allow (or --insecure-load-listen to accept unauthenticated reports)"
+    )

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from p4model import Digest
 from p4model.errors import ErrorCode
+from p4model.keys import is_decimal
 
 # Argument kinds: "str", "int", "strs" (list of str), "index" (int or [start, end)),
 # "opt_int" (int or null).
@@ -193,7 +194,7 @@ def default_digest_address(control: str) -> str:
         host, sep, port = control[len("tcp://") :].rpartition(":")
         if sep and port == "*":
             return control
-        if sep and port.isdigit() and 0 < int(port) < 65535:
+        if sep and is_decimal(port) and len(port) <= 5 and 0 < int(port) < 65535:
             return f"tcp://{host}:{int(port) + 1}"
     raise ControlProtocolError(f"cannot derive a digest address from {control!r}; give one")
 

@@ -31,6 +31,12 @@ def _ipv4(text: str) -> int:
     return value
 
 
+def is_decimal(text: str) -> bool:
+    """Whether `text` is ASCII digits only (`str.isdigit()` alone also passes "²", which `int()`
+    refuses, and other scripts' digits, which `int()` reads)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_value(text: str, width: int, what: str) -> int:
     """Parse one value of `width` bits; raise SwitchError if malformed or too wide."""
     if not isinstance(text, str):
@@ -42,6 +48,8 @@ def parse_value(text: str, width: int, what: str) -> int:
 def _parse_text(text: str, width: int, what: str) -> int:
     # Cached: a control plane writes the same addresses and ports over and over.
     stripped = text.strip()
+    if not stripped.isascii():  # int() would read other scripts' digits
+        raise SwitchError(f"{what}: cannot parse {text!r} as a value")
     try:
         if _IPV4.match(stripped):
             value = _ipv4(stripped)
@@ -62,10 +70,9 @@ def parse_lpm(text: str, width: int, what: str) -> tuple[int, int]:
     if not sep:
         raise SwitchError(f"{what}: lpm key must be 'value/prefix_len', got {text!r}")
     value = parse_value(value_text, width, what)
-    try:
-        prefix_len = int(len_text, 10)
-    except ValueError:
-        raise SwitchError(f"{what}: bad prefix length in {text!r}") from None
+    if not is_decimal(len_text) or len(len_text) > 3:
+        raise SwitchError(f"{what}: bad prefix length in {text!r}")
+    prefix_len = int(len_text)
     if not 0 <= prefix_len <= width:
         raise SwitchError(f"{what}: prefix length {prefix_len} not in 0..{width} in {text!r}")
     return value & prefix_mask(prefix_len, width), prefix_len

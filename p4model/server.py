@@ -44,6 +44,7 @@ from p4model.control_protocol import (
     encode_error,
     encode_ok,
 )
+from p4model.keys import is_decimal
 from p4src.contract import load_settings
 
 log = logging.getLogger("p4lb.switch")
@@ -51,6 +52,10 @@ log = logging.getLogger("p4lb.switch")
 MAX_REQUEST = 1 << 20
 """Largest control request in bytes (1 MiB); ZeroMQ disconnects a peer that sends more."""
 BATCH = 64  # frames taken from one interface per loop turn, so control requests are not starved
+CONTROL_BATCH = 16
+"""Control requests served per loop turn at most, so a request flood cannot starve forwarding."""
+CONTROL_BUDGET = 0.005
+"""Seconds of control work per loop turn after which the rest waits for the next turn."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,13 @@ class PortSpec:
 def parse_port_spec(text: str) -> PortSpec:
     """Parse ``PORT@IFACE`` (port 1..510)."""
     number, sep, iface = text.partition("@")
-    if not sep or not number.isdigit() or not iface or not 0 < int(number) < 511:
+    if (
+        not sep
+        or not is_decimal(number)
+        or len(number) > 3
+        or not iface
+        or not 0 < int(number) < 511
+    ):
         raise argparse.ArgumentTypeError(f"expected PORT@IFACE with PORT in 1..510, got {text!r}")
     return PortSpec(int(number), iface)
 
@@ -127,12 +138,16 @@ class SwitchServer:
         while not self._stopping:
             wait = max(0.0, next_sweep - time.monotonic())
             for item, _ in poller.poll(int(wait * 1000.0) + 1):
-                if item is self._control:
-                    self.serve_requests()
-                elif isinstance(item, int) and item in by_fd:
-                    self.pump(by_fd[item])
-                else:
-                    self._drain_wake()
+                try:
+                    if item is self._control:
+                        self.serve_requests()
+                    elif isinstance(item, int) and item in by_fd:
+                        self.pump(by_fd[item])
+                    else:
+                        self._drain_wake()
+                except Exception:  # a bug in one step must not stop forwarding for good
+                    self.counters["loop_errors"] += 1
+                    log.exception("switch loop step failed")
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.ageing_interval
                 self.publish_aged()
@@ -181,13 +196,32 @@ class SwitchServer:
             self.counters[self._tx_keys[out_port]] += 1
 
     def serve_requests(self) -> None:
-        """Answer every request waiting on the control socket."""
-        while True:
+        """Answer the waiting requests, up to CONTROL_BATCH or CONTROL_BUDGET per call (the
+        poll is level-triggered: the rest are served on the next loop turns, between packets)."""
+        stop_at = time.monotonic() + CONTROL_BUDGET
+        for _ in range(CONTROL_BATCH):
             try:
-                data = self._control.recv(zmq.NOBLOCK)
+                # Every frame of the message, or REP would refuse to send the reply (EFSM).
+                frames = self._control.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._control.send(self.handle_request(data))
+            except zmq.ZMQError as exc:  # e.g. EINTR: try again on the next turn
+                self.counters["control_errors"] += 1
+                log.warning("control receive failed: %s", exc)
+                return
+            if len(frames) == 1:
+                reply = self.handle_request(frames[0])
+            else:
+                self.counters["requests"] += 1
+                self.counters["request_errors"] += 1
+                reply = encode_error(f"a request is one frame, got {len(frames)}")
+            try:
+                self._control.send(reply, zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # the requester is gone; REP is ready for the next one
+                self.counters["control_errors"] += 1
+                log.warning("control reply failed: %s", exc)
+            if time.monotonic() >= stop_at:
+                return
 
     def handle_request(self, data: bytes) -> bytes:
         """Decode one request, run it and encode the reply; never raises."""

@@ -134,6 +134,7 @@ class Simulation:
         self.config = sim_config(options)
         self.service = self.make_service()
         self.conns: list[SimConnection] = []
+        self._flows: set[FlowKey] = set()
         self._queue: list[tuple[float, int, int]] = []
         self._seq = 0
         self._report_seq = 0
@@ -191,20 +192,29 @@ class Simulation:
     # -- workload
 
     def open_connections(self, count: int, start: float, end: float) -> None:
-        """Schedule `count` connections starting uniformly in [start, end)."""
+        """Schedule `count` connections starting uniformly in [start, end), each with a 5-tuple
+        no other simulated connection uses (two sharing one would be one connection to the
+        switch, and counted as broken whatever the balancer does)."""
         o = self.options
         for _ in range(count):
             t0 = self.rng.uniform(start, end)
             udp = self.rng.random() < o.udp_fraction
-            sport = self.rng.randrange(1024, 65535)
-            src = f"10.0.1.{self.rng.randrange(2, 250)}"
-            flow = FlowKey(src, VIP_IP, sport, 53 if udp else 80, UDP if udp else TCP)
+            flow = self._new_flow(udp)
             long = self.rng.random() < o.long_fraction
             n = self.rng.randrange(10, 30) if long else self.rng.randrange(2, 8)
             gap = self.rng.uniform(0.2, 1.0)
             conn = SimConnection(flow, [t0 + k * gap for k in range(n)])
             self.conns.append(conn)
             self._push(t0, len(self.conns) - 1, 0)
+
+    def _new_flow(self, udp: bool) -> FlowKey:
+        while True:  # the space holds 16 million tuples per protocol: redraws are rare
+            sport = self.rng.randrange(1024, 65535)
+            src = f"10.0.1.{self.rng.randrange(2, 250)}"
+            flow = FlowKey(src, VIP_IP, sport, 53 if udp else 80, UDP if udp else TCP)
+            if flow not in self._flows:
+                self._flows.add(flow)
+                return flow
 
     def _push(self, when: float, index: int, k: int) -> None:
         self._seq += 1

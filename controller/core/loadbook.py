@@ -12,6 +12,15 @@ Ordering: a report is accepted when its `seq` is above the last accepted one. A 
 taken as an agent restart (seq restarts at 0) when its `ts` is newer than the last accepted report
 or the DIP has been silent for `down_after`; otherwise it is stale (reordered or replayed). The
 same `seq` again is a duplicate. `last_seen` is the controller's clock (`now`), never the agent's.
+
+Claims are bounded by the controller's clock, so one forged or broken report (a far-future `ts`,
+`seq` near 2**63) cannot set a mark the genuine agent never reaches again: while a DIP is not
+silent, `seq` may run ahead by at most `SEQ_SLACK` plus one report per `MIN_AGENT_INTERVAL` of
+controller time, and `ts` by the controller time elapsed plus `down_after`; beyond that a report is
+stale. And `RESYNC_REPORTS` consecutive rejected reports that form a plausible run of their own
+(rising `seq`, `ts` advancing with the controller's clock) are a live agent the book lost track
+of (its clock stepped, or a forged report got in first): the run's latest report is accepted as a
+restart.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from agent.wire import ProtocolError, decode_report, parse_dip
+from agent.wire import LoadReport, ProtocolError, decode_report, parse_dip
 
 DipState = Literal["up", "down", "blackout", "drain"]
 Outcome = Literal["accepted", "malformed", "unknown_dip", "stale", "duplicate"]
@@ -33,6 +42,7 @@ MALFORMED_REASONS: Final = (
     "missing_field",
     "bad_field",
     "bad_dip",
+    "internal",
 )
 COUNTER_NAMES: Final = (
     "accepted",
@@ -43,6 +53,12 @@ COUNTER_NAMES: Final = (
     "duplicate",
     "restarts",
 )
+MIN_AGENT_INTERVAL: Final = 0.01
+"""The shortest report interval p4lb-agent accepts: seq grows by at most one per this long."""
+SEQ_SLACK: Final = 1000
+"""Seq advance always allowed (agents restarted under a new interval, clock granularity)."""
+RESYNC_REPORTS: Final = 2
+"""Consecutive plausible rejected reports after which the book follows them (a restart)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,11 @@ class _DipRecord:
     reported_state: str | None = None
     last_seen: float | None = None
     recovering_since: float | None = None
+    rejected_run: int = 0
+    """Consecutive rejected reports forming a plausible run (see RESYNC_REPORTS)."""
+    rejected_seq: int = -1
+    rejected_ts: float = -math.inf
+    rejected_at: float = -math.inf
 
 
 class LoadBook:
@@ -153,28 +174,37 @@ class LoadBook:
         counters = self._counters
         try:
             report = decode_report(data)
-        except ProtocolError as exc:
+        except Exception as exc:  # decode_report raises ProtocolError only; a bug drops one report
+            reason = exc.reason if isinstance(exc, ProtocolError) else "internal"
             counters["malformed"] += 1
-            key = f"malformed_{exc.reason}"
-            counters[key] = counters.get(key, 0) + 1
-            return IngestResult("malformed", None, str(exc))
+            counters[f"malformed_{reason}"] = counters.get(f"malformed_{reason}", 0) + 1
+            detail = f"{exc}" if reason != "internal" else f"{type(exc).__name__}: {exc}"
+            return IngestResult("malformed", None, detail)
         dip = report.dip
         record = self._records.get(dip)
         if record is None:
             counters["unknown_dip"] += 1
             return IngestResult("unknown_dip", dip, f"{dip!r} is not a configured DIP")
         silent = record.last_seen is None or now - record.last_seen >= self.down_after
-        restarted = False
-        if report.seq <= record.seq:
-            if report.seq == record.seq and report.ts == record.ts:
-                counters["duplicate"] += 1
-                return IngestResult("duplicate", dip, f"seq {report.seq} seen already")
-            if not (report.ts > record.ts or silent):
+        if report.seq == record.seq and report.ts == record.ts:
+            counters["duplicate"] += 1
+            return IngestResult("duplicate", dip, f"seq {report.seq} seen already")
+        if silent:  # a new run may start anywhere
+            problem = ""
+        elif report.seq <= record.seq and not report.ts > record.ts:
+            problem = f"seq {report.seq} <= {record.seq} and ts not newer"
+        else:
+            problem = self._implausible(
+                record.seq, record.ts, now - (record.last_seen or 0), report
+            )
+        restarted = report.seq <= record.seq
+        if problem:
+            if not self._resynced(record, report, now):
                 counters["stale"] += 1
-                return IngestResult(
-                    "stale", dip, f"seq {report.seq} <= {record.seq} and ts not newer"
-                )
+                return IngestResult("stale", dip, f"{problem} (last accepted seq {record.seq})")
             restarted = True
+        record.rejected_run = 0
+        if restarted:
             counters["restarts"] += 1
         was_down = record.last_seen is not None and (silent or record.reported_state == "down")
         if was_down and report.state != "down":
@@ -193,6 +223,30 @@ class LoadBook:
         record.last_seen = now
         counters["accepted"] += 1
         return IngestResult("accepted", dip)
+
+    def _implausible(self, seq: int, ts: float, elapsed: float, report: LoadReport) -> str:
+        """Why `report` claims more progress than `elapsed` controller seconds allow ("" if not)."""
+        elapsed = max(0.0, elapsed)
+        if report.seq - seq > SEQ_SLACK + elapsed / MIN_AGENT_INTERVAL:
+            return f"seq {report.seq} jumps too far ahead"
+        if report.ts - ts > elapsed + self.down_after:
+            return f"ts {report.ts!r} runs ahead of the controller's clock"
+        return ""
+
+    def _resynced(self, record: _DipRecord, report: LoadReport, now: float) -> bool:
+        """Note a rejected report; True once it completes a run of RESYNC_REPORTS plausible ones."""
+        run = record.rejected_run
+        if run and (
+            report.seq <= record.rejected_seq
+            or report.ts <= record.rejected_ts
+            or self._implausible(
+                record.rejected_seq, record.rejected_ts, now - record.rejected_at, report
+            )
+        ):
+            run = 0
+        record.rejected_run = run + 1
+        record.rejected_seq, record.rejected_ts, record.rejected_at = report.seq, report.ts, now
+        return record.rejected_run >= RESYNC_REPORTS
 
     def state(self, now: float, dip: str) -> DipState:
         """Liveness of one tracked DIP at `now` (KeyError if untracked)."""

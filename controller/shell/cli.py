@@ -21,7 +21,7 @@ from controller.config import (
     load_config,
     policy_params_problem,
 )
-from controller.validation import Problems
+from controller.validation import Problems, load_exposure_problem
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
@@ -61,10 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--make-keys writes one)",
     )
     parser.add_argument(
-        "--curve-clients",
+        "--curve-allow",
         type=Path,
-        metavar="DIR",
-        help="with --curve-secret: accept only agents whose public .key file is in DIR",
+        metavar="FILE",
+        help="with --curve-secret: TOML allow-list binding each agent key to the DIPs it may "
+        "report (see README); other keys are refused",
+    )
+    parser.add_argument(
+        "--insecure-load-listen",
+        action="store_true",
+        help="allow a load_listen beyond loopback without CURVE and an allow-list",
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
     if args.check_config is not None:
-        return check_config(args.check_config)
+        return check_config(args.check_config, args)
     if args.config is None:
         print(
             "p4lb-controller: --config FILE is required (or --check-config FILE)", file=sys.stderr
@@ -91,17 +97,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"p4lb-controller: --switch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        config = apply_overrides(load_config(args.config), args)
+        config = checked_config(args.config, args)
     except ConfigError as exc:
         _print_problems(args.config, exc)
         return EXIT_CONFIG
     return run(config, args)
 
 
-def check_config(path: Path) -> int:
-    """Validate a file without touching a switch."""
+def checked_config(path: Path, args: argparse.Namespace) -> Config:
+    """The file with the command line applied, refused for everything start-up would refuse."""
+    config = apply_overrides(load_config(path), args)
+    problem = load_exposure_problem(
+        config.controller.load_listen,
+        curve=args.curve_secret is not None,
+        allow_list=args.curve_allow is not None,
+        insecure=args.insecure_load_listen,
+    )
+    if args.curve_allow is not None and args.curve_secret is None:
+        problem = "--curve-allow needs --curve-secret"
+    if problem is not None:
+        raise ConfigError([problem])
+    return config
+
+
+def check_config(path: Path, args: argparse.Namespace | None = None) -> int:
+    """Validate a file (with the other options given) without touching a switch."""
     try:
-        config = load_config(path)
+        config = checked_config(path, args or build_parser().parse_args([]))
     except ConfigError as exc:
         _print_problems(path, exc)
         return EXIT_CONFIG
@@ -174,7 +196,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         routes_for_switch,
     )
     from controller.shell.app import ControllerService  # noqa: PLC0415
-    from controller.shell.feed import CurveServerKeys, LoadFeed  # noqa: PLC0415
+    from controller.shell.feed import CurveServerKeys, FeedLimits, LoadFeed  # noqa: PLC0415
     from controller.shell.metrics import Metrics  # noqa: PLC0415
     from controller.shell.record import Recorder  # noqa: PLC0415
     from controller.switch.api import SwitchError  # noqa: PLC0415
@@ -188,12 +210,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
             print(f"p4lb-controller: topology {args.topology}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     curve = None
-    if args.curve_clients is not None and args.curve_secret is None:
-        print("p4lb-controller: --curve-clients needs --curve-secret", file=sys.stderr)
-        return EXIT_CONFIG
     if args.curve_secret is not None:
         try:
-            curve = CurveServerKeys.from_files(args.curve_secret, args.curve_clients)
+            curve = CurveServerKeys.from_files(args.curve_secret, args.curve_allow)
         except ValueError as exc:
             print(f"p4lb-controller: {exc}", file=sys.stderr)
             return EXIT_CONFIG
@@ -222,13 +241,19 @@ def run(config: Config, args: argparse.Namespace) -> int:
         routes=routes,
         state_path=args.state,
     )
+    settings = config.controller
     feed = LoadFeed(
         rx,
-        config.controller.load_listen,
+        settings.load_listen,
         service.book,
         rx.seconds,
         curve,
         on_report=service.note_report,
+        limits=FeedLimits(
+            max_connections=_descriptor_budget(settings.load_max_connections),
+            peer_timeout=settings.load_peer_timeout,
+        ),
+        metrics=metrics,
     )
     status = {"code": EXIT_OK}
 
@@ -252,6 +277,32 @@ def run(config: Config, args: argparse.Namespace) -> int:
     rx.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(shutdown()))
     rx.run()
     return status["code"]
+
+
+FD_RESERVE = 256
+"""Descriptors kept for the controller's own files, switch and HTTP connections."""
+
+
+def _descriptor_budget(wanted: int) -> int:
+    """Raise the soft descriptor limit as far as allowed; return how many agent connections fit
+    beside FD_RESERVE own descriptors (at most `wanted`), so peers cannot starve our files."""
+    import resource  # noqa: PLC0415
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < target:
+        new_soft = target if hard == resource.RLIM_INFINITY else min(target, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    budget = max(1, min(wanted, soft - FD_RESERVE))
+    if budget < wanted:
+        log.warning(
+            "event=load_connections_capped wanted=%d allowed=%d nofile=%d", wanted, budget, soft
+        )
+    return budget
 
 
 def _listen(rx: Any, feed: Any, metrics: Any, settings: ControllerSettings) -> None:

@@ -1,19 +1,27 @@
 """Controller counters and gauges, rendered in the Prometheus text format and served over HTTP.
 
 `Metrics` is a plain registry (no I/O). `MetricsResource` serves it with twisted.web;
-`listen_metrics(reactor, metrics, "127.0.0.1:9100")` binds it (localhost by default).
+`listen_metrics(reactor, metrics, "127.0.0.1:9100")` binds it (localhost by default) behind
+`BoundedHTTPFactory`: request bodies over 64 KiB are refused (413) without being stored,
+connections are capped and each lives at most `HTTPLimits.deadline` seconds, so slow or idle
+clients (slowloris) cannot hold the endpoint.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from twisted.internet.interfaces import IAddress
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+
+from agent.wire import parse_host_port
 
 MetricKind = Literal["counter", "gauge"]
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -122,24 +130,140 @@ class MetricsResource(Resource):
         return self._metrics.render().encode("utf-8")
 
 
+MAX_BODY = 64 * 1024
+"""Largest request body accepted (bytes); the endpoints take no input, so this is generous."""
+_TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class HTTPLimits:
+    """Bounds on what HTTP clients may cost the controller."""
+
+    max_connections: int = 16
+    """Connections served at once; more are closed as soon as they are accepted."""
+    deadline: float = 10.0
+    """Seconds a connection may live, however slowly it sends."""
+    idle_timeout: float = 5.0
+    """Seconds without any byte before a connection is closed."""
+
+
+class BoundedRequest(Request):
+    """A request whose body is kept in memory up to MAX_BODY; beyond it: 413 and hang up."""
+
+    too_large = False
+
+    def gotLength(self, length: int | None) -> None:
+        """Never spool to a temporary file (the default beyond 100 kB)."""
+        self.content = io.BytesIO()
+        if length is not None and length > MAX_BODY:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Keep the body while it fits (chunked bodies declare no length up front)."""
+        content: Any = self.content
+        if self.too_large:
+            return
+        if content.tell() + len(data) > MAX_BODY:
+            self._refuse()
+            return
+        content.write(data)
+
+    def process(self) -> None:
+        """Serve the request unless it was refused."""
+        if not self.too_large:
+            super().process()  # type: ignore[no-untyped-call]
+
+    def _refuse(self) -> None:
+        self.too_large = True
+        transport: Any = self.channel.transport
+        transport.write(_TOO_LARGE)
+        transport.loseConnection()
+
+
+class _DeadlineProtocol(ProtocolWrapper):
+    """Closes its connection `deadline` seconds after it opened, whatever the client does."""
+
+    factory: BoundedHTTPFactory
+    _timer: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        """Start the clock, then the wrapped protocol."""
+        self._timer = self.factory.reactor.callLater(self.factory.limits.deadline, self._expire)
+        super().makeConnection(transport)  # type: ignore[no-untyped-call]
+
+    def _expire(self) -> None:
+        self._timer = None
+        self.factory.expired += 1
+        transport: Any = self.transport
+        transport.abortConnection()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """Stop the clock."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+
+class BoundedHTTPFactory(WrappingFactory):
+    """A twisted.web Site behind a connection cap and a per-connection deadline."""
+
+    protocol = _DeadlineProtocol
+
+    def __init__(self, site: Site, reactor: Any, limits: HTTPLimits = HTTPLimits()) -> None:
+        super().__init__(site)  # type: ignore[no-untyped-call]
+        self.reactor = reactor
+        self.limits = limits
+        self.refused = 0
+        """Connections closed at once because `max_connections` were open."""
+        self.expired = 0
+        """Connections closed at their deadline."""
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        """The wrapped HTTP protocol, or None (Twisted then closes the connection) when full."""
+        if len(self.protocols) >= self.limits.max_connections:
+            self.refused += 1
+            return None
+        return super().buildProtocol(addr)
+
+
+def metrics_site(
+    reactor: Any, metrics: Metrics, limits: HTTPLimits = HTTPLimits()
+) -> BoundedHTTPFactory:
+    """The bounded HTTP factory serving `metrics` on every path."""
+    site = Site(MetricsResource(metrics), timeout=limits.idle_timeout, reactor=reactor)  # type: ignore[no-untyped-call]
+    site.requestFactory = BoundedRequest
+    return BoundedHTTPFactory(site, reactor, limits)
+
+
 class TCPReactor(Protocol):
-    """The reactor method `listen_metrics` needs."""
+    """The reactor methods `listen_metrics` needs."""
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
         """Listen on `interface:port`; returns an IListeningPort."""
         ...
 
+    def callLater(self, delay: float, f: Any, *args: Any, **kwargs: Any) -> Any:
+        """Schedule a call."""
+        ...
+
+    def seconds(self) -> float:
+        """The reactor's clock."""
+        ...
+
 
 def parse_listen(address: str) -> tuple[str, int]:
     """Split "HOST:PORT" (HOST defaults to 127.0.0.1 when empty)."""
-    host, colon, port_text = address.rpartition(":")
-    if not colon or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"metrics address {address!r} is not HOST:PORT")
-    return (host.strip("[]") or "127.0.0.1"), int(port_text)
+    try:
+        host, port = parse_host_port(
+            f"127.0.0.1{address}" if address.startswith(":") else address, low_port=0
+        )
+    except ValueError:
+        raise ValueError(f"metrics address {address!r} is not HOST:PORT") from None
+    return host, port
 
 
 def listen_metrics(reactor: TCPReactor, metrics: Metrics, address: str = "127.0.0.1:9100") -> Any:
     """Serve `metrics` over HTTP at `address` (every path answers); returns the listening port."""
     host, port = parse_listen(address)
-    site = Site(MetricsResource(metrics))  # type: ignore[no-untyped-call]
-    return reactor.listenTCP(port, site, interface=host)
+    return reactor.listenTCP(port, metrics_site(reactor, metrics), interface=host)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -60,7 +61,14 @@ class Recorder:
     def __init__(self, path: str | Path | None) -> None:
         self._file: IO[str] | None = None
         if path is not None:
-            self._file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            # Owner-only (0600), also when the file existed: records show clients and servers.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            except OSError:
+                os.close(fd)
+                raise
+            self._file = os.fdopen(fd, "w", encoding="utf-8")
         self.path = None if path is None else Path(path)
         self.write_failures = 0
         """Events lost because the file could not be written (logged once, then counted)."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agent.wire import parse_host_port
 from controller.switch.api import SwitchClient, SwitchError, ThreadReactor
 
 SpecKind = Literal["model", "thrift", "tcp"]
@@ -34,13 +35,14 @@ def parse_switch_spec(spec: str) -> SwitchSpec:
     scheme, sep, rest = text.partition("://")
     if not sep or scheme not in ("thrift", "tcp"):
         raise SwitchSpecError(f"switch spec {spec!r} is not one of {SPEC_FORMS}")
-    host, colon, port_text = rest.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise SwitchSpecError(f"switch spec {spec!r} needs HOST:PORT with a port in 1..65535")
+    try:
+        host, port = parse_host_port(rest)
+    except ValueError:
+        raise SwitchSpecError(
+            f"switch spec {spec!r} needs HOST:PORT with a port in 1..65535"
+        ) from None
     kind: SpecKind = "thrift" if scheme == "thrift" else "tcp"
-    return SwitchSpec(kind, host, int(port_text))
+    return SwitchSpec(kind, host, port)
 
 
 def connect_switch(

@@ -144,3 +144,10 @@ def test_controller_restart_against_a_switch_that_kept_its_state(
         assert result.dropped == 0
     # Without the journal dip_table is rebuilt once; packets in that short window may be dropped
     # (a connection not yet installed waits for its entry), never sent to another DIP.
+
+
+def test_simulated_connections_never_share_a_five_tuple() -> None:
+    sim = Simulation(SimOptions(seed=3))
+    sim.open_connections(30_000, 0.0, 1.0)  # ~13 birthday collisions if drawn with replacement
+    flows = [conn.flow for conn in sim.conns]
+    assert len(set(flows)) == len(flows) == 30_000

@@ -76,10 +76,14 @@ def test_agent_count_option_stops_after_n_reports(pull: zmq.Socket[Any]) -> None
     assert [r.state for r in reports] == ["drain", "drain"]
 
 
-def test_make_keys_writes_a_loadable_key_pair(tmp_path: Path) -> None:
+def test_make_keys_writes_a_loadable_key_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--make-keys", str(tmp_path / "keys" / "agent")]) == 0
     public, secret = tmp_path / "keys" / "agent.key", tmp_path / "keys" / "agent.key_secret"
     assert zmq.auth.load_certificate(str(secret))[1] is not None
+    key = zmq.auth.load_certificate(str(public))[0].decode()
+    assert f'key = "{key}"' in capsys.readouterr().out  # ready for the controller's allow-list
     assert public.stat().st_mode & 0o777 == 0o644
     assert secret.stat().st_mode & 0o777 == 0o600
 

@@ -18,7 +18,9 @@ from agent.wire import (
     ProtocolError,
     decode_report,
     encode_report,
+    parse_decimal,
     parse_dip,
+    parse_host_port,
 )
 
 VALID: dict[str, Any] = {
@@ -210,3 +212,62 @@ def test_any_json_value_in_any_field_raises_only_protocol_error(key: str, value:
     except ProtocolError:
         return
     assert 0.0 <= report.cpu <= 1.0 and report.conns >= 0
+
+
+@pytest.mark.parametrize(
+    ("text", "low", "high", "expected"),
+    [
+        ("0", 0, 9, 0),
+        ("65535", 1, 65535, 65535),
+        ("007", 0, 999, 7),
+        ("007", 0, 9, None),  # longer than any number in range
+        ("\u00b2", 0, 9, None),  # superscript two: isdigit() but not a number int() reads
+        ("\u0663", 0, 9, None),  # Arabic-Indic three: int() would read it
+        ("\uff11", 0, 9, None),  # fullwidth one
+        ("+1", 0, 9, None),
+        ("-1", -5, 9, None),
+        (" 1", 0, 9, None),
+        ("1_0", 0, 99, None),
+        ("", 0, 9, None),
+        ("10", 0, 9, None),
+        ("9" * 5000, 0, 9, None),  # refused by length before int() is asked
+        (5, 0, 9, None),
+    ],
+)
+def test_parse_decimal_reads_ascii_digits_only(
+    text: object, low: int, high: int, expected: int | None
+) -> None:
+    if expected is None:
+        with pytest.raises(ValueError):
+            parse_decimal(text, low, high)
+    else:
+        assert parse_decimal(text, low, high) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9100", ("127.0.0.1", 9100)),
+        ("[::1]:80", ("::1", 80)),
+        ("switch.lab:9090", ("switch.lab", 9090)),
+        ("10.1.3.2:\u00b2", None),
+        (":80", None),
+        ("host:", None),
+        ("host:0", None),
+        ("host:65536", None),
+        ("host", None),
+        (None, None),
+    ],
+)
+def test_parse_host_port(text: object, expected: tuple[str, int] | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError):
+            parse_host_port(text)
+    else:
+        assert parse_host_port(text) == expected
+
+
+def test_a_unicode_digit_dip_port_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_report(_encode(dip="10.1.3.2:\u00b2"))
+    assert info.value.reason == "bad_dip"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.config import ConfigError, ControllerSettings, load_config, parse_config
 
@@ -15,7 +19,7 @@ GOOD = """
 policy = "ratio"
 weight_bits = 8
 quiet_period = 1.5
-load_listen = "tcp://0.0.0.0:5555"
+load_listen = "tcp://127.0.0.1:5555"
 metrics_listen = ""
 
 [policy_params]
@@ -181,6 +185,11 @@ def test_load_config_reads_a_file_and_reports_a_missing_one(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as info:
         load_config(path, policy_catalog=CATALOG)
     assert info.value.problems == ("vip[0].dip: no DIP is active",)
+
+
+def _pool(dips: int) -> str:
+    members = "".join(f'[[vip.dip]]\nip = "10.1.3.{i + 1}"\nport = 80\n' for i in range(dips))
+    return f'[[vip]]\nip = "10.0.0.1"\nport = 80\n{members}'
 
 
 def controller(lines: str) -> str:
@@ -353,6 +362,43 @@ def controller(lines: str) -> str:
         pytest.param(
             vip() * 257, "vip: 257 VIPs exceed the vip_table size 256", id="too-many-vips"
         ),
+        pytest.param(
+            "[controller]\nweight_bits = 1\n" + _pool(3),
+            "vip[0].dip: 3 DIPs exceed the 2**weight_bits = 2 buckets",
+            id="weight-bits-1-with-3-dips",
+        ),
+        pytest.param(
+            "[controller]\nweight_bits = 2\n" + _pool(5),
+            "vip[0].dip: 5 DIPs exceed the 2**weight_bits = 4 buckets",
+            id="more-dips-than-buckets",
+        ),
+        pytest.param(
+            "[autoscale]\ntarget = 1e-9\n" + vip(),
+            "autoscale: AutoscaleParams.target must be in [1e-06, 1.0], got 1e-09",
+            id="autoscale-target-below-its-floor",
+        ),
+        pytest.param(
+            "[autoscale]\nmax_active = 0\n" + vip(),
+            "autoscale.max_active: 0 is not an integer",
+            id="autoscale-max-active-zero",
+        ),
+        pytest.param(
+            controller("report_interval = inf"),
+            "controller.report_interval: inf is not a number > 0.0",
+            id="infinite-interval",
+        ),
+        pytest.param(
+            controller("load_peer_timeout = nan"),
+            "controller.load_peer_timeout: nan is not a number > 0.0",
+            id="nan-peer-timeout",
+        ),
+        pytest.param(
+            controller("load_max_connections = 0"),
+            "controller.load_max_connections: 0 is not an integer in [1, 1048576]",
+            id="no-connections",
+        ),
+        pytest.param("a = " + "[" * 5000 + "]" * 5000, "TOML syntax", id="deeply-nested"),
+        pytest.param("a = " + "9" * 5000, "TOML syntax", id="huge-integer"),
     ],
 )
 def test_bad_config_case_is_reported_at_its_location(text: str, expected: str) -> None:
@@ -380,3 +426,81 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
 def test_load_listen_accepts_every_bindable_form(endpoint: str) -> None:
     config = parse_config(controller(f"load_listen = {endpoint!r}"), policy_catalog=CATALOG)
     assert config.controller.load_listen == endpoint
+
+
+_SCALARS = (
+    st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.text(max_size=20)
+    | st.sampled_from(["10.1.3.2", "tcp://127.0.0.1:*", "ratio", "active", "tcp", "1.2.3.4:5"])
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_KEYS = st.sampled_from(
+    [
+        *ControllerSettings.__dataclass_fields__,
+        "ip",
+        "port",
+        "weight",
+        "state",
+        "dip",
+        "vip",
+        "target",
+        "min_active",
+        "max_active",
+        "enabled",
+        "gain",
+        "name",
+        "protocol",
+    ]
+) | st.text(max_size=8)
+
+
+def _toml(value: object) -> str:
+    """An inline TOML rendering of a JSON-like value (floats as TOML spells inf and nan)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | str):
+        return json.dumps(value) if isinstance(value, str) else str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> str:
+    """TOML documents shaped like ours: known tables and keys, values of every type."""
+    lines = []
+    for table in draw(
+        st.lists(
+            st.sampled_from(
+                ["controller", "autoscale", "policy_params", "[vip]", "[vip.dip]", "x"]
+            ),
+            max_size=6,
+        )
+    ):
+        lines.append(f"[{table}]")
+        for key, value in draw(st.dictionaries(_KEYS, _VALUES, max_size=5)).items():
+            lines.append(f"{json.dumps(key)} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_documents(), st.text(max_size=200)))
+def test_no_toml_input_produces_anything_but_a_config_or_a_config_error(text: str) -> None:
+    try:
+        parse_config(text + "\n" + vip(), policy_catalog=CATALOG)
+        parse_config(text)
+    except ConfigError as exc:
+        assert exc.problems and all(isinstance(p, str) for p in exc.problems)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.wire import LoadReport, encode_report
-from controller.core.loadbook import COUNTER_NAMES, LoadBook
+from controller.core.loadbook import COUNTER_NAMES, RESYNC_REPORTS, LoadBook
 
 DIP = "10.0.0.1:80"
 OTHER = "10.0.0.2:80"
@@ -94,10 +94,14 @@ def test_a_dip_reporting_down_then_up_goes_through_blackout() -> None:
     ("name", "second", "now", "outcome"),
     [
         ("newer seq", report(6), 1.0, "accepted"),
-        ("gap in seq", report(60), 1.0, "accepted"),
+        ("gap in seq", report(60, ts=1005.5), 1.0, "accepted"),
+        ("seq far ahead", report(2**62, ts=1005.5), 1.0, "stale"),
+        ("seq ahead as far as the elapsed time allows", report(1055, ts=1005.5), 1.0, "accepted"),
+        ("ts far in the future", report(6, ts=1e12), 1.0, "stale"),
         ("reordered older report", report(4), 1.0, "stale"),
         ("same seq again", report(5), 1.0, "duplicate"),
-        ("restart: seq reset with newer ts", report(0, ts=2000.0), 1.0, "accepted"),
+        ("restart: seq reset with newer ts", report(0, ts=1005.4), 1.0, "accepted"),
+        ("restart claiming a far-future ts", report(0, ts=1e12), 1.0, "stale"),
         ("replay of an old run", report(0, ts=900.0), 1.0, "stale"),
         ("restart after silence, agent clock behind", report(0, ts=900.0), 9.0, "accepted"),
     ],
@@ -106,6 +110,54 @@ def test_sequence_rules(name: str, second: bytes, now: float, outcome: str) -> N
     b = book()
     assert b.ingest(0.5, report(5)).accepted
     assert b.ingest(now, second).outcome == outcome, name
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        report(2**63 - 1, ts=1e12),
+        report(2**63 - 1, ts=1000.0),
+        report(0, ts=1e12),
+        report(900, ts=1e12),
+    ],
+    ids=["seq-and-ts", "seq", "ts", "small-seq-jump-far-ts"],
+)
+@pytest.mark.parametrize("first", [True, False], ids=["before-the-agent", "mid-stream"])
+def test_a_forged_report_never_makes_the_genuine_agent_stale(forged: bytes, first: bool) -> None:
+    b = book()
+    now = 0.0
+    if first:
+        b.ingest(now, forged)
+    outcomes = []
+    for seq in range(1, 12):
+        now += INTERVAL
+        outcomes.append(b.ingest(now, report(seq, ts=1000.0 + now)).outcome)
+        if not first and seq == 3:
+            b.ingest(now, forged)
+        assert b.state(now, DIP) == "up", (seq, outcomes)
+    assert outcomes[-5:] == ["accepted"] * 5 and b.snapshot(now)[DIP].seq == 11
+    assert outcomes.count("stale") <= RESYNC_REPORTS - 1
+
+
+def test_an_agent_clock_step_is_followed_after_a_short_run() -> None:
+    b = book()
+    for seq in range(3):
+        assert b.ingest(seq * INTERVAL, report(seq, ts=1000.0 + seq * INTERVAL)).accepted
+    outcomes = [
+        b.ingest(seq * INTERVAL, report(seq, ts=4600.0 + seq * INTERVAL)).outcome
+        for seq in range(3, 8)
+    ]
+    assert outcomes == ["stale"] * (RESYNC_REPORTS - 1) + ["accepted"] * (6 - RESYNC_REPORTS)
+    assert b.state(7 * INTERVAL, DIP) == "up"
+
+
+def test_alternating_streams_resync_neither_until_silence() -> None:
+    b = book()
+    b.ingest(0.0, report(100, ts=1000.0))
+    for step in range(1, 5):  # a replayed old run interleaved with a far-future one
+        now = step * 0.2
+        assert b.ingest(now, report(step, ts=900.0 + now)).outcome == "stale"
+        assert b.ingest(now, report(10**6 * step, ts=1e9 + step)).outcome == "stale"
 
 
 def test_rejected_reports_change_nothing() -> None:
@@ -119,7 +171,7 @@ def test_rejected_reports_change_nothing() -> None:
 def test_a_restart_is_counted_and_resets_the_ewma() -> None:
     b = book()
     b.ingest(0.0, report(10, cpu=0.1))
-    b.ingest(0.5, report(0, ts=5000.0, cpu=0.9))
+    b.ingest(0.5, report(0, ts=1010.5, cpu=0.9))
     load = b.snapshot(0.5)[DIP]
     assert (load.seq, load.cpu_ewma) == (0, 0.9)
     assert b.counters["restarts"] == 1

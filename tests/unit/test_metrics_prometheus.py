@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.test.requesthelper import DummyRequest
 
-from controller.shell.metrics import Metrics, MetricsResource, listen_metrics, parse_listen
+from controller.shell.metrics import (
+    MAX_BODY,
+    HTTPLimits,
+    Metrics,
+    MetricsResource,
+    listen_metrics,
+    metrics_site,
+    parse_listen,
+)
 
 
 def test_rendering_follows_the_text_format() -> None:
@@ -71,7 +81,7 @@ def test_resource_answers_get_with_the_exposition() -> None:
 
 
 def test_listening_serves_http_on_localhost() -> None:
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()
     metrics = Metrics()
     metrics.inc("rollouts_total")
     listen_metrics(reactor, metrics, "127.0.0.1:9100")
@@ -105,3 +115,63 @@ def test_listen_addresses_parse(address: str, expected: tuple[str, int]) -> None
 def test_bad_listen_addresses_are_refused(address: str) -> None:
     with pytest.raises(ValueError, match=repr(address).replace("[", r"\[")):
         parse_listen(address)
+
+
+def _connect(limits: HTTPLimits | None = None) -> tuple[MemoryReactorClock, Any, StringTransport]:
+    reactor = MemoryReactorClock()
+    factory = metrics_site(reactor, Metrics(), limits or HTTPLimits())
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return reactor, protocol, transport
+
+
+@pytest.mark.parametrize(
+    "body_headers",
+    [
+        f"Content-Length: {MAX_BODY + 1}\r\n",
+        f"Content-Length: {1 << 30}\r\n",
+        "Transfer-Encoding: chunked\r\n",
+    ],
+    ids=["just-over", "one-gigabyte", "chunked"],
+)
+def test_a_body_over_64_kib_is_refused_without_being_kept(body_headers: str) -> None:
+    _, protocol, transport = _connect()
+    protocol.dataReceived(f"POST / HTTP/1.1\r\nHost: x\r\n{body_headers}\r\n".encode())
+    chunk = b"x" * 4096
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk) if "chunked" in body_headers else chunk
+    for _ in range(MAX_BODY // len(chunk) + 2):
+        if transport.disconnecting:
+            break
+        protocol.dataReceived(framed)
+    assert transport.value().startswith(b"HTTP/1.1 413")
+    assert transport.disconnecting
+
+
+def test_a_small_body_is_fine() -> None:
+    _, protocol, transport = _connect()
+    protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    assert b" 413 " not in transport.value() and not transport.disconnecting
+
+
+def test_a_slow_client_is_cut_off_at_the_deadline() -> None:
+    reactor, protocol, transport = _connect(HTTPLimits(deadline=10.0, idle_timeout=5.0))
+    for _ in range(30):  # one header byte every 0.5 s never lets the idle timeout fire
+        protocol.dataReceived(b"X")
+        reactor.advance(0.5)
+    assert transport.disconnecting
+
+
+def test_an_idle_client_is_closed() -> None:
+    reactor, _, transport = _connect(HTTPLimits(deadline=100.0, idle_timeout=5.0))
+    reactor.advance(6.0)
+    assert transport.disconnecting
+
+
+def test_connections_beyond_the_cap_are_refused() -> None:
+    reactor = MemoryReactorClock()
+    factory = metrics_site(reactor, Metrics(), HTTPLimits(max_connections=2))
+    for _ in range(2):
+        factory.buildProtocol(None).makeConnection(StringTransport())
+    assert factory.buildProtocol(None) is None
+    assert factory.refused == 1

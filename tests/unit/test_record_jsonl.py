@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,13 @@ def test_context_manager_closes_the_file(tmp_path: Path) -> None:
         recorder.event(0.0, "expire", count=2)
     recorder.event(1.0, "expire", count=3)  # dropped after close
     assert len(list(read_events(tmp_path / "r.jsonl"))) == 1
+
+
+def test_the_record_file_is_private_even_when_it_existed(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_text("old\n")
+    path.chmod(0o644)
+    with Recorder(path) as recorder:
+        recorder.event(0.0, "phase", name="start")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().startswith('{"t": 0.0')

@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from agent.cli import main as agent_main
-from controller.shell.cli import EXIT_CONFIG, EXIT_FAILED
+from controller.shell.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from controller.shell.cli import main as controller_main
 from controller.shell.plot import main as plot_main
 from controller.switch.api import SwitchError
@@ -78,14 +78,26 @@ def write(tmp_path: Path, content: str | bytes) -> str:
         pytest.param(
             VIP,
             ["--curve-secret", "/nonexistent-dir/server.key_secret"],
-            "cannot load CURVE certificate '/nonexistent-dir/server.key_secret'",
+            "cannot read CURVE secret '/nonexistent-dir/server.key_secret'",
             id="curve-secret-missing",
         ),
         pytest.param(
             VIP,
-            ["--curve-clients", "/"],
-            "--curve-clients needs --curve-secret",
-            id="curve-clients-alone",
+            ["--curve-allow", "/"],
+            "--curve-allow needs --curve-secret",
+            id="curve-allow-alone",
+        ),
+        pytest.param(
+            VIP,
+            ["--load-listen", "tcp://0.0.0.0:5555"],
+            "load_listen 'tcp://0.0.0.0:5555' is reachable from other hosts",
+            id="load-listen-beyond-loopback",
+        ),
+        pytest.param(
+            "[controller]\nload_listen = 'tcp://10.0.0.1:5555'\n" + VIP,
+            ["--curve-secret", "/nonexistent"],
+            "is reachable from other hosts: give --curve-secret and --curve-allow",
+            id="curve-without-allow-list-beyond-loopback",
         ),
         pytest.param(
             VIP,
@@ -234,3 +246,29 @@ def test_plot_file_errors_exit_2(
     (tmp_path / "good.jsonl").write_text(json.dumps(LOAD) + "\n")
     assert plot_main([str(tmp_path / record), "-o", str(tmp_path / output)]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "code"),
+    [
+        pytest.param(VIP, [], EXIT_OK, id="default-loopback"),
+        pytest.param(
+            "[controller]\nload_listen = 'tcp://*:5555'\n" + VIP, [], EXIT_CONFIG, id="wildcard"
+        ),
+        pytest.param(
+            "[controller]\nload_listen = 'tcp://*:5555'\n" + VIP,
+            ["--insecure-load-listen"],
+            EXIT_OK,
+            id="wildcard-insecure",
+        ),
+        pytest.param(
+            "[controller]\nload_listen = 'ipc:///run/p4lb/load.sock'\n" + VIP, [], EXIT_OK, id="ipc"
+        ),
+        pytest.param(VIP, ["--load-listen", "tcp://[::1]:5555"], EXIT_OK, id="ipv6-loopback"),
+    ],
+)
+def test_check_config_refuses_what_start_up_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, args: list[str], code: int
+) -> None:
+    assert controller_main(["--check-config", write(tmp_path, config), *args]) == code
+    assert "Traceback" not in capsys.readouterr().err

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from agent.wire import parse_host_port
 from topo.apps.outcome import ConnectionRecord, route_outcome, summarise
 from topo.apps.protocol import (
     MAX_DATAGRAM,
@@ -230,10 +231,10 @@ async def _amain(spec: LoadSpec, log_path: Path | None) -> dict[str, object]:
 
 def parse_target(text: str) -> tuple[str, int]:
     """Split ``HOST:PORT``."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
+    try:
+        return parse_host_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

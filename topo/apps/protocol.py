@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from agent.wire import parse_decimal
+
 MAX_PAYLOAD = 1 << 20
 """Largest payload a request may carry."""
 MAX_HEADER = 128
@@ -56,12 +58,12 @@ def _check_server_id(server: str) -> None:
 
 
 def _parse_int(text: bytes, what: str, upper: int) -> int:
-    if not text.isdigit():
-        raise AppProtocolError(f"{what} must be a decimal number, got {text!r}")
-    value = int(text)
-    if value > upper:
-        raise AppProtocolError(f"{what} must be <= {upper}, got {value!r}")
-    return value
+    try:
+        return parse_decimal(text.decode("ascii", "replace"), 0, upper)
+    except ValueError:
+        raise AppProtocolError(
+            f"{what} must be a decimal number <= {upper}, got {text!r}"
+        ) from None
 
 
 def _split_header(line: bytes, tag: bytes, fields: int) -> list[bytes]:

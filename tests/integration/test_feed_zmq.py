@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ from twisted.internet.epollreactor import EPollReactor
 from agent.pusher import CurveClientKeys, ReportPusher
 from agent.wire import LoadReport, encode_report
 from controller.core.loadbook import IngestResult, LoadBook
-from controller.shell.feed import BATCH_LIMIT, CurveServerKeys, LoadFeed
+from controller.shell.feed import BATCH_LIMIT, CurveServerKeys, FeedLimits, LoadFeed
 
 GOOD = "10.0.0.1:80"
 PLAIN = "10.0.0.2:80"
@@ -59,7 +62,8 @@ class Harness:
     def send(self, pusher: ReportPusher, dip: str) -> int:
         seq = self.seq.get(dip, -1) + 1
         self.seq[dip] = seq
-        pusher.send(encode_report(LoadReport(dip, seq, 1000.0 + seq, 0.5, 1)))
+        # ts advances slowly enough for the book's clock checks while the test clock stands.
+        pusher.send(encode_report(LoadReport(dip, seq, 1000.0 + seq / 100, 0.5, 1)))
         return seq
 
     def pump_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -76,6 +80,14 @@ class Harness:
             pusher.close()
         for feed in self.feeds:
             feed.stop()
+
+
+def _sent(sock: zmq.Socket[Any], data: bytes) -> bool:
+    try:
+        sock.send(data, zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -106,8 +118,9 @@ def test_a_burst_larger_than_one_batch_is_drained_completely(harness: Harness) -
     push.connect(feed.bound_endpoint)
     total = BATCH_LIMIT + 1000
     try:
-        for seq in range(total):
-            push.send(encode_report(LoadReport(GOOD, seq, 1.0 + seq, 0.1, 0)))
+        for seq in range(total):  # the feed's queue is bounded: pump while the sender waits
+            data = encode_report(LoadReport(GOOD, seq, 1.0 + seq / 1000, 0.1, 0))
+            harness.pump_until(lambda d=data: _sent(push, d))  # type: ignore[misc]
         harness.pump_until(lambda: harness.accepted() == total)
     finally:
         push.close(linger=0)
@@ -163,17 +176,19 @@ def test_garbage_on_the_wire_is_counted_and_the_feed_keeps_working(harness: Harn
     push.connect(feed.bound_endpoint)
     rng = random.Random(4)
     garbage = [rng.randbytes(rng.randrange(0, 300)) for _ in range(200)]
-    garbage += [b"", b"x" * 70_000, b'{"v":1}', b"\xff" * 10]
+    garbage += [b"", b"x" * 4096, b'{"v":1}', b"\xff" * 10]
     try:
         for data in garbage:
             push.send(data)
-        push.send_multipart([b"multi", b"part"])
-        push.send(encode_report(LoadReport(GOOD, 0, 1.0, 0.2, 0)))
+        push.send_multipart([b"multi", encode_report(LoadReport(GOOD, 0, 1.0, 0.2, 0))])
+        push.send(encode_report(LoadReport(GOOD, 1, 1.0, 0.2, 0)))
         harness.pump_until(lambda: harness.accepted() == 1)
     finally:
         push.close(linger=0)
         context.term()
-    assert harness.book.counters["malformed"] == len(garbage) + 2  # each frame of the multipart
+    assert harness.book.counters["malformed"] == len(garbage)
+    assert feed.counters["multipart"] == 1  # dropped whole, though its last frame is a report
+    assert harness.book.snapshot(0.0)[GOOD].seq == 1
 
 
 def test_a_failing_observer_does_not_stop_the_feed(harness: Harness) -> None:
@@ -218,15 +233,24 @@ def keys(tmp_path: Path) -> dict[str, Path]:
     for name, folder in [("server", "server"), ("agent", "allowed"), ("stranger", "other")]:
         (tmp_path / folder).mkdir()
         public, secret = zmq.auth.create_certificates(tmp_path / folder, name)
+        Path(secret).chmod(0o600)
         paths[name], paths[name + "_secret"] = Path(public), Path(secret)
     return paths
 
 
+def allow_list(tmp_path: Path, public_key_file: Path, dips: list[str]) -> Path:
+    """An allow-list file binding the key in `public_key_file` to `dips`."""
+    public, _ = zmq.auth.load_certificate(str(public_key_file))
+    path = tmp_path / "agents.toml"
+    path.write_text(f"[[agent]]\nkey = {public.decode()!r}\ndips = {dips!r}\n")
+    return path
+
+
 @pytest.mark.parametrize("authenticate_clients", [False, True], ids=["any-client", "allow-list"])
 def test_with_curve_only_agents_holding_the_server_key_are_heard(
-    harness: Harness, keys: dict[str, Path], authenticate_clients: bool
+    harness: Harness, keys: dict[str, Path], authenticate_clients: bool, tmp_path: Path
 ) -> None:
-    allowed = keys["agent"].parent if authenticate_clients else None
+    allowed = allow_list(tmp_path, keys["agent"], [GOOD]) if authenticate_clients else None
     feed = harness.feed(curve=CurveServerKeys.from_files(keys["server_secret"], allowed))
     good = harness.pusher(
         feed.bound_endpoint, CurveClientKeys.from_files(keys["server"], keys["agent_secret"])
@@ -255,6 +279,7 @@ def test_with_curve_only_agents_holding_the_server_key_are_heard(
     assert good.reachable is True and plain.reachable is not True
     if authenticate_clients:
         harness.pump_until(lambda: stranger.poll_events() is False)
+        harness.pump_until(lambda: feed.counters["handshakes_refused_key"] > 0)
     stranger.close()
     harness.pushers.remove(stranger)
 
@@ -262,7 +287,131 @@ def test_with_curve_only_agents_holding_the_server_key_are_heard(
 def test_curve_keys_without_a_secret_are_rejected(keys: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         CurveServerKeys.from_files(keys["server"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot read"):
         CurveServerKeys.from_files(keys["server_secret"], tmp_path / "missing")
     with pytest.raises(ValueError):
         CurveClientKeys.from_files(keys["server"], keys["agent"])
+
+
+def test_curve_key_reports_only_for_its_own_dips(
+    harness: Harness, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    allowed = allow_list(tmp_path, keys["agent"], [GOOD])
+    feed = harness.feed(curve=CurveServerKeys.from_files(keys["server_secret"], allowed))
+    agent = harness.pusher(
+        feed.bound_endpoint, CurveClientKeys.from_files(keys["server"], keys["agent_secret"])
+    )
+    harness.send(agent, PLAIN)  # spoofing another server's load: counted and dropped
+    harness.pump_until(lambda: feed.counters["forbidden_dip"] == 1)
+    harness.send(agent, GOOD)
+    harness.pump_until(lambda: harness.accepted() == 1)
+    assert harness.book.snapshot(0.0)[PLAIN].last_seen is None
+
+
+def test_a_group_readable_curve_secret_is_refused(keys: dict[str, Path]) -> None:
+    keys["server_secret"].chmod(0o640)
+    with pytest.raises(ValueError, match="chmod 600"):
+        CurveServerKeys.from_files(keys["server_secret"])
+
+
+def test_a_unicode_digit_port_is_malformed_and_the_next_report_is_ingested(
+    harness: Harness,
+) -> None:
+    feed = harness.feed()
+    context: zmq.Context[Any] = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.connect(feed.bound_endpoint)
+    bad = json.dumps(
+        {"v": 1, "dip": "10.1.3.2:\u00b2", "seq": 1, "ts": 1.0, "cpu": 0.1, "conns": 1}
+    )
+    try:
+        push.send(bad.encode())
+        push.send(encode_report(LoadReport(GOOD, 0, 1.0, 0.2, 0)))
+        harness.pump_until(lambda: harness.accepted() == 1)
+    finally:
+        push.close(linger=0)
+        context.term()
+    assert harness.book.counters["malformed_bad_dip"] == 1
+    assert feed in harness.reactor.getReaders()
+
+
+def test_any_exception_from_one_message_costs_only_that_message(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = harness.feed()
+    real_ingest = harness.book.ingest
+    failures = iter([MemoryError(), ValueError("bug")])
+
+    def flaky(now: float, data: bytes) -> IngestResult:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_ingest(now, data)
+
+    monkeypatch.setattr(harness.book, "ingest", flaky)
+    context: zmq.Context[Any] = zmq.Context()
+    push = context.socket(zmq.PUSH)  # not the agent's: CONFLATE could merge the three reports
+    push.connect(feed.bound_endpoint)
+    try:
+        for seq in range(3):
+            push.send(encode_report(LoadReport(GOOD, seq, 1.0 + seq / 100, 0.2, 0)))
+        harness.pump_until(lambda: harness.accepted() == 1)
+    finally:
+        push.close(linger=0)
+        context.term()
+    assert feed.counters["errors"] == 2
+    assert feed in harness.reactor.getReaders()
+
+
+def test_an_oversize_frame_drops_its_sender_only(harness: Harness) -> None:
+    feed = harness.feed()
+    context: zmq.Context[Any] = zmq.Context()
+    big, small = context.socket(zmq.PUSH), context.socket(zmq.PUSH)
+    try:
+        for sock in (big, small):
+            sock.connect(feed.bound_endpoint)
+        big.send(b"x" * 10_000_000)
+        harness.pump_until(lambda: feed.connections == 1)  # ZeroMQ hung up on the big one
+        small.send(encode_report(LoadReport(GOOD, 0, 1.0, 0.2, 0)))
+        harness.pump_until(lambda: harness.accepted() == 1)
+    finally:
+        big.close(linger=0)
+        small.close(linger=0)
+        context.term()
+    assert harness.book.counters["malformed"] == 0
+
+
+def test_connections_beyond_the_cap_are_refused(harness: Harness) -> None:
+    feed = harness.feed(limits=FeedLimits(max_connections=2))
+    served = [harness.pusher(feed.bound_endpoint) for _ in range(2)]
+    harness.pump_until(lambda: all(p.poll_events() is True for p in served))
+    late = [harness.pusher(feed.bound_endpoint) for _ in range(2)]
+    harness.pump_until(lambda: feed.counters["handshakes_refused_capacity"] >= 2)
+    assert not any(p.poll_events() for p in late)
+    for pusher, dip in zip(served, (GOOD, PLAIN), strict=True):
+        harness.send(pusher, dip)
+    harness.pump_until(lambda: harness.accepted() == 2)
+
+
+# ZMTP 3.0 greeting and READY of a NULL-mechanism PUSH peer (RFC 23).
+_GREETING = b"\xff" + bytes(8) + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0") + b"\0" + bytes(31)
+_READY_BODY = b"\x05READY\x0bSocket-Type" + (4).to_bytes(4, "big") + b"PUSH"
+_READY = b"\x04" + bytes([len(_READY_BODY)]) + _READY_BODY
+
+
+@pytest.mark.parametrize("handshake", [False, True], ids=["never-greets", "greets-then-dies"])
+def test_silent_peers_are_dropped(harness: Harness, handshake: bool) -> None:
+    feed = harness.feed(limits=FeedLimits(peer_timeout=0.5, handshake_timeout=0.5))
+    host, port = feed.bound_endpoint.removeprefix("tcp://").rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as peer:
+        if handshake:  # a peer that completes the handshake, then never answers a heartbeat
+            peer.sendall(_GREETING + _READY)
+        harness.pump_until(lambda: feed.connections == 1)
+        harness.pump_until(lambda: feed.connections == 0)
+
+
+def test_an_ipc_socket_is_private(harness: Harness, tmp_path: Path) -> None:
+    path = tmp_path / "private" / "load.sock"
+    harness.feed(f"ipc://{path}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
