@@ -28,6 +28,10 @@ from agent.wire import ProtocolError, encode_report, parse_dip
 log = logging.getLogger("p4lb.agent")
 
 
+FLUSH_ON_EXIT = 1.0
+"""Seconds queued reports may take to leave when the agent stops."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p4lb-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--controller", help="controller load feed, e.g. tcp://10.0.0.1:5555")
@@ -104,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             pusher.superseded,
             pusher.dropped,
         )
-        pusher.close()
+        # A bounded flush: the last reports go out if the controller is there, and an agent
+        # whose controller is gone still exits within a second.
+        pusher.close(flush=FLUSH_ON_EXIT)
     return 0
 
 

@@ -148,10 +148,11 @@ class ReportPusher:
         self._failure = message if failure else None
         (log.info if reachable else log.warning)("%s: %s", message, self.endpoint)
 
-    def close(self) -> None:
-        """Close the sockets (queued reports are discarded: LINGER 0)."""
+    def close(self, flush: float = 0.0) -> None:
+        """Close the sockets, giving queued reports up to `flush` seconds to leave (the last
+        reports of an agent stopped after `--count` are the point of the run)."""
         self._socket.disable_monitor()
         self._monitor.close(linger=0)
-        self._socket.close(linger=0)
+        self._socket.close(linger=int(flush * 1000))
         if self._own_context:
             self._context.term()

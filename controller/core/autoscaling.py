@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from controller.core.loadbook import DipLoad
 from controller.core.pools import BackendPool
-from controller.core.weighting import MemberLoad, member_up
 from policy.autoscale import AutoscaleParams, Autoscaler, MemberState
 
 
@@ -25,7 +25,7 @@ class PoolAutoscaling:
         self.drained: set[str] = set()
         """Members this autoscaler drained (to standby) and that still drain."""
 
-    def decide(self, now: float, loads: Mapping[str, MemberLoad]) -> tuple[list[str], list[str]]:
+    def decide(self, now: float, loads: Mapping[str, DipLoad]) -> tuple[list[str], list[str]]:
         """(members to activate, members to drain) for the pool's current utilisation."""
         members = list(self.pool)
         views = [loads.get(m.dip) for m in members]
@@ -35,7 +35,8 @@ class PoolAutoscaling:
         }
         states = [
             MemberState.DOWN
-            if not member_up(v) or (m.state is MemberState.DRAINING and m.dip not in self.drained)
+            if (v is not None and not v.live)
+            or (m.state is MemberState.DRAINING and m.dip not in self.drained)
             else m.state
             for m, v in zip(members, views, strict=True)
         ]

@@ -34,6 +34,7 @@ from controller.core.autoscaling import PoolAutoscaling
 from controller.core.digests import VipKey, digest_problem
 from controller.core.journal import Journal, JournalError, UnsettledConnection
 from controller.core.learning import ConnectionLearner, ConnKey
+from controller.core.loadbook import DipLoad
 from controller.core.ops import Op, Outcome, Owner
 from controller.core.pools import BackendPool, DrainFinished
 from controller.core.records import ActivityRecords, FaultThrottle, RecordEvent, RecordLog
@@ -43,7 +44,7 @@ from controller.core.shadow import DipTarget
 from controller.core.startup import StartUp, SwitchView
 from controller.core.view import CoreView, MemberView, PoolView
 from controller.core.watch import SwitchWatch
-from controller.core.weighting import MemberLoad, PoolWeighting
+from controller.core.weighting import PoolWeighting
 from controller.routing import Route
 from p4src.contract import Digest, Settings
 
@@ -104,6 +105,10 @@ class ControllerCore:
         self._vip_generations: tuple[int, ...] = ()
         self._vips: dict[VipKey, frozenset[str]] = {}
         self._running = False
+        self.expected_reporters: frozenset[str] = frozenset()
+        """DIPs whose agents reported to the previous controller (from its journal): the load
+        book holds them down until they report again."""
+        self._reporters: set[str] = set()
 
     def desired(self) -> dict[int, tuple[int, ...]]:
         """The weights each pool's policy asks for now (member order)."""
@@ -146,6 +151,10 @@ class ControllerCore:
         except JournalError as exc:
             self._records.fault(now, "journal", str(exc))
             return None
+        # Liveness holds whatever the switch holds: a DIP that had an agent stays down until
+        # the agent reports to this controller.
+        self.expected_reporters = frozenset(journal.reporters)
+        self._reporters.update(journal.reporters)
         if not journal.matches(active, dip_entries):
             detail = (
                 f"journal (active {journal.active}, {journal.shadow.size()} entries) does not match"
@@ -185,7 +194,7 @@ class ControllerCore:
         """Whether a tick at `now` runs the policy (and so reads the loads)."""
         return now >= self._next_policy
 
-    def tick(self, now: float, loads: Mapping[str, MemberLoad]) -> list[Op]:
+    def tick(self, now: float, loads: Mapping[str, DipLoad]) -> list[Op]:
         """Periodic work: policy, lifecycle, rollouts, retries and timers."""
         if self.rollouts.ledger is None or not self.started:
             return self._flush(now)
@@ -204,6 +213,8 @@ class ControllerCore:
             self._autoscale(now, loads)
             for weighting in self.weighting:
                 weighting.update(now, loads)
+            self._reporters.update(dip for dip, load in loads.items() if load.reported)
+            ops.extend(self.rollouts.note_reporters(frozenset(self._reporters)))
         ops.extend(self.rollouts.step(now, self.desired(), self.learner))
         if self.startup.done:  # not while reprogramming: a partial vip_table is expected then
             ops.extend(self.watch.due(now))
@@ -320,7 +331,7 @@ class ControllerCore:
 
     # -- member lifecycle
 
-    def _autoscale(self, now: float, loads: Mapping[str, MemberLoad]) -> None:
+    def _autoscale(self, now: float, loads: Mapping[str, DipLoad]) -> None:
         for scaling in self.autoscaling:
             activate, drain = scaling.decide(now, loads)
             for dip in activate:

@@ -43,6 +43,8 @@ class Journal:
     stopped_at: float | None = None
     """When the previous controller stopped cleanly (its clock), if it did."""
     unsettled: tuple[UnsettledConnection, ...] = ()
+    reporters: tuple[str, ...] = ()
+    """DIPs whose agents had reported: after a restart they are down until they report again."""
 
     def matches(self, active: int, dip_entries: int) -> bool:
         """Whether the switch agrees (active slot and dip_table entry count)."""
@@ -72,6 +74,7 @@ class Journal:
                 ]
                 for c in self.unsettled
             ],
+            "reporters": list(self.reporters),
         }
 
     @classmethod
@@ -98,6 +101,7 @@ class Journal:
                 )
                 for r in data.get("unsettled", ())
             )
+            reporters = tuple(str(d) for d in data.get("reporters", ()))
             return cls(
                 int(data["active"]),
                 None if pending is None else int(pending),
@@ -105,6 +109,7 @@ class Journal:
                 weights,
                 None if stopped is None else float(stopped),
                 unsettled,
+                reporters,
             )
         except JournalError:
             raise

@@ -1,8 +1,11 @@
-"""Per-DIP load state built from agent reports: validation, ordering, EWMA and liveness (pure).
+"""Per-DIP load state built from agent reports: validation, ordering and liveness (pure).
 
-Liveness, with `down_after = 3 x interval`:
+Liveness is decided here and nowhere else (`DipLoad.live`), with `down_after = 3 x interval`:
 
-* never reported → "down" (`last_seen` None, `report_age` inf);
+* never reported → "unknown": a DIP without an agent, served on its configured weight; but a
+  DIP known to have reported before (`expect_reports`, from the state journal across a
+  controller restart) → "down" until it reports again, so a server whose agent died while no
+  controller watched gets nothing;
 * the first report ever → straight to "up" (a new agent is not recovering from anything);
 * no report for `down_after` seconds, or the agent itself reports "down" → "down";
 * reports resuming after "down" → "blackout" for `blackout` seconds of uninterrupted reports,
@@ -32,7 +35,8 @@ from typing import Final, Literal
 
 from agent.wire import LoadReport, ProtocolError, decode_report, parse_dip
 
-DipState = Literal["up", "down", "blackout", "drain"]
+DipState = Literal["up", "down", "blackout", "drain", "unknown"]
+LIVE_STATES: Final = frozenset({"up", "unknown"})
 Outcome = Literal["accepted", "malformed", "unknown_dip", "stale", "duplicate"]
 
 MALFORMED_REASONS: Final = (
@@ -85,11 +89,8 @@ class DipLoad:
     state: DipState
     cpu: float
     """Latest reported CPU utilisation (0 if never reported)."""
-    cpu_ewma: float
-    """Exponentially weighted CPU (reset when the DIP comes back from down or restarts)."""
     conns: int
     conn_rate: float | None
-    memory: float | None
     last_seen: float | None
     """Controller time of the last accepted report."""
     report_age: float
@@ -98,16 +99,26 @@ class DipLoad:
     reported_state: str | None
     """The state field of the latest report ("up", "drain", "down")."""
 
+    @property
+    def live(self) -> bool:
+        """Whether the DIP may take new connections (as far as its agent tells)."""
+        return self.state in LIVE_STATES
+
+    @property
+    def reported(self) -> bool:
+        """Whether the DIP's agent has reported since this controller started."""
+        return self.last_seen is not None
+
 
 @dataclass(slots=True)
 class _DipRecord:
     seq: int = -1
     ts: float = -math.inf
     cpu: float = 0.0
-    cpu_ewma: float = 0.0
     conns: int = 0
     conn_rate: float | None = None
-    memory: float | None = None
+    expected: bool = False
+    """Known (from the journal) to have reported to a previous controller."""
     reported_state: str | None = None
     last_seen: float | None = None
     recovering_since: float | None = None
@@ -126,7 +137,6 @@ class LoadBook:
         dips: Iterable[str],
         interval: float,
         blackout: float | None = None,
-        ewma_alpha: float = 0.3,
     ) -> None:
         if not interval > 0 or not math.isfinite(interval):
             raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
@@ -134,15 +144,11 @@ class LoadBook:
             blackout = 2 * interval
         if not 0 <= blackout < math.inf:
             raise ValueError(f"blackout must be >= 0 seconds, got {blackout!r}")
-        if not 0 < ewma_alpha <= 1:
-            raise ValueError(f"ewma_alpha must be in (0, 1], got {ewma_alpha!r}")
         self.interval = float(interval)
         self.down_after = 3.0 * self.interval
         self.blackout = float(blackout)
-        self.ewma_alpha = float(ewma_alpha)
         self._records: dict[str, _DipRecord] = {}
         self._counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
-        self._reported_states: dict[str, DipState] = {}
         for dip in dips:
             self.add_dip(dip)
 
@@ -167,7 +173,6 @@ class LoadBook:
     def remove_dip(self, dip: str) -> None:
         """Stop tracking a DIP; its later reports count as unknown_dip."""
         self._records.pop(dip, None)
-        self._reported_states.pop(dip, None)
 
     def ingest(self, now: float, data: bytes) -> IngestResult:
         """Decode and apply one message; never raises on bad input (it is counted instead)."""
@@ -209,16 +214,11 @@ class LoadBook:
         was_down = record.last_seen is not None and (silent or record.reported_state == "down")
         if was_down and report.state != "down":
             record.recovering_since = now
-        if record.last_seen is None or was_down or restarted:
-            record.cpu_ewma = report.cpu
-        else:
-            record.cpu_ewma += self.ewma_alpha * (report.cpu - record.cpu_ewma)
         record.seq = report.seq
         record.ts = report.ts
         record.cpu = report.cpu
         record.conns = report.conns
         record.conn_rate = report.conn_rate
-        record.memory = report.memory
         record.reported_state = report.state
         record.last_seen = now
         counters["accepted"] += 1
@@ -253,7 +253,9 @@ class LoadBook:
         return self._state(now, self._records[dip])
 
     def _state(self, now: float, record: _DipRecord) -> DipState:
-        if record.last_seen is None or now - record.last_seen >= self.down_after:
+        if record.last_seen is None:
+            return "down" if record.expected else "unknown"
+        if now - record.last_seen >= self.down_after:
             return "down"
         if record.reported_state == "down":
             return "down"
@@ -262,19 +264,13 @@ class LoadBook:
             return "blackout"
         return "drain" if record.reported_state == "drain" else "up"
 
-    def state_changes(self, now: float) -> list[tuple[str, DipState, DipState]]:
-        """(dip, before, after) for each DIP whose state changed since the previous call.
-
-        A DIP's first "before" is "down" (never heard from), so only DIPs that came up show.
-        """
-        changes: list[tuple[str, DipState, DipState]] = []
-        for dip, record in self._records.items():
-            current = self._state(now, record)
-            before = self._reported_states.get(dip, "down")
-            if current != before:
-                changes.append((dip, before, current))
-            self._reported_states[dip] = current
-        return changes
+    def expect_reports(self, dips: Iterable[str]) -> None:
+        """These tracked DIPs reported to a previous controller: until they report again they
+        are "down", not "unknown" (their agent may have died while nobody watched)."""
+        for dip in dips:
+            record = self._records.get(dip)
+            if record is not None:
+                record.expected = True
 
     def snapshot(self, now: float) -> dict[str, DipLoad]:
         """Every tracked DIP's load and state at `now`, in insertion order."""
@@ -285,10 +281,8 @@ class LoadBook:
                 dip=dip,
                 state=self._state(now, record),
                 cpu=record.cpu,
-                cpu_ewma=record.cpu_ewma,
                 conns=record.conns,
                 conn_rate=record.conn_rate,
-                memory=record.memory,
                 last_seen=last,
                 report_age=math.inf if last is None else max(0.0, now - last),
                 seq=None if record.seq < 0 else record.seq,

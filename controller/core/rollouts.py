@@ -9,6 +9,7 @@ each commit or abort. Under table pressure it lets `DipRoom` (owner RECLAIM) fre
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -75,6 +76,7 @@ class Rollouts:
         self._mark = (-1, 0)  # (active slot, its learned count when it became active)
         self._desired: Mapping[int, Sequence[int]] = {}
         self._reattach = False
+        self._reporters: frozenset[str] = frozenset()
 
     @property
     def ledger(self) -> SlotLedger | None:
@@ -110,6 +112,15 @@ class Rollouts:
         self.initial_done = True
         if journal is None:
             self._clear_at = hold
+
+    def note_reporters(self, reporters: frozenset[str]) -> list[Op]:
+        """The DIPs whose agents report changed: journal them (now, unless a commit is in
+        flight, whose own journal writes will carry them)."""
+        changed = reporters != self._reporters
+        self._reporters = reporters
+        if changed and self.journaling and self.commit is None and self.table.ledger is not None:
+            return [self._journal_op(pending=None)]
+        return []
 
     def switch_lost(self) -> None:
         """The switch restarted empty: once no commit or reclaim is in flight, start over as on
@@ -245,7 +256,7 @@ class Rollouts:
 
     def _journal_op(self, pending: int | None) -> JournalWrite:
         staged = self._staged if pending is not None else None
-        return JournalWrite(Owner.ROLLOUT, self.table.journal(pending, staged))
+        return JournalWrite(Owner.ROLLOUT, self.table.journal(pending, staged, self._reporters))
 
     def on_outcome(self, now: float, outcome: Outcome) -> list[Op]:
         """Drive the commit (or the warm-start clear, or the journal) with one outcome."""
@@ -354,12 +365,5 @@ class Rollouts:
         """The journal a clean stop leaves (None while a rollout is in flight: keep the last)."""
         if self.table.ledger is None or self.commit is not None:
             return None
-        journal = self.table.journal(None, None)
-        return Journal(
-            journal.active,
-            None,
-            journal.shadow,
-            journal.slot_weights,
-            stopped_at=now,
-            unsettled=tuple(unsettled),
-        )
+        journal = self.table.journal(None, None, self._reporters)
+        return dataclasses.replace(journal, stopped_at=now, unsettled=tuple(unsettled))

@@ -137,10 +137,19 @@ class SlotTable:
             return None
         return {p: tuple(current.get(p, {}).get(d, 0) for d in dips) for p, dips in pools.items()}
 
-    def journal(self, pending: int | None, staged: SlotWeights | None) -> Journal:
-        """The journal of what the slots hold (`staged`: the weights being written to `pending`)."""
+    def journal(
+        self, pending: int | None, staged: SlotWeights | None, reporters: frozenset[str]
+    ) -> Journal:
+        """The journal of what the slots hold (`staged`: the weights being written to `pending`)
+        and of the DIPs whose agents report."""
         assert self.ledger is not None
         weights = list(self.weights)
         if pending is not None and staged is not None:
             weights[pending] = staged
-        return Journal(self.ledger.active, pending, self.shadow.copy(), tuple(weights))
+        return Journal(
+            self.ledger.active,
+            pending,
+            self.shadow.copy(),
+            tuple(weights),
+            reporters=tuple(sorted(reporters)),
+        )

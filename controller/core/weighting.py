@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 import policy
+from controller.core.loadbook import DipLoad
 from controller.core.pools import BackendPool
 from policy.autoscale import MemberState
-
-
-@dataclass(frozen=True)
-class MemberLoad:
-    """What the load feed says about one DIP (a view of controller.core.loadbook.DipLoad)."""
-
-    state: str  # "up" | "down" | "blackout" | "drain"
-    cpu: float
-    conns: int
-    conn_rate: float | None
-    report_age: float
-    reported: bool
-
-
-def member_up(load: MemberLoad | None) -> bool:
-    """A member may take new connections: reported up, or never reported at all (no agent)."""
-    return load is None or not load.reported or load.state == "up"
 
 
 class PoolWeighting:
@@ -82,7 +65,7 @@ class PoolWeighting:
         old = dict(zip(self._member_names, self.desired, strict=False))
         return tuple(old.get(m.dip, 0) for m in self.pool)
 
-    def update(self, now: float, loads: Mapping[str, MemberLoad]) -> tuple[int, ...]:
+    def update(self, now: float, loads: Mapping[str, DipLoad]) -> tuple[int, ...]:
         """Run the policy on the latest loads; returns the desired weights (member order)."""
         if self.generation != self.pool.generation:
             old = dict(zip(self._member_names, self.desired, strict=False))
@@ -91,7 +74,7 @@ class PoolWeighting:
         views = [loads.get(m.dip) for m in members]
         live = np.array(
             [
-                m.state is MemberState.ACTIVE and member_up(v)
+                m.state is MemberState.ACTIVE and (v is None or v.live)
                 for m, v in zip(members, views, strict=True)
             ],
             dtype=np.bool_,
@@ -103,9 +86,7 @@ class PoolWeighting:
                 [v.conn_rate if v and v.conn_rate is not None else math.nan for v in views],
                 dtype=np.float64,
             ),
-            report_age=np.array(
-                [v.report_age if v and v.reported else math.inf for v in views], dtype=np.float64
-            ),
+            report_age=np.array([v.report_age if v else math.inf for v in views], dtype=np.float64),
             live=live,
         )
         assert self._policy is not None

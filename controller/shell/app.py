@@ -27,7 +27,6 @@ from controller.core.loadbook import IngestResult, LoadBook
 from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome, Owner, SwitchOp
 from controller.core.records import FaultThrottle
 from controller.core.view import CoreView
-from controller.core.weighting import MemberLoad
 from controller.routing import Route
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder
@@ -40,21 +39,6 @@ METRICS_INTERVAL = 1.0
 
 class ControllerError(Exception):
     """The controller could not start (the switch refused its start-up writes)."""
-
-
-def member_loads(book: LoadBook, now: float) -> dict[str, MemberLoad]:
-    """The load book's view of every DIP, as the core reads it."""
-    return {
-        dip: MemberLoad(
-            load.state,
-            load.cpu,
-            load.conns,
-            load.conn_rate,
-            load.report_age,
-            load.last_seen is not None,
-        )
-        for dip, load in book.snapshot(now).items()
-    }
 
 
 class ControllerService:
@@ -110,6 +94,7 @@ class ControllerService:
         await self.switch.subscribe(self._on_digest, self._on_aged)
         self._booted = defer.Deferred()
         self._run(self.core.bootstrap(self.clock(), view, journal))
+        self.book.expect_reports(self.core.expected_reporters)
         self._check_boot()
         await self._booted
         if self.core.boot_failure is not None:
@@ -207,7 +192,7 @@ class ControllerService:
     def _tick(self) -> None:
         now = self.clock()
         # Building every member's load costs: only when the policy runs in this tick.
-        loads = member_loads(self.book, now) if self.core.policy_due(now) else {}
+        loads = self.book.snapshot(now) if self.core.policy_due(now) else {}
         self._guard(lambda: self._run(self.core.tick(now, loads)))
         for dip in self.core.take_removed():
             self.book.remove_dip(dip)

@@ -11,6 +11,7 @@ from core_runner import CoreRunner
 import p4model
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
 from controller.core.controller_core import ControllerCore, SwitchView
+from controller.core.loadbook import DipLoad
 from controller.core.ops import (
     EntryCount,
     JournalWrite,
@@ -23,7 +24,6 @@ from controller.core.ops import (
     TableInsert,
     TableModify,
 )
-from controller.core.weighting import MemberLoad
 from controller.routing import Route
 from policy.autoscale import AutoscaleParams, MemberState
 from topo.frames import ACK, PSH, SYN, TCP, FlowKey, build_frame, read_flow
@@ -61,7 +61,7 @@ class Runner(CoreRunner):
     def tick(self, now: float, cpu: tuple[float, ...] = (0.5, 0.5, 0.5)) -> None:
         self.now = now
         loads = {
-            f"{ip}:8080": MemberLoad("up", c, 0, None, 0.0, True)
+            f"{ip}:8080": DipLoad(f"{ip}:8080", "up", c, 0, None, now, 0.0, 1, "up")
             for ip, c in zip(DIPS, cpu, strict=True)
         }
         self.feed(self.core.tick(now, loads))
@@ -225,7 +225,7 @@ def test_drained_member_gets_no_new_connections_and_leaves_once_idle() -> None:
 def test_warm_start_adopts_a_matching_journal_and_holds_reuse() -> None:
     runner = started()
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
-    journal = runner.core.rollouts.table.journal(None, None).to_json()
+    journal = runner.core.rollouts.table.journal(None, None, frozenset()).to_json()
     core = new_core(config(restart_hold=10.0))
     fresh = Runner(core, runner.switch)
     dip_entries = runner.switch.table_num_entries("dip_table")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import p4model
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
 from controller.core.controller_core import ControllerCore, SwitchView
+from controller.core.loadbook import DipLoad
 from controller.core.ops import (
     Op,
     Outcome,
@@ -26,7 +27,6 @@ from controller.core.ops import (
 from controller.core.reclaim import Reclaim, ReclaimPlan, RoomCheck, choose_slots
 from controller.core.shadow import BucketKey, DipTarget, DipWrite, WriteKind
 from controller.core.steps import ResetBloom
-from controller.core.weighting import MemberLoad
 from controller.routing import Route
 from topo.frames import PSH, SYN, TCP, FlowKey, build_frame, read_flow
 
@@ -194,7 +194,7 @@ class Checked(CoreRunner):
     def tick(self, now: float, cpu: tuple[float, ...]) -> None:
         self.now = now
         loads = {
-            f"{ip}:8080": MemberLoad("up", c, 0, None, 0.0, True)
+            f"{ip}:8080": DipLoad(f"{ip}:8080", "up", c, 0, None, now, 0.0, 1, "up")
             for ip, c in zip(DIPS, cpu, strict=True)
         }
         self.queue.extend(self.core.tick(now, loads))

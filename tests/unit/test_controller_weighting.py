@@ -7,9 +7,10 @@ import pytest
 
 from controller.config import DipConfig, VipConfig
 from controller.core.layout import entry_budget, held_entries, pool_buckets
+from controller.core.loadbook import DipLoad, DipState
 from controller.core.pools import BackendPool
 from controller.core.shadow import DipTarget
-from controller.core.weighting import MemberLoad, PoolWeighting, member_up
+from controller.core.weighting import PoolWeighting
 from policy.buckets import bucket_owner, prefix_entries
 
 VIP = VipConfig(
@@ -25,23 +26,23 @@ VIP = VipConfig(
 )
 
 
-def load(cpu: float, state: str = "up", reported: bool = True) -> MemberLoad:
-    return MemberLoad(state, cpu, 0, None, 0.0, reported)
+def load(cpu: float, state: DipState = "up", dip: str = "10.1.0.1:80") -> DipLoad:
+    reported = state != "unknown"
+    return DipLoad(dip, state, cpu, 0, None, 0.0 if reported else None, 0.0, 1, "up")
 
 
 @pytest.mark.parametrize(
     ("view", "up"),
     [
-        (None, True),
-        (load(0.5, "down", reported=False), True),
+        (load(0.5, "unknown"), True),
         (load(0.5), True),
         (load(0.5, "down"), False),
         (load(0.5, "blackout"), False),
         (load(0.5, "drain"), False),
     ],
 )
-def test_member_up(view: MemberLoad | None, up: bool) -> None:
-    assert member_up(view) is up
+def test_only_up_and_agentless_members_are_live(view: DipLoad, up: bool) -> None:
+    assert view.live is up
 
 
 def test_initial_weights_follow_the_config_and_skip_standby() -> None:
