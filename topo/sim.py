@@ -139,6 +139,8 @@ class Simulation:
         self._seq = 0
         self._report_seq = 0
         self._cpu: dict[str, float] = {}
+        self.dead_agents: set[str] = set()
+        """DIPs whose agents stopped reporting (their servers may be dead too)."""
         self.result = SimResult()
         self._share_cache: dict[tuple[int, int, int], dict[str, float]] = {}
         self.rollouts_before_restart = 0
@@ -292,6 +294,8 @@ class Simulation:
         self._report_seq += 1
         for pool in self.service.core.pools:
             for member in pool:
+                if member.dip in self.dead_agents:
+                    continue
                 cpu = self._cpu.get(member.ip, 0.5)
                 report = LoadReport(member.dip, self._report_seq, now, cpu, 0)
                 self.service.ingest_report(encode_report(report))

@@ -151,3 +151,22 @@ def test_simulated_connections_never_share_a_five_tuple() -> None:
     sim.open_connections(30_000, 0.0, 1.0)  # ~13 birthday collisions if drawn with replacement
     flows = [conn.flow for conn in sim.conns]
     assert len(set(flows)) == len(flows) == 30_000
+
+
+def test_a_dip_whose_agent_died_gets_nothing_from_a_restarted_controller(tmp_path: Path) -> None:
+    sim = Simulation(SimOptions(connections=0, udp_fraction=0.0, seed=5))
+    state = tmp_path / "state.json"
+    sim.service = sim.make_service(state)
+    sim.start()
+    sim.advance(3.0)
+    dead = "10.0.2.2:8080"
+    assert sim.service.core.view().pools[0].active_weight(dead) > 0
+    sim.dead_agents.add(dead)  # the agent (and its server) die while the controller restarts
+    sim.restart(downtime=0.2, state_path=state)
+    sim.advance(sim.clock.seconds() + 4.0)  # down_after, then a rollout without it
+    assert sim.service.core.view().pools[0].active_weight(dead) == 0
+    start = sim.clock.seconds()
+    sim.open_connections(300, start, start + 3.0)
+    sim.advance(start + 6.0)
+    reached = {c.dip for c in sim.conns if c.dip is not None}
+    assert dead not in reached and len(reached) == 3
