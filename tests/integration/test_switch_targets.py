@@ -1,0 +1,126 @@
+"""The switch-level contract the core relies on, against the target `P4LB_TEST_SWITCH` names.
+
+`model` (the default) is the in-process reference model; `thrift://HOST:PORT` is BMv2's
+simple_switch running p4src/loadbalancer.p4; `tcp://HOST:PORT` is a running p4lb-switch;
+`skip` skips the suite. The same tests hold every client to the same outcomes and error kinds,
+which is all the core sees of a target. Each test deletes what it added.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet import defer
+
+from controller.core.ops import (
+    EntryCount,
+    ErrorKind,
+    Outcome,
+    Owner,
+    SwitchOp,
+    TableDelete,
+    TableInsert,
+    TableModify,
+)
+from controller.switch.api import SwitchClient
+from controller.switch.connect import connect_switch
+from controller.switch.testing import ThreadedClock
+from p4src.contract import DIP_REVERSE, REWRITE_SRC, SET_POOL, VIP_TABLE, load_settings
+
+OWNER = Owner.STARTUP
+
+
+class Target:
+    """A switch client and the reactor its results come back on."""
+
+    def __init__(self, client: SwitchClient, clock: ThreadedClock) -> None:
+        self.client = client
+        self.clock = clock
+        self.added: list[tuple[str, int]] = []
+
+    def apply(self, *ops: SwitchOp) -> list[Outcome]:
+        """Carry out operations and wait for their outcomes (worker threads included)."""
+        done = defer.ensureDeferred(self.client.apply(list(ops)))
+        while not done.called:
+            self.clock.run_from_threads(1)
+        results: list[Outcome] = []
+        done.addCallback(results.extend)
+        for outcome in results:
+            if outcome.ok and isinstance(outcome.op, TableInsert):
+                assert outcome.handle is not None
+                self.added.append((outcome.op.table, outcome.handle))
+        return results
+
+    def cleanup(self) -> None:
+        """Delete every entry the test added (ignoring ones it deleted itself)."""
+        self.apply(*(TableDelete(OWNER, table, handle) for table, handle in self.added))
+        done = defer.ensureDeferred(self.client.close())
+        while not done.called:
+            self.clock.run_from_threads(1)
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    spec = os.environ.get("P4LB_TEST_SWITCH", "model")
+    if spec == "skip":
+        pytest.skip("P4LB_TEST_SWITCH=skip")
+    clock = ThreadedClock()
+    target = Target(connect_switch(spec, clock), clock)
+    yield target
+    target.cleanup()
+
+
+def vip(n: int, pool: int = 1) -> TableInsert:
+    keys = (f"10.200.{n // 250}.{n % 250 + 1}", "80", "6")
+    return TableInsert(OWNER, VIP_TABLE, keys, SET_POOL, (str(pool),))
+
+
+def test_an_insert_gives_a_handle_and_a_duplicate_is_refused_as_one(target: Target) -> None:
+    (count,) = target.apply(EntryCount(OWNER, VIP_TABLE))
+    added, again = target.apply(vip(1), vip(1))
+    assert added.ok and added.handle is not None
+    assert (again.ok, again.error) == (False, ErrorKind.DUPLICATE)
+    (after,) = target.apply(EntryCount(OWNER, VIP_TABLE))
+    assert count.value is not None and after.value == count.value + 1
+
+
+def test_deleting_or_modifying_a_missing_entry_is_not_found(target: Target) -> None:
+    (added,) = target.apply(vip(2))
+    assert added.handle is not None
+    deleted, gone, modified = target.apply(
+        TableDelete(OWNER, VIP_TABLE, added.handle),
+        TableDelete(OWNER, VIP_TABLE, added.handle),
+        TableModify(OWNER, VIP_TABLE, added.handle, SET_POOL, ("2",)),
+    )
+    assert deleted.ok
+    assert (gone.ok, gone.error) == (False, ErrorKind.NOT_FOUND)
+    assert (modified.ok, modified.error) == (False, ErrorKind.NOT_FOUND)
+
+
+def test_a_malformed_request_is_invalid_and_later_operations_still_run(target: Target) -> None:
+    bad = TableInsert(OWNER, VIP_TABLE, ("10.200.9.9", "80"), SET_POOL, ("1",))  # a key short
+    outcomes = target.apply(vip(3), bad, vip(4))
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].error is ErrorKind.INVALID
+
+
+def test_a_full_table_refuses_an_insert_as_table_full(target: Target) -> None:
+    size = load_settings().dip_reverse_size
+    (count,) = target.apply(EntryCount(OWNER, DIP_REVERSE))
+    assert count.value is not None
+    room = size - count.value
+    inserts = [
+        TableInsert(
+            OWNER,
+            DIP_REVERSE,
+            (f"10.201.{n // 250}.{n % 250 + 1}", "8080", "6"),
+            REWRITE_SRC,
+            ("10.0.0.100", "80"),
+        )
+        for n in range(room + 1)
+    ]
+    outcomes = target.apply(*inserts)
+    assert all(o.ok for o in outcomes[:-1])
+    assert (outcomes[-1].ok, outcomes[-1].error) == (False, ErrorKind.TABLE_FULL)
