@@ -229,6 +229,13 @@ class RemoteSwitch:
         """Set an entry's idle timeout (conn_table); idle entries are reported by recv_aged."""
         self.call("table_set_timeout", table, handle, ms)
 
+    def table_entries(self, table: str) -> list[tuple[int, list[int | list[int]], str, list[int]]]:
+        """Every entry of a table as (handle, match, action, params)."""
+        rows = self.call("table_entries", table)
+        if not isinstance(rows, list):
+            raise SwitchError(f"bad table_entries reply {rows!r}")
+        return [(int(h), list(m), str(a), [int(v) for v in p]) for h, m, a, p in rows]
+
     def register_read(self, name: str, index: int | None = None) -> int | list[int]:
         """One register cell, or the whole array when index is None."""
         result = self.call("register_read", name, index)

@@ -83,6 +83,10 @@ class Switch:
         """Number of entries in a table."""
         return self.table(table).num_entries()
 
+    def table_entries(self, table: str) -> list[tuple[int, list[int | list[int]], str, list[int]]]:
+        """Every entry of a table as (handle, match, action, params) (see Table.entries)."""
+        return self.table(table).entries()
+
     def table_set_timeout(self, table: str, handle: int, ms: int) -> None:
         """Age the entry out after `ms` idle milliseconds (0 disables); needs support_timeout."""
         t = self.table(table)

@@ -143,6 +143,22 @@ class Table:
         """Number of installed entries."""
         return len(self._entries)
 
+    def entries(self) -> list[tuple[int, list[int | list[int]], str, list[int]]]:
+        """Every installed entry as (handle, match, action, params), JSON-ready: an exact value
+        is an int, an lpm one [value, prefix length], a ternary one [value, mask]."""
+        out: list[tuple[int, list[int | list[int]], str, list[int]]] = []
+        for handle, ((length, values, masks), entry) in self._entries.items():
+            match: list[int | list[int]] = []
+            for i, (field, value) in enumerate(zip(self.keys, values, strict=True)):
+                if field.kind is MatchKind.LPM:
+                    match.append([value, length])
+                elif field.kind is MatchKind.TERNARY:
+                    match.append([value, masks[i]])
+                else:
+                    match.append(value)
+            out.append((handle, match, entry.action, list(entry.params)))
+        return out
+
     def add_const(self, values: Sequence[int], action: str, params: Sequence[int]) -> None:
         """Install one of the program's `const entries` (exact keys only)."""
         entry = Entry(self._next_handle, action, tuple(params))

@@ -191,6 +191,18 @@ class Simulation:
         self.service = self.make_service(state_path)
         self.start()
 
+    def crash(self, downtime: float, state_path: Any = None) -> None:
+        """Kill the controller (no clean stop, no journal), keep sending packets for
+        `downtime` s while the switch applies what it was sent, start a fresh controller."""
+        self.service.halt()
+        self.rollouts_before_restart += (
+            self.service.core.rollouts.counters.rollouts - self._baseline
+        )
+        self.aborted_before_restart += self.service.core.rollouts.counters.rollouts_aborted
+        self.advance(self.clock.seconds() + downtime, reports=False)
+        self.service = self.make_service(state_path)
+        self.start()
+
     # -- workload
 
     def open_connections(self, count: int, start: float, end: float) -> None:

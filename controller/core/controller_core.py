@@ -133,17 +133,15 @@ class ControllerCore:
             ops.extend(self.rollouts.attach_cold(now, active, self.desired()))
             return ops + self._flush(now)
         self.learner.adopt_foreign(view.conn_entries)
-        adopted = self._read_journal(now, journal, active, view.dip_entries)
-        self.rollouts.attach_warm(now, active, adopted, view.dip_entries)
+        adopted = self._read_journal(now, journal)
+        ops.extend(self.rollouts.attach_warm(now, active, adopted, view.dip_entries))
         for conn in adopted.unsettled if adopted else ():
             self.learner.on_new_conn(now, conn.key, conn.version % self.slots, conn.dip)
-        used = "adopted" if adopted else "not used"
+        used = "read" if adopted else "not used"
         self._records.add(now, "phase", name=f"warm start: active slot {active}, journal {used}")
         return ops + self._flush(now)
 
-    def _read_journal(
-        self, now: float, document: object | None, active: int, dip_entries: int
-    ) -> Journal | None:
+    def _read_journal(self, now: float, document: object | None) -> Journal | None:
         if document is None:
             return None
         try:
@@ -155,12 +153,6 @@ class ControllerCore:
         # the agent reports to this controller.
         self.expected_reporters = frozenset(journal.reporters)
         self._reporters.update(journal.reporters)
-        if not journal.matches(active, dip_entries):
-            detail = (
-                f"journal (active {journal.active}, {journal.shadow.size()} entries) does not match"
-            )
-            self._records.fault(now, "journal", detail)
-            return None
         return journal
 
     def journal_at_stop(self, now: float) -> Journal | None:

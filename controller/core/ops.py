@@ -159,6 +159,29 @@ class EntryCount:
 
 
 @dataclass(frozen=True, slots=True)
+class TableRead:
+    """Read every entry of a table back (the outcome's `entries`)."""
+
+    owner: Owner
+    table: str
+
+
+MatchValue = int | tuple[int, int]
+"""One match field read back: an exact value, or (value, prefix length) of an lpm field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEntry:
+    """One entry read back from the switch, as numbers (whatever the target's text forms)."""
+
+    handle: int
+    match: tuple[MatchValue, ...]
+    action: str
+    """The action's name without any control prefix ("rewrite_dst")."""
+    params: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class JournalWrite:
     """Replace the state journal (the shell writes it to its file)."""
 
@@ -177,6 +200,7 @@ SwitchOp = (
     | RegisterWrite
     | RegisterRead
     | EntryCount
+    | TableRead
 )
 Op = SwitchOp | JournalWrite
 
@@ -191,11 +215,20 @@ class Outcome:
     value: int | None = None
     error: ErrorKind | None = None
     detail: str = ""
+    entries: tuple[ReadEntry, ...] = ()
+    """The entries a TableRead found."""
 
     @classmethod
-    def done(cls, op: Op, *, handle: int | None = None, value: int | None = None) -> Outcome:
+    def done(
+        cls,
+        op: Op,
+        *,
+        handle: int | None = None,
+        value: int | None = None,
+        entries: tuple[ReadEntry, ...] = (),
+    ) -> Outcome:
         """A success."""
-        return cls(op, True, handle, value)
+        return cls(op, True, handle, value, entries=entries)
 
     @classmethod
     def failed(cls, op: Op, error: ErrorKind, detail: str) -> Outcome:
@@ -225,4 +258,6 @@ def describe(op: Op) -> str:
         return f"read {op.register}[{op.index}]"
     if isinstance(op, EntryCount):
         return f"count {op.table}"
+    if isinstance(op, TableRead):
+        return f"read {op.table}"
     return "journal"

@@ -49,6 +49,8 @@ class RolloutCounters:
     reclaim_failures: int = 0
     table_too_small: int = 0
     """Rollouts not tried: the version cannot fit next to the active one."""
+    resyncs: int = 0
+    """dip_table read back because a write contradicted the shadow."""
 
 
 @dataclass(frozen=True)

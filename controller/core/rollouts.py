@@ -17,13 +17,21 @@ from controller.config import ControllerSettings
 from controller.core.journal import Journal, SlotWeights, UnsettledConnection
 from controller.core.layout import Content, version_content
 from controller.core.learning import ConnectionLearner
-from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome, Owner, TableClear
+from controller.core.ops import (
+    ErrorKind,
+    JournalWrite,
+    Op,
+    Outcome,
+    Owner,
+    TableClear,
+    TableRead,
+)
 from controller.core.pools import BackendPool
 from controller.core.reclaim import RoomCheck
 from controller.core.records import RecordLog
 from controller.core.rollout import CommitProtocol, RolloutCounters, RolloutOutcome, RolloutPlan
 from controller.core.room import DipRoom
-from controller.core.shadow import DipWrite
+from controller.core.shadow import DipShadow, DipWrite, WriteKind
 from controller.core.slots import SlotLedger, SlotTable, skip_reason
 from controller.core.steps import FlipVersion, ReadActive, Step, op_step, step_op
 from p4src.contract import DIP_TABLE
@@ -77,6 +85,9 @@ class Rollouts:
         self._desired: Mapping[int, Sequence[int]] = {}
         self._reattach = False
         self._reporters: frozenset[str] = frozenset()
+        self._adopting: tuple[Journal, int, float] | None = None
+        self._resync_due = False
+        self._resyncing = False
 
     @property
     def ledger(self) -> SlotLedger | None:
@@ -94,11 +105,15 @@ class Rollouts:
 
     def attach_warm(
         self, now: float, active: int, journal: Journal | None, dip_entries: int
-    ) -> None:
-        """A switch that kept its state: adopt the journal or reclaim dip_table after the hold.
+    ) -> list[Op]:
+        """A switch that kept its state: adopt what dip_table really holds, or reclaim it after
+        the hold when there is no journal to say which weights are behind it.
 
-        The hold is `restart_hold`, shorter after a clean stop shortly before (the journal says
-        when, and which connections were still being installed), and none for an empty dip_table.
+        With a journal, dip_table is read back (`_adopted`): the switch is the truth for every
+        entry and handle; the journal only says which weights fill a slot, and only for a slot
+        whose content it describes exactly. The hold is `restart_hold`, shorter after a clean
+        stop shortly before (the journal says when, and which connections were still being
+        installed), and none for an empty dip_table.
         """
         hold = now + self.settings.restart_hold
         if journal is not None and journal.stopped_at is not None and now >= journal.stopped_at:
@@ -108,10 +123,54 @@ class Rollouts:
             hold = now
         ledger = SlotLedger(self.table.slots, active, now, hold_until=hold)
         ledger.deactivated_at = [now] * self.table.slots
-        self.table.attach(ledger, journal)
-        self.initial_done = True
+        self.table.attach(ledger)
         if journal is None:
+            self.initial_done = True
             self._clear_at = hold
+            return []
+        self._adopting = (journal, dip_entries, hold)
+        return [TableRead(Owner.ROLLOUT, DIP_TABLE)]
+
+    def _adopted(self, now: float, outcome: Outcome) -> None:
+        """dip_table read back at a warm start (or not: then the old count check decides)."""
+        assert self._adopting is not None
+        journal, dip_entries, hold = self._adopting
+        self._adopting = None
+        self.initial_done = True
+        if outcome.ok:
+            matching = self._take_switch_content(outcome, journal)
+            self._records.add(
+                now,
+                "phase",
+                name=f"dip_table read back: {self.table.shadow.size()} entries, "
+                f"{matching} of {self.table.slots} slots as journaled",
+            )
+        elif journal.matches(self.table.ledger.active if self.table.ledger else 0, dip_entries):
+            self._records.fault(
+                now, "journal", f"read back failed ({outcome.detail}); counts match"
+            )
+            self.table.shadow.assign(journal.shadow)
+            self.table.weights = list(journal.slot_weights)
+        else:
+            self._records.fault(now, "journal", f"read back failed ({outcome.detail})")
+            self._clear_at = hold
+
+    def _take_switch_content(self, outcome: Outcome, journal: Journal | None) -> int:
+        """Make the shadow what the switch holds; keep each slot's weights only where its
+        content is unchanged (from the journal's, or from the shadow's own). Returns how many
+        slots kept them."""
+        actual = DipShadow.from_entries(self.table.slots, outcome.entries)
+        known = journal.shadow if journal is not None else self.table.shadow
+        weights = list(journal.slot_weights) if journal is not None else list(self.table.weights)
+        matching = 0
+        for slot in range(self.table.slots):
+            if actual.content(slot) == known.content(slot):
+                matching += 1
+            else:
+                weights[slot] = None
+        self.table.shadow.assign(actual)
+        self.table.weights = weights
+        return matching
 
     def note_reporters(self, reporters: frozenset[str]) -> list[Op]:
         """The DIPs whose agents report changed: journal them (now, unless a commit is in
@@ -144,7 +203,8 @@ class Rollouts:
         self._deferred = [(t, s) for t, s in self._deferred if t > now]
         ops = self._issue(due)
         ledger = self.table.ledger
-        if ledger is None or self.commit is not None or self.room.reclaim is not None:
+        busy = self.commit is not None or self.room.reclaim is not None
+        if ledger is None or busy or self._adopting is not None or self._resyncing:
             return ops
         if self._reattach:
             self._reattach = False
@@ -241,7 +301,10 @@ class Rollouts:
         self._staged = staged
         self._initial = initial
         self.commit = CommitProtocol(plan, ledger.active)
-        return self._issue(self.commit.begin())
+        # The intent first: a controller killed while the slot is half written finds the slot
+        # named pending in the journal (and reads the table back before trusting anything).
+        intent: list[Op] = [self._journal_op(pending=slot)] if self.journaling else []
+        return intent + self._issue(self.commit.begin())
 
     def _issue(self, steps: Sequence[Step]) -> list[Op]:
         ops: list[Op] = []
@@ -270,6 +333,12 @@ class Rollouts:
             return []
         if isinstance(op, TableClear):
             return self._cleared(now, outcome)
+        if isinstance(op, TableRead):
+            if self._adopting is not None:
+                self._adopted(now, outcome)
+            else:
+                self._resynced(now, outcome)
+            return []
         step = op_step(op)
         commit = self.commit
         if step is None or commit is None:
@@ -280,6 +349,12 @@ class Rollouts:
             else:
                 self.table.shadow.failed(step, outcome.error is ErrorKind.NOT_FOUND)
                 self.room.write_failed(now, step, outcome.error)
+                # The switch holds an entry the shadow does not, or lacks one it has: read the
+                # table back once this rollout ended, rather than abort every later one.
+                contradicts = (outcome.error is ErrorKind.DUPLICATE) or (
+                    outcome.error is ErrorKind.NOT_FOUND and step.kind is WriteKind.MODIFY
+                )
+                self._resync_due = self._resync_due or contradicts
         if outcome.ok:
             steps = commit.step_done(now, step, outcome.value)
         else:
@@ -292,6 +367,23 @@ class Rollouts:
         if commit.outcome is not None:
             ops.extend(self._finish(now, commit.outcome))
         return ops
+
+    def _resynced(self, now: float, outcome: Outcome) -> None:
+        """dip_table read back after a write contradicted the shadow."""
+        self._resyncing = False
+        if not outcome.ok:
+            self._resync_due = True  # read again after the next rollout attempt
+            self._records.fault(now, "resync", outcome.detail)
+            return
+        before = self.table.shadow.size()
+        matching = self._take_switch_content(outcome, None)
+        self.counters.resyncs += 1
+        self._records.fault(
+            now,
+            "resync",
+            f"a write contradicted the dip_table shadow: read back {self.table.shadow.size()} "
+            f"entries (shadow had {before}); {matching} of {self.table.slots} slots unchanged",
+        )
 
     def _cleared(self, now: float, outcome: Outcome) -> list[Op]:
         """Warm start without a usable journal: dip_table cleared, roll out a known version."""
@@ -314,6 +406,10 @@ class Rollouts:
         slot = outcome.plan.slot
         initial, self._initial = self._initial, False
         journal: list[Op] = [self._journal_op(pending=None)] if self.journaling else []
+        if self._resync_due:
+            self._resync_due = False
+            self._resyncing = True
+            journal.append(TableRead(Owner.ROLLOUT, DIP_TABLE))
         if not outcome.committed:
             self.counters.rollouts_aborted += 1
             self.table.weights[slot] = None

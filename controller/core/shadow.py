@@ -7,10 +7,16 @@ shadow always matches the switch. A failed write is assumed not to have happened
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from p4src.contract import REWRITE_DST
+
+if TYPE_CHECKING:
+    from controller.core.ops import ReadEntry
 
 
 class BucketKey(NamedTuple):
@@ -143,6 +149,27 @@ class DipShadow:
         other = DipShadow(self.slot_count)
         other._slots = [dict(held) for held in self._slots]
         return other
+
+    @classmethod
+    def from_entries(cls, slots: int, entries: Iterable[ReadEntry]) -> DipShadow:
+        """The shadow of what dip_table holds, from its entries read back: (version, pool,
+        flow hash lpm) → rewrite_dst(ip, port). Entries of another shape are left out (the
+        controller writes none)."""
+        shadow = cls(slots)
+        for entry in entries:
+            match = entry.match
+            if len(match) != 3 or len(entry.params) != 2 or entry.action != REWRITE_DST:
+                continue
+            version, pool, lpm = match
+            if not (isinstance(version, int) and isinstance(pool, int) and isinstance(lpm, tuple)):
+                continue
+            if not 0 <= version < slots:
+                continue
+            ip, port = entry.params
+            key = BucketKey(pool, lpm[0], lpm[1])
+            target = DipTarget(str(ipaddress.IPv4Address(ip)), port)
+            shadow._slots[version][key] = ShadowEntry(target, entry.handle)
+        return shadow
 
     def forget(self) -> None:
         """Drop everything (after table_clear)."""

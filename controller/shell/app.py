@@ -83,6 +83,7 @@ class ControllerService:
         self._next_load_record = -math.inf
         self._next_export = -math.inf
         self.unexpected_errors = 0
+        self._halted = False
         self._report_faults = FaultThrottle()
 
     # -- life cycle
@@ -122,6 +123,14 @@ class ControllerService:
         await self.switch.close()
         self.recorder.close()
         log.info("event=stopped")
+
+    def halt(self) -> None:
+        """Stop at once, as a killed process stops: no journal, no further operation; what was
+        already handed to the switch is the switch's business (fault campaigns use this)."""
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        self._ticker = None
+        self._halted = True
 
     @property
     def running(self) -> bool:
@@ -217,8 +226,12 @@ class ControllerService:
 
     def _run(self, ops: list[Op]) -> None:
         """Carry out operations: switch operations as one batch, journal writes here."""
-        batch: list[SwitchOp] = [op for op in ops if not isinstance(op, JournalWrite)]
+        if self._halted:
+            return
+        # Journal first: an intent written in the same batch as the writes it announces must be
+        # on disk before they can happen (the in-process model carries them out at once).
         journaled = [self._write_journal(op) for op in ops if isinstance(op, JournalWrite)]
+        batch: list[SwitchOp] = [op for op in ops if not isinstance(op, JournalWrite)]
         if batch:
             done = defer.ensureDeferred(self.switch.apply(batch))
             done.addCallbacks(self._deliver, lambda failure: self._unexpected(batch, failure))
@@ -275,7 +288,13 @@ class ControllerService:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            return Outcome.failed(op, ErrorKind.UNAVAILABLE, f"journal {path}: {exc}")
+            # The file on disk no longer tells the truth: remove it so no restart adopts it.
+            try:
+                path.unlink(missing_ok=True)
+                stale = "the old journal was removed"
+            except OSError as gone:
+                stale = f"the old journal could not be removed either ({gone})"
+            return Outcome.failed(op, ErrorKind.UNAVAILABLE, f"journal {path}: {exc}; {stale}")
         return Outcome.done(op)
 
     # -- outputs
@@ -347,6 +366,7 @@ class ControllerService:
             dip_entries_reclaimed_total=rollouts.entries_reclaimed,
             rollout_reclaim_failures_total=rollouts.reclaim_failures,
             dip_table_too_small_total=rollouts.table_too_small,
+            dip_table_resyncs_total=rollouts.resyncs,
             members_removed_total=view.members_removed,
             switch_state_lost_total=view.switch_losses,
             unexpected_errors_total=self.unexpected_errors,

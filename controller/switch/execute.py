@@ -16,7 +16,9 @@ from controller.core.ops import (
     EntryCount,
     EntryTimeoutSet,
     ErrorKind,
+    MatchValue,
     Outcome,
+    ReadEntry,
     RegisterRead,
     RegisterReset,
     RegisterWrite,
@@ -25,6 +27,7 @@ from controller.core.ops import (
     TableDelete,
     TableInsert,
     TableModify,
+    TableRead,
     describe,
 )
 from controller.switch.api import SwitchError
@@ -75,6 +78,13 @@ class RuntimeApi(Protocol):
         """Count a table's entries."""
         ...
 
+    def table_entries(
+        self, table: str
+    ) -> Sequence[tuple[int, Sequence[object], str, Sequence[int]]]:
+        """Every entry of a table: (handle, match, action, params), values as numbers (an lpm
+        match field as [value, prefix length])."""
+        ...
+
 
 def perform(api: RuntimeApi, op: SwitchOp, kind_of: Callable[[Exception], ErrorKind]) -> Outcome:
     """Carry out one operation; a failure becomes a failed Outcome whose kind is the
@@ -99,6 +109,9 @@ def perform(api: RuntimeApi, op: SwitchOp, kind_of: Callable[[Exception], ErrorK
             api.register_reset(op.register)
         elif isinstance(op, RegisterWrite):
             api.register_write(op.register, op.index, op.value)
+        elif isinstance(op, TableRead):
+            rows = api.table_entries(op.table)
+            return Outcome.done(op, entries=tuple(read_entry(row) for row in rows))
         elif isinstance(op, EntryCount):
             count = api.table_num_entries(op.table)
             if not isinstance(count, int):
@@ -117,6 +130,20 @@ def perform(api: RuntimeApi, op: SwitchOp, kind_of: Callable[[Exception], ErrorK
         shown = str(exc) if name == "SwitchError" else f"{name}: {exc}"  # e.g. p4model's
         return Outcome.failed(op, kind_of(exc), f"{describe(op)}: {shown}")
     return Outcome.done(op)
+
+
+def read_entry(row: tuple[int, Sequence[object], str, Sequence[int]]) -> ReadEntry:
+    """One row of `table_entries` as a ReadEntry (raises SwitchError if malformed)."""
+    handle, match, action, params = row
+    fields: list[MatchValue] = []
+    for field in match:
+        if isinstance(field, int):
+            fields.append(field)
+        elif isinstance(field, list | tuple) and len(field) == 2:
+            fields.append((int(field[0]), int(field[1])))
+        else:
+            raise SwitchError(f"bad match field {field!r} read back")
+    return ReadEntry(int(handle), tuple(fields), action.rsplit(".", 1)[-1], tuple(params))
 
 
 def perform_all(

@@ -27,7 +27,14 @@ from typing import Any, TypeVar
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from controller.core.ops import EntryCount, Outcome, RegisterRead, SwitchOp, describe
+from controller.core.ops import (
+    EntryCount,
+    Outcome,
+    RegisterRead,
+    SwitchOp,
+    TableRead,
+    describe,
+)
 from controller.switch.api import (
     AgedCallback,
     Digest,
@@ -157,7 +164,7 @@ class FaultySwitch:
         return list(await defer.gatherResults([defer.ensureDeferred(self._one(op)) for op in ops]))
 
     async def _one(self, op: SwitchOp) -> Outcome:
-        write = not isinstance(op, RegisterRead | EntryCount)
+        write = not isinstance(op, RegisterRead | EntryCount | TableRead)
         try:
             (outcome,) = await self._in_order(describe(op), write, lambda: self._inner.apply([op]))
         except SwitchError as exc:

@@ -151,11 +151,29 @@ def undecorated(api: Any, operation: str) -> Callable[..., Any]:
     return method
 
 
+def _entry_row(entry: Any) -> tuple[int, list[object], str, list[int]]:
+    """A BMv2 `BmMtEntry` (exact and lpm match fields, action data as big-endian bytes) as a
+    `table_entries` row."""
+    match: list[object] = []
+    for param in entry.match_key:
+        if getattr(param, "lpm", None) is not None:
+            match.append([int.from_bytes(param.lpm.key, "big"), int(param.lpm.prefix_length)])
+        elif getattr(param, "exact", None) is not None:
+            match.append(int.from_bytes(param.exact.key, "big"))
+        else:
+            raise SwitchError(f"unsupported match field {param!r} read back", ErrorKind.INVALID)
+    action = entry.action_entry
+    data = [int.from_bytes(value, "big") for value in (action.action_data or [])]
+    return int(entry.entry_handle), match, str(action.action_name), data
+
+
 class _CheckedApi:
     """p4-utils' runtime API as `perform` calls it, every result checked (worker thread only)."""
 
     def __init__(self, client: ThriftSwitchClient) -> None:
+        # The client's own checked calls (the client owns the API object and its thread).
         self._invoke = client._invoke
+        self._read_entries = client._read_entries
 
     def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
@@ -188,6 +206,10 @@ class _CheckedApi:
 
     def table_num_entries(self, table: str) -> object:
         return int(self._invoke(True, "table_num_entries", table))
+
+    def table_entries(self, table: str) -> list[tuple[int, list[object], str, list[int]]]:
+        rows = self._read_entries(table)
+        return [_entry_row(entry) for entry in rows]
 
 
 class ThriftSwitchClient:
@@ -286,6 +308,19 @@ class ThriftSwitchClient:
             what = describe_call(operation, *args)
             raise SwitchError(f"{self._address} {what}: failed (p4-utils returned None)")
         return result
+
+    def _read_entries(self, table: str) -> list[Any]:
+        """BMv2's entries of a table (`bm_mt_get_entries`, as p4-utils' table_dump reads them)."""
+        api = self._require_api("table_entries")
+        try:
+            from p4utils.utils.thrift_API import ResType  # noqa: PLC0415 - BMv2 only
+
+            info = api.get_res("table", table, ResType.table)
+            entries: list[Any] = api.client.bm_mt_get_entries(0, info.name)
+        except Exception as exc:
+            what = describe_call("table_entries", table)
+            raise SwitchError(f"{self._address} {what}: {explain(exc)}", error_kind(exc)) from exc
+        return entries
 
     async def _call(self, expect_value: bool, operation: str, *args: Any) -> Any:
         if self._closed:

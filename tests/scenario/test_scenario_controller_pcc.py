@@ -6,6 +6,7 @@ reached; loads change every phase so the controller keeps rolling out, with faul
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,44 @@ def test_a_dip_whose_agent_died_gets_nothing_from_a_restarted_controller(tmp_pat
     sim.advance(start + 6.0)
     reached = {c.dip for c in sim.conns if c.dip is not None}
     assert dead not in reached and len(reached) == 3
+
+
+def test_controller_killed_mid_rollout_and_restarted_with_its_journal_keeps_rolling_out(
+    tmp_path: Path,
+) -> None:
+    settings = ControllerSettings(
+        min_rollout_interval=0.5,
+        quiet_period=0.5,
+        report_interval=0.5,
+        min_weight_change=0.0,
+        restart_hold=2.0,
+    )
+    sim = Simulation(
+        SimOptions(connections=0, write_latency=(0.005, 0.05), settings=settings, seed=21)
+    )
+    state = tmp_path / "state.json"
+    sim.service = sim.make_service(state)
+    sim.start()
+    sim.open_connections(1500, 0.5, 40.0)
+    rng = random.Random(21)
+    t = 0.0
+    for _ in range(8):  # kills at arbitrary points, most of them with writes in flight
+        for _ in range(2):
+            sim.new_loads()
+            t += 1.0
+            sim.advance(t)
+        t += rng.uniform(0.0, 1.0)
+        sim.advance(t)
+        sim.crash(downtime=rng.uniform(0.05, 0.5), state_path=state)
+        t = sim.clock.seconds()
+    before = sim.service.core.view().rollouts.rollouts
+    for _ in range(10):
+        sim.new_loads()
+        t += 1.5
+        sim.advance(t)
+    sim.advance(t + 35.0)
+    result = sim.finish()
+    assert result.broken == 0
+    view = sim.service.core.view().rollouts
+    assert view.rollouts - before >= 5  # the last controller is not stuck aborting
+    assert view.rollouts_aborted <= 2

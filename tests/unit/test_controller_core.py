@@ -55,15 +55,16 @@ def target(op: Op) -> str:
     return "" if isinstance(op, JournalWrite) else op.table
 
 
+def load(ip: str, cpu: float, now: float) -> DipLoad:
+    return DipLoad(f"{ip}:8080", "up", cpu, 0, None, now, 0.0, 1, "up")
+
+
 class Runner(CoreRunner):
     """A CoreRunner that also ticks the core and delivers the model's digests."""
 
     def tick(self, now: float, cpu: tuple[float, ...] = (0.5, 0.5, 0.5)) -> None:
         self.now = now
-        loads = {
-            f"{ip}:8080": DipLoad(f"{ip}:8080", "up", c, 0, None, now, 0.0, 1, "up")
-            for ip, c in zip(DIPS, cpu, strict=True)
-        }
+        loads = {f"{ip}:8080": load(ip, c, now) for ip, c in zip(DIPS, cpu, strict=True)}
         self.feed(self.core.tick(now, loads))
         self.run()
 
@@ -73,11 +74,13 @@ class Runner(CoreRunner):
         self.run()
 
 
-def new_core(config: Config, capacity: int | None = None) -> ControllerCore:
+def new_core(
+    config: Config, capacity: int | None = None, *, journaling: bool = False
+) -> ControllerCore:
     dataplane = p4model.load_settings()
     if capacity is not None:
         dataplane = replace(dataplane, conn_table_size=capacity)
-    return ControllerCore(config, dataplane, routes=ROUTES)
+    return ControllerCore(config, dataplane, routes=ROUTES, journaling=journaling)
 
 
 def started(capacity: int = 65536, **settings: float) -> Runner:
@@ -333,3 +336,65 @@ def test_clean_stop_journal_shortens_the_hold_and_carries_unsettled_connections(
     assert "restart hold" in (core.rollouts.backpressure or "")
     fresh.tick(13.0, cpu=(0.9, 0.2, 0.2))  # hold = quiet 1 s + 2 x downtime 0.5 s
     assert runner.switch.register_read("active_version", 0) == 1
+
+
+CPU_ROUNDS = [(0.9, 0.2, 0.2), (0.2, 0.9, 0.2), (0.2, 0.2, 0.9), (0.9, 0.5, 0.2), (0.5, 0.2, 0.9)]
+
+
+def test_killed_at_a_net_zero_point_the_next_controller_adopts_what_the_switch_holds() -> None:
+    """The journal's intent names slot 1; the switch applied as many adds as deletes of its
+    rewrite when the controller died, so the entry count matches the journal but the content
+    does not. The next controller reads dip_table back and rolls out with no abort."""
+    switch = p4model.Switch()
+    core = new_core(config(), journaling=True)
+    runner = Runner(core, switch)
+    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    runner.run()
+    for n, cpu in enumerate(CPU_ROUNDS[:4]):  # every slot holds a version now; 0 is active
+        runner.tick(5.0 + 2 * n, cpu)
+    assert switch.register_read("active_version", 0) == 0
+    runner.now = 20.0
+    first = core.tick(
+        20.0, {f"{ip}:8080": load(ip, c, 20.0) for ip, c in zip(DIPS, CPU_ROUNDS[4], strict=True)}
+    )
+    writes: list[Op] = []
+    for op in first:
+        for follow in core.on_outcome(20.0, runner.outcome(op)):
+            writes.append(follow)
+    deletes = [op for op in writes if isinstance(op, TableDelete) and op.table == "dip_table"]
+    adds = [op for op in writes if isinstance(op, TableInsert) and op.table == "dip_table"]
+    k = min(len(deletes), len(adds))
+    assert k > 0
+    for op in deletes[:k] + adds[:k]:  # the switch got this far; then the controller died
+        assert runner.outcome(op).ok
+    journal = runner.journals[-1]
+    assert journal.pending == 1 and journal.shadow.size() == switch.table_num_entries("dip_table")
+    fresh_core = new_core(config(restart_hold=1.0), journaling=True)
+    fresh = Runner(fresh_core, switch)
+    entries = switch.table_num_entries("dip_table")
+    fresh.feed(fresh_core.bootstrap(21.0, SwitchView(0, 0, entries), journal.to_json()))
+    fresh.run()
+    assert fresh_core.started
+    assert fresh_core.rollouts.table.shadow.size() == entries
+    for n, cpu in enumerate(CPU_ROUNDS * 2):
+        fresh.tick(23.0 + 2 * n, cpu)
+    counters = fresh_core.view().rollouts
+    assert counters.rollouts >= 8 and counters.rollouts_aborted == 0
+    assert switch.table_num_entries("dip_table") == fresh_core.rollouts.table.shadow.size()
+
+
+def test_a_write_that_contradicts_the_shadow_resynchronises_it_from_the_switch() -> None:
+    runner = started()
+    for n, cpu in enumerate(CPU_ROUNDS[:4]):  # every slot holds a version; slot 1 is next
+        runner.tick(5.0 + 2 * n, cpu)
+    shadow = runner.core.rollouts.table.shadow
+    for entry in list(shadow.entries(1).values()):  # someone else empties slot 1
+        runner.switch.table_delete("dip_table", entry.handle)
+    runner.tick(13.0, CPU_ROUNDS[4])
+    counters = runner.core.view().rollouts
+    assert (counters.rollouts_aborted, counters.resyncs) == (1, 1)
+    assert runner.switch.table_num_entries("dip_table") == shadow.size()
+    for n, cpu in enumerate(CPU_ROUNDS):
+        runner.tick(15.0 + 2 * n, cpu)
+    counters = runner.core.view().rollouts
+    assert counters.rollouts_aborted == 1 and counters.rollouts >= 9
