@@ -87,7 +87,7 @@ def measure_feed(agents: int, total: int) -> dict[str, Any]:
     """Ingest `total` reports from `agents` simulated agents through a real socket; one row."""
     per_agent = max(1, total // agents)
     total = per_agent * agents
-    reactor: Any = EPollReactor()  # type: ignore[no-untyped-call]
+    reactor: Any = EPollReactor()
     book = LoadBook(_dips(agents), interval=0.5)
     feed = LoadFeed(reactor, "tcp://127.0.0.1:*", book, time.monotonic)
     feed.start()
@@ -168,7 +168,7 @@ def _peak_rss_mb() -> float:
 def measure_flood(connections: int, seconds: float) -> dict[str, Any]:
     """Peak RSS of a LoadFeed (default limits) under a flood from `connections` connections."""
     _raise_fd_limit()
-    reactor: Any = EPollReactor()  # type: ignore[no-untyped-call]
+    reactor: Any = EPollReactor()
     per_sender = -(-connections // SENDERS)
     book = LoadBook(_dips(connections), interval=0.5)
     feed = LoadFeed(reactor, "tcp://127.0.0.1:*", book, time.monotonic)

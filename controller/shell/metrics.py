@@ -126,7 +126,7 @@ class MetricsResource(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         """Serve the current counters."""
-        request.setHeader(b"content-type", CONTENT_TYPE)  # type: ignore[no-untyped-call]
+        request.setHeader(b"content-type", CONTENT_TYPE)
         return self._metrics.render().encode("utf-8")
 
 
@@ -231,7 +231,7 @@ def metrics_site(
     reactor: Any, metrics: Metrics, limits: HTTPLimits = HTTPLimits()
 ) -> BoundedHTTPFactory:
     """The bounded HTTP factory serving `metrics` on every path."""
-    site = Site(MetricsResource(metrics), timeout=limits.idle_timeout, reactor=reactor)  # type: ignore[no-untyped-call]
+    site = Site(MetricsResource(metrics), timeout=limits.idle_timeout, reactor=reactor)
     site.requestFactory = BoundedRequest
     return BoundedHTTPFactory(site, reactor, limits)
 
@@ -243,7 +243,7 @@ class TCPReactor(Protocol):
         """Listen on `interface:port`; returns an IListeningPort."""
         ...
 
-    def callLater(self, delay: float, f: Any, *args: Any, **kwargs: Any) -> Any:
+    def callLater(self, delay: float, f: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Schedule a call."""
         ...
 

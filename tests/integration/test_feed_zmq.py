@@ -41,7 +41,7 @@ class Harness:
     """A private reactor, a book over three DIPs, and helpers to start feeds and pump events."""
 
     def __init__(self) -> None:
-        self.reactor: Any = EPollReactor()  # type: ignore[no-untyped-call]
+        self.reactor: Any = EPollReactor()
         self.clock = FakeClock()
         self.book = LoadBook([GOOD, PLAIN, WRONG], INTERVAL)
         self.feeds: list[LoadFeed] = []

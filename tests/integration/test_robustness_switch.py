@@ -10,7 +10,7 @@ from twisted.internet import defer
 
 import p4model
 from controller.switch.api import Digest
-from controller.switch.remote_client import RemoteSwitchClient
+from controller.switch.remote_client import RemoteSwitchClient, RemoteSwitchLike
 from controller.switch.testing import ThreadedClock
 
 GOOD = p4model.Digest("new_conn", "10.0.1.2", "10.0.0.100", 40000, 80, 6, 1, "10.1.3.2", 8080)
@@ -36,9 +36,10 @@ def test_a_malformed_digest_is_skipped_and_later_digests_still_arrive() -> None:
     clock = ThreadedClock()
     remotes: list[NotifyingRemote] = []
 
-    def factory(control: str) -> NotifyingRemote:
+    def factory(control: str) -> RemoteSwitchLike:
         remotes.append(NotifyingRemote(control))
-        return remotes[-1]
+        # Only subscribe() and close() run in this test: the runtime calls are never made.
+        return cast(RemoteSwitchLike, remotes[-1])
 
     client = RemoteSwitchClient(clock, "tcp://127.0.0.1:9559", remote_factory=factory)
     digests: list[Digest] = []

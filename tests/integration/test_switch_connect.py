@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from controller.switch.api import SwitchError
@@ -54,7 +54,7 @@ def test_bad_specs_are_refused_showing_the_spec(spec: str) -> None:
 
 
 def test_model_spec_builds_a_working_in_process_switch() -> None:
-    client = connect_switch("model", task.Clock())
+    client = connect_switch("model", ThreadedClock())
     assert isinstance(client, ModelSwitchClient)
     handle = sync.successResultOf(
         defer.ensureDeferred(client.table_add("ipv4_lpm", "drop", ["10.0.0.0/8"], []))
@@ -80,4 +80,4 @@ def test_thrift_spec_without_p4utils_explains_how_to_install() -> None:
     else:
         pytest.skip("p4-utils is installed here")
     with pytest.raises(SwitchError, match="pip install"):
-        connect_switch("thrift://127.0.0.1:9090", task.Clock())  # type: ignore[arg-type]
+        connect_switch("thrift://127.0.0.1:9090", ThreadedClock())

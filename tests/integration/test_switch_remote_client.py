@@ -70,7 +70,9 @@ def make_client() -> tuple[RemoteSwitchClient, FakeRemoteSwitch, ThreadedClock]:
 
 def test_calls_run_in_order_on_one_worker_thread() -> None:
     client, remote, clock = make_client()
-    calls = [defer.ensureDeferred(client.register_write("active_version", 0, v)) for v in (1, 2, 3)]
+    calls: list[defer.Deferred[int | None]] = [
+        defer.ensureDeferred(client.register_write("active_version", 0, v)) for v in (1, 2, 3)
+    ]
     calls.append(defer.ensureDeferred(client.table_add("ipv4_lpm", "drop", ["10.9.0.0/16"], [])))
     read = defer.ensureDeferred(client.register_read("active_version", 0))
     count = defer.ensureDeferred(client.table_num_entries("ipv4_lpm"))

@@ -269,7 +269,7 @@ def test_errors_p4utils_would_only_print_become_switch_errors(
 
 def test_without_the_original_function_a_none_result_is_still_an_error() -> None:
     class Undecoratable(FakeThriftAPI):
-        def table_add(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        def table_add(self, *args: Any, **kwargs: Any) -> Any:
             print("Could not add entry")
             return None
 

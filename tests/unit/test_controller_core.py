@@ -4,6 +4,7 @@ p4model.Switch by a tiny synchronous runner, so tests assert where packets go.""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypedDict, Unpack
 
 import pytest
 from core_runner import CoreRunner
@@ -35,17 +36,19 @@ ROUTES = [Route("10.0.1.0/24", 1, "00:01:00:00:00:01", "00:00:00:00:01:02")] + [
 ]
 
 
-def config(**settings: float) -> Config:
+class Overrides(TypedDict, total=False):
+    """The ControllerSettings fields these tests override."""
+
+    restart_hold: float
+    max_version_connections: int
+
+
+def config(**settings: Unpack[Overrides]) -> Config:
     dips = tuple(DipConfig(ip, 8080, 1) for ip in DIPS)
-    values = {
-        "min_rollout_interval": 1.0,
-        "quiet_period": 1.0,
-        "min_weight_change": 0.0,
-        **settings,
-    }
-    return Config(
-        ControllerSettings(policy="cpu", **values), (VipConfig("web", VIP, 80, "tcp", dips),)
-    )  # type: ignore[arg-type]
+    base = ControllerSettings(
+        policy="cpu", min_rollout_interval=1.0, quiet_period=1.0, min_weight_change=0.0
+    )
+    return Config(replace(base, **settings), (VipConfig("web", VIP, 80, "tcp", dips),))
 
 
 def target(op: Op) -> str:
@@ -83,7 +86,7 @@ def new_core(
     return ControllerCore(config, dataplane, routes=ROUTES, journaling=journaling)
 
 
-def started(capacity: int = 65536, **settings: float) -> Runner:
+def started(capacity: int = 65536, **settings: Unpack[Overrides]) -> Runner:
     switch = p4model.Switch()
     core = new_core(config(**settings), capacity)
     runner = Runner(core, switch)
@@ -286,7 +289,9 @@ def test_autoscaling_activates_a_standby_member_under_load() -> None:
     runner.tick(20.0, cpu=(0.95, 0.95, 0.0))
     assert core.pools[0].member(f"{DIPS[2]}:8080").state is MemberState.ACTIVE
     runner.tick(22.0, cpu=(0.95, 0.95, 0.0))
-    weights = core.rollouts.table.weights[core.rollouts.ledger.active]  # type: ignore[union-attr]
+    ledger = core.rollouts.ledger
+    assert ledger is not None
+    weights = core.rollouts.table.weights[ledger.active]
     assert weights is not None and weights[0][f"{DIPS[2]}:8080"] > 0
 
 

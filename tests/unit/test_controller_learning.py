@@ -44,6 +44,18 @@ def kinds(ops: list[Op]) -> list[str]:
     return [kind(op) for op in ops]
 
 
+def params_of(op: Op) -> tuple[str, ...]:
+    """The action parameters of an insert."""
+    assert isinstance(op, TableInsert)
+    return op.params
+
+
+def handle_of(op: Op) -> int:
+    """The entry a timeout or delete operation targets."""
+    assert isinstance(op, EntryTimeoutSet | TableDelete)
+    return op.handle
+
+
 def insert_op(book: ConnectionLearner, k: ConnKey) -> TableInsert:
     """The insert the learner issued for a connection (rebuilt the way it builds it)."""
     conn = book.connection(k)
@@ -75,13 +87,14 @@ def test_duplicate_digests_make_one_add_and_the_slot_is_pending_until_acknowledg
     for t in (0.0, 0.01, 0.02):
         book.on_new_conn(t, key(1), 2, DIP)
     ops = book.due(0.03)
-    assert kinds(ops) == ["insert"] and ops[0].params == (DIP.ip, str(DIP.port))
+    assert kinds(ops) == ["insert"] and params_of(ops[0]) == (DIP.ip, str(DIP.port))
     assert book.pending_count(2) == 1 and book.last_digest(2) == 0.02
     book.on_new_conn(0.04, key(1), 2, DIP)
     assert book.due(0.05) == []
     add_done(book, 0.1, key(1), 7)
     assert book.pending_count(2) == 0
     (timeout,) = book.due(0.1)
+    assert isinstance(timeout, EntryTimeoutSet)
     assert (kind(timeout), timeout.handle, timeout.timeout_ms) == ("timeout", 7, 120000)
     assert book.counters.learned == 1 and book.counters.duplicate_digests == 3
 
@@ -119,7 +132,7 @@ def test_full_table_holds_new_connections_until_room_frees() -> None:
     assert book.full and book.pending_count(0) == 1
     book.on_teardown(0.2, key(0))
     (delete,) = book.due(2.3)
-    assert (kind(delete), delete.handle) == ("delete", 1)
+    assert (kind(delete), handle_of(delete)) == ("delete", 1)
     delete_done(book, 2.4, key(0))
     assert kinds(book.due(2.4)) == ["insert"]
     assert not book.full
@@ -169,7 +182,7 @@ def test_ageing_expires_idle_entries_but_ignores_young_handles() -> None:
     book.on_aged(10.0, [9])  # stale notice for a reused handle: too young to be idle 30 s
     assert book.due(10.0) == []
     book.on_aged(31.0, [9, 12345])
-    assert [(kind(op), op.handle) for op in book.due(31.0)] == [("delete", 9)]
+    assert [(kind(op), handle_of(op)) for op in book.due(31.0)] == [("delete", 9)]
     assert book.counters.expired_idle == 1
 
 
@@ -196,7 +209,7 @@ def test_foreign_entries_are_adopted_and_their_idle_notices_deleted_after_a_grac
     book.on_aged(1.0, [4])
     assert book.due(1.5) == []
     (op,) = book.due(2.0)
-    assert (kind(op), op.handle) == ("delete_foreign", 4)
+    assert (kind(op), handle_of(op)) == ("delete_foreign", 4)
     foreign_deleted(book, 4)
     assert book.in_use == 10
 

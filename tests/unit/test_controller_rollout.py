@@ -95,6 +95,8 @@ def test_ledger_blocks_active_pending_hold_and_quiet_then_frees() -> None:
         ({}, {0: (256,)}, None),
     ],
 )
-def test_skip_reason(current: dict, desired: dict, skip: str | None) -> None:
+def test_skip_reason(
+    current: dict[int, tuple[int, ...]], desired: dict[int, tuple[int, ...]], skip: str | None
+) -> None:
     reason = skip_reason(current, desired, 256, 0.02)
     assert (reason is None) if skip is None else (skip in (reason or ""))

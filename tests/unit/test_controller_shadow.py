@@ -23,7 +23,9 @@ def apply_all(shadow: DipShadow, slot: int, desired: dict[BucketKey, DipTarget],
 
 
 @given(contents, contents)
-def test_plan_is_minimal_and_reaches_the_desired_content(before: dict, after: dict) -> None:
+def test_plan_is_minimal_and_reaches_the_desired_content(
+    before: dict[BucketKey, DipTarget], after: dict[BucketKey, DipTarget]
+) -> None:
     shadow = DipShadow(4)
     apply_all(shadow, 2, before, 0)
     writes = shadow.plan(2, after)

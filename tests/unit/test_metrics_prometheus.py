@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
 
 from controller.shell.metrics import (
     MAX_BODY,
+    BoundedHTTPFactory,
     HTTPLimits,
     Metrics,
     MetricsResource,
@@ -64,20 +67,28 @@ def test_undeclared_metrics_are_declared_on_first_use() -> None:
         (lambda m: m.inc("c", **{"__x": 1}), "bad metric label"),
     ],
 )
-def test_misuse_is_refused(action: object, needle: str) -> None:
+def test_misuse_is_refused(action: Callable[[Metrics], object], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
-        action(Metrics())  # type: ignore[operator]
+        action(Metrics())
 
 
 def test_resource_answers_get_with_the_exposition() -> None:
     metrics = Metrics()
     metrics.inc("learned_total", 5)
     request = DummyRequest([b""])
-    body = MetricsResource(metrics).render_GET(request)
+    # DummyRequest is Twisted's test stand-in for Request but does not subclass it.
+    body = MetricsResource(metrics).render_GET(cast(Request, request))
     assert b"p4lb_learned_total 5" in body
     assert request.responseHeaders.getRawHeaders(b"content-type") == [
         b"text/plain; version=0.0.4; charset=utf-8"
     ]
+
+
+def http_factory(served: object) -> BoundedHTTPFactory:
+    """The factory a reactor recorded; typed `object` because Twisted's stubs give the zope
+    interface IProtocolFactory, whose methods mypy reads without `self`."""
+    assert isinstance(served, BoundedHTTPFactory)
+    return served
 
 
 def test_listening_serves_http_on_localhost() -> None:
@@ -85,8 +96,9 @@ def test_listening_serves_http_on_localhost() -> None:
     metrics = Metrics()
     metrics.inc("rollouts_total")
     listen_metrics(reactor, metrics, "127.0.0.1:9100")
-    ((port, factory, _, interface),) = reactor.tcpServers
+    ((port, served, _, interface),) = reactor.tcpServers
     assert (port, interface) == (9100, "127.0.0.1")
+    factory = http_factory(served)
     protocol = factory.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)

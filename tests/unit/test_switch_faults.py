@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TypedDict, Unpack
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from controller.core.ops import Outcome, SwitchOp
 from controller.switch.api import AgedCallback, Digest, DigestCallback, SwitchError
 from controller.switch.faults import FaultySwitch
 
@@ -25,6 +27,9 @@ class MemorySwitch:
         self.on_digest: DigestCallback | None = None
         self.on_aged: AgedCallback | None = None
         self.closed = False
+
+    async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
+        raise NotImplementedError("these tests drive FaultySwitch through the per-call API")
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
@@ -83,10 +88,19 @@ def digest(port: int) -> Digest:
     return Digest("new_conn", "10.0.1.2", "10.0.0.100", port, 80, 6, 0, "10.1.3.2", 8080)
 
 
+class FaultOptions(TypedDict, total=False):
+    """FaultySwitch's fault parameters."""
+
+    write_latency: tuple[float, float]
+    write_failure_rate: float
+    digest_delay: tuple[float, float]
+    reorder: bool
+
+
 def faulty(
-    inner: MemorySwitch, clock: task.Clock, seed: int = 1, **options: object
+    inner: MemorySwitch, clock: task.Clock, seed: int = 1, **options: Unpack[FaultOptions]
 ) -> FaultySwitch:
-    return FaultySwitch(inner, clock, random.Random(seed), **options)  # type: ignore[arg-type]
+    return FaultySwitch(inner, clock, random.Random(seed), **options)
 
 
 def test_a_delayed_write_is_applied_only_after_its_latency() -> None:
@@ -215,7 +229,7 @@ def test_close_waits_for_queued_writes_then_closes_the_inner_client() -> None:
         {"write_failure_rate": 1.5},
     ],
 )
-def test_bad_fault_parameters_are_refused(options: dict[str, object]) -> None:
+def test_bad_fault_parameters_are_refused(options: FaultOptions) -> None:
     with pytest.raises(ValueError, match="must"):
         faulty(MemorySwitch(), task.Clock(), **options)
 
@@ -232,8 +246,9 @@ def test_successful_writes_are_applied_exactly_once_in_issue_order(
     seed: int, latency: list[float], failure_rate: float, count: int, spacing: float
 ) -> None:
     clock, inner = task.Clock(), MemorySwitch()
+    lo, hi = latency
     switch = faulty(
-        inner, clock, seed=seed, write_latency=tuple(latency), write_failure_rate=failure_rate
+        inner, clock, seed=seed, write_latency=(lo, hi), write_failure_rate=failure_rate
     )
     applied: list[int] = []
     original = inner.register_write
