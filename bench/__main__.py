@@ -13,6 +13,7 @@ BENCHMARKS = {
     "rollout": "bench.rollout",
     "learn": "bench.learn",
     "pcc": "bench.pcc",
+    "chaos": "bench.chaos",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -141,6 +142,8 @@ class Simulation:
         self._cpu: dict[str, float] = {}
         self.dead_agents: set[str] = set()
         """DIPs whose agents stopped reporting (their servers may be dead too)."""
+        self.intruder: Callable[[float], Iterable[bytes]] | None = None
+        """Messages someone else sends to the load feed with each round of reports."""
         self.result = SimResult()
         self._share_cache: dict[tuple[int, int, int], dict[str, float]] = {}
         self.rollouts_before_restart = 0
@@ -151,6 +154,7 @@ class Simulation:
         """A controller on the shared model (a fresh one after a simulated restart)."""
         o = self.options
         inner = ModelSwitchClient(self.switch, self.clock)
+        self.model_client = inner
         client = FaultySwitch(
             inner,
             self.clock,
@@ -190,6 +194,22 @@ class Simulation:
         self.advance(self.clock.seconds() + downtime, reports=False)
         self.service = self.make_service(state_path)
         self.start()
+
+    def restart_switch(self) -> None:
+        """The switch restarts: same program, every table and register empty."""
+        fresh = p4model.Switch(self.switch.settings, clock=self.clock.seconds)
+        self.switch = fresh
+        self.model_client.replace_switch(fresh)
+
+    def probe(self, sport: int) -> str | None:
+        """Where a new TCP connection's first packet goes now (None: dropped); the probe's
+        connection is not tracked."""
+        flow = FlowKey("10.0.1.1", VIP_IP, sport, 80, TCP)
+        out = self.switch.process(CLIENT_PORT, build_frame(CLIENT_MAC, SWITCH_MAC, flow, flags=SYN))
+        if len(out) != 1:
+            return None
+        seen = read_flow(out[0][1])
+        return f"{seen.dst_ip}:{seen.dst_port}"
 
     def crash(self, downtime: float, state_path: Any = None) -> None:
         """Kill the controller (no clean stop, no journal), keep sending packets for
@@ -302,8 +322,10 @@ class Simulation:
             self._cpu[f"10.0.{2 + i}.2"] = self.rng.uniform(0.1, 0.95)
 
     def report(self, now: float) -> None:
-        """Every DIP reports its host's current CPU level."""
+        """Every DIP reports its host's current CPU level (and the intruder its messages)."""
         self._report_seq += 1
+        for data in self.intruder(now) if self.intruder is not None else ():
+            self.service.ingest_report(data)
         for pool in self.service.core.pools:
             for member in pool:
                 if member.dip in self.dead_agents:

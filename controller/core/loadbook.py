@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from agent.wire import LoadReport, ProtocolError, decode_report, parse_dip
@@ -62,6 +62,8 @@ MIN_AGENT_INTERVAL: Final = 0.01
 SEQ_SLACK: Final = 1000
 """Seq advance always allowed (agents restarted under a new interval, clock granularity)."""
 RESYNC_REPORTS: Final = 2
+MAX_RUNS: Final = 4
+"""Runs of rejected reports followed at once per DIP."""
 """Consecutive plausible rejected reports after which the book follows them (a restart)."""
 
 
@@ -111,6 +113,16 @@ class DipLoad:
 
 
 @dataclass(slots=True)
+class _Run:
+    """A run of rejected reports: the latest one's seq, ts and arrival, and its length."""
+
+    seq: int
+    ts: float
+    at: float
+    length: int = 1
+
+
+@dataclass(slots=True)
 class _DipRecord:
     seq: int = -1
     ts: float = -math.inf
@@ -122,11 +134,8 @@ class _DipRecord:
     reported_state: str | None = None
     last_seen: float | None = None
     recovering_since: float | None = None
-    rejected_run: int = 0
-    """Consecutive rejected reports forming a plausible run (see RESYNC_REPORTS)."""
-    rejected_seq: int = -1
-    rejected_ts: float = -math.inf
-    rejected_at: float = -math.inf
+    runs: list[_Run] = field(default_factory=list)
+    """Rejected reports forming plausible runs of their own (see RESYNC_REPORTS)."""
 
 
 class LoadBook:
@@ -198,6 +207,11 @@ class LoadBook:
             problem = ""
         elif report.seq <= record.seq and not report.ts > record.ts:
             problem = f"seq {report.seq} <= {record.seq} and ts not newer"
+        elif report.seq == record.seq:
+            # The same seq with another ts: no agent does that (seq counts every report), and
+            # a restarted one counts from 0. Dropped without joining any run.
+            counters["stale"] += 1
+            return IngestResult("stale", dip, f"seq {report.seq} again with another ts")
         else:
             problem = self._implausible(
                 record.seq, record.ts, now - (record.last_seen or 0), report
@@ -208,7 +222,7 @@ class LoadBook:
                 counters["stale"] += 1
                 return IngestResult("stale", dip, f"{problem} (last accepted seq {record.seq})")
             restarted = True
-        record.rejected_run = 0
+        record.runs = []
         if restarted:
             counters["restarts"] += 1
         was_down = record.last_seen is not None and (silent or record.reported_state == "down")
@@ -234,19 +248,27 @@ class LoadBook:
         return ""
 
     def _resynced(self, record: _DipRecord, report: LoadReport, now: float) -> bool:
-        """Note a rejected report; True once it completes a run of RESYNC_REPORTS plausible ones."""
-        run = record.rejected_run
-        if run and (
-            report.seq <= record.rejected_seq
-            or report.ts <= record.rejected_ts
-            or self._implausible(
-                record.rejected_seq, record.rejected_ts, now - record.rejected_at, report
-            )
-        ):
-            run = 0
-        record.rejected_run = run + 1
-        record.rejected_seq, record.rejected_ts, record.rejected_at = report.seq, report.ts, now
-        return record.rejected_run >= RESYNC_REPORTS
+        """Note a rejected report; True once it completes a run of RESYNC_REPORTS plausible ones
+        while no other run is going on (two streams at once are a replay or a liar beside the
+        agent, and neither is followed until one falls silent)."""
+        live = [r for r in record.runs if now - r.at < self.down_after]
+        run = next(
+            (
+                r
+                for r in live
+                if report.seq > r.seq
+                and report.ts > r.ts
+                and not self._implausible(r.seq, r.ts, now - r.at, report)
+            ),
+            None,
+        )
+        if run is None:
+            run = _Run(report.seq, report.ts, now)
+            live = [*live[-(MAX_RUNS - 1) :], run]
+        else:
+            run.seq, run.ts, run.at, run.length = report.seq, report.ts, now, run.length + 1
+        record.runs = live
+        return run.length >= RESYNC_REPORTS and len(live) == 1
 
     def state(self, now: float, dip: str) -> DipState:
         """Liveness of one tracked DIP at `now` (KeyError if untracked)."""

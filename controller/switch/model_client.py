@@ -68,6 +68,12 @@ class ModelSwitchClient:
         """The wrapped model (the embedded demo feeds packets to it)."""
         return self._switch
 
+    def replace_switch(self, switch: p4model.Switch) -> None:
+        """Talk to another model from now on, as to a switch process that restarted (empty)."""
+        self._switch = switch
+        if self._subscribed:
+            switch.subscribe(self._raised)
+
     def _call(self, operation: str, *args: Any) -> Any:
         if self._closed:
             raise SwitchError(f"{describe_call(operation, *args)}: client is closed", UNAVAILABLE)

@@ -282,3 +282,16 @@ def test_state_invariants_hold_for_any_report_history(
         assert load.state == "down"
     if load.state in ("up", "blackout", "drain"):
         assert load.report_age < 3 * INTERVAL and load.reported_state != "down"
+
+
+def test_a_liar_repeating_an_absurd_report_loses_to_the_genuine_agent_within_a_resync() -> None:
+    b = book()
+    outcomes = []
+    for step in range(6):  # the liar speaks first each round, even before the agent
+        now = (step + 1) * INTERVAL
+        assert b.ingest(now, report(2**62, ts=now + 1e6, cpu=0.0)).outcome in (
+            ("accepted", "stale") if step == 0 else ("stale",)
+        )
+        outcomes.append(b.ingest(now, report(step, ts=1000.0 + now, cpu=0.5)).outcome)
+    assert outcomes.count("stale") <= RESYNC_REPORTS - 1 and outcomes[-4:] == ["accepted"] * 4
+    assert b.snapshot(6 * INTERVAL)[DIP].cpu == 0.5
