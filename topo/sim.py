@@ -27,6 +27,7 @@ from controller.routing import Route
 from controller.shell.app import ControllerService
 from controller.switch.faults import FaultySwitch
 from controller.switch.model_client import ModelSwitchClient
+from p4src.contract import VERSION_CONFIG
 from policy.buckets import PrefixEntry, bucket_owner
 from topo.frames import ACK, FIN, PSH, SYN, TCP, UDP, FlowKey, build_frame, read_flow
 
@@ -249,7 +250,7 @@ class Simulation:
     def _expected_share(self, protocol: int) -> dict[str, float]:
         """Each DIP's share of the hash space in the active slot (from the controller's shadow)."""
         rollouts = self.service.core.rollouts
-        slot = int(self.switch.register_read("active_version", 0))  # type: ignore[arg-type]
+        slot = self.switch.table_get_default(VERSION_CONFIG)[1][0]
         pool = 0 if protocol == TCP else 1
         key = (id(rollouts), slot, rollouts.counters.rollouts * 2 + pool)
         cached = self._share_cache.get(key)

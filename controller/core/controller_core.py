@@ -7,15 +7,19 @@ start-up writes (`StartUp`), return paths (`ReturnPaths`), learning (`Connection
 rollouts and reclaims (`Rollouts`). Nothing here does I/O.
 
 Start-up (`bootstrap`) depends on what the switch already holds:
-- cold (conn_table and dip_table empty): program VIPs, the return path, routes, reset every
-  Bloom filter, write the initial version into slot `active_version` and flip to it;
+- cold (conn_table and dip_table empty): program VIPs, the return path, routes; give every
+  slot a fresh epoch (one version_config write), write the initial version into the active slot
+  and write version_config again with it (controller.core.epochs: epochs continue above what
+  the switch and the journal have seen, so none is reused);
 - warm (the switch kept its state): keep every table (clearing conn_table would break each
   connection whose slot was rewritten since it started); re-add VIPs, return path and routes
   (duplicates are fine); adopt conn_table entries lazily (a duplicate on add counts as
   installed; idle notices for unknown handles are deleted after a grace); hold slot reuse for
   `restart_hold` seconds so connections that began while no controller listened re-raise
   digests and get installed. dip_table comes from the state journal when it matches the switch
-  (active slot and entry count); otherwise the core clears dip_table after the hold and at once
+  (active slot and entry count); either way the epoch counter continues above the epochs the
+  switch's version_config and the journal show. Without a matching journal the core clears
+  dip_table after the hold and at once
   rolls out a fresh version. The cost of restarting without a journal: packets that reach
   dip_table between the clear and the flip are dropped (a new connection's first packet is
   retried by the client; a connection whose entry is still on its way keeps the DIP its digest
@@ -32,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from controller.config import Config, DipConfig
 from controller.core.autoscaling import PoolAutoscaling
 from controller.core.digests import VipKey, digest_problem
+from controller.core.epochs import VersionConfig
 from controller.core.journal import Journal, JournalError, UnsettledConnection
 from controller.core.learning import ConnectionLearner, ConnKey
 from controller.core.ops import Op, Outcome, Owner
@@ -113,25 +118,40 @@ class ControllerCore:
 
         `journal` is the state journal's JSON document, if the shell found one.
         """
-        active = view.active_version % self.slots
-        blooms = [s for s in range(self.slots) if s != active] if view.cold else []
-        ops = self.startup.program(self.routes, self.pools, blooms)
+        entry = view.versions
+        try:
+            config = VersionConfig.from_entry(entry.action, entry.params, self.slots)
+        except ValueError as exc:
+            self.startup.failure = f"not our program? {exc}"
+            return []
+        active = config.active
+        ops = self.startup.program(self.routes, self.pools)
         ops.extend(
             self.return_paths.add(pool, m.ip, m.port, boot=True)
             for pool in self.pools
             for m in pool
         )
+        last_epoch = self._journaled_epoch(journal)
         if view.cold:
-            ops.extend(self.rollouts.attach_cold(now, active, self.desired()))
+            ops.extend(self.rollouts.attach_cold(now, config, self.desired(), last_epoch))
             return ops + self._flush(now)
         self.learner.adopt_foreign(view.conn_entries)
         adopted = self._read_journal(now, journal, active, view.dip_entries)
-        self.rollouts.attach_warm(now, active, adopted, view.dip_entries)
+        self.rollouts.attach_warm(now, config, adopted, view.dip_entries, last_epoch)
         for conn in adopted.unsettled if adopted else ():
-            self.learner.on_new_conn(now, conn.key, conn.version % self.slots, conn.dip)
+            self.learner.on_new_conn(now, conn.key, conn.version, conn.dip)
         used = "adopted" if adopted else "not used"
         self._records.add(now, "phase", name=f"warm start: active slot {active}, journal {used}")
         return ops + self._flush(now)
+
+    def _journaled_epoch(self, document: object | None) -> int:
+        """The last epoch a journal records, even one not adopted (0 without a readable one)."""
+        if document is None:
+            return 0
+        try:
+            return Journal.from_json(document, self.slots).last_epoch
+        except JournalError:
+            return 0
 
     def _read_journal(
         self, now: float, document: object | None, active: int, dip_entries: int

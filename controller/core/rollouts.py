@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from controller.config import ControllerSettings
+from controller.core.epochs import FlipVersion, ReadVersions, VersionConfig
 from controller.core.journal import Journal, SlotWeights, UnsettledConnection
 from controller.core.layout import Content, version_content
 from controller.core.learning import ConnectionLearner
@@ -24,7 +25,7 @@ from controller.core.rollout import CommitProtocol, RolloutCounters, RolloutOutc
 from controller.core.room import DipRoom
 from controller.core.shadow import DipWrite
 from controller.core.slots import SlotLedger, SlotTable, skip_reason
-from controller.core.steps import FlipVersion, ReadActive, Step, op_step, step_op
+from controller.core.steps import Step, op_step, step_op
 from p4src.contract import DIP_TABLE
 
 VERIFY_RETRY = 0.5
@@ -83,14 +84,24 @@ class Rollouts:
     # -- attaching to a switch
 
     def attach_cold(
-        self, now: float, active: int, desired: Mapping[int, Sequence[int]]
+        self,
+        now: float,
+        config: VersionConfig,
+        desired: Mapping[int, Sequence[int]],
+        last_epoch: int,
     ) -> list[Op]:
-        """A clean switch: write the initial version into `active` and flip to it."""
-        self.table.attach(SlotLedger(self.table.slots, active, now))
-        return self._start(now, active, self._content(desired))
+        """A clean switch: fresh epochs for every slot, the initial version in the active slot,
+        and version_config written with it (epochs above `last_epoch` and the switch's own)."""
+        self.table.attach(SlotLedger(self.table.slots, config, now, last_epoch=last_epoch))
+        return self._start(now, config.active, self._content(desired))
 
     def attach_warm(
-        self, now: float, active: int, journal: Journal | None, dip_entries: int
+        self,
+        now: float,
+        config: VersionConfig,
+        journal: Journal | None,
+        dip_entries: int,
+        last_epoch: int,
     ) -> None:
         """A switch that kept its state: adopt the journal or reclaim dip_table after the hold.
 
@@ -103,7 +114,7 @@ class Rollouts:
             hold = now + min(self.settings.restart_hold, self.settings.quiet_period + 2 * downtime)
         if not dip_entries:
             hold = now
-        ledger = SlotLedger(self.table.slots, active, now, hold_until=hold)
+        ledger = SlotLedger(self.table.slots, config, now, hold_until=hold, last_epoch=last_epoch)
         ledger.deactivated_at = [now] * self.table.slots
         self.table.attach(ledger, journal)
         self.initial_done = True
@@ -152,7 +163,7 @@ class Rollouts:
             self._too_small(now, check)
             return ops
         wait, reclaiming = self.room.make_room(
-            now, check, self.table.reclaimable(now, slot, learner)
+            now, check, self.table.reclaimable(now, slot, learner), ledger
         )
         if wait is not None:
             if self.room.reclaim is None:
@@ -208,7 +219,17 @@ class Rollouts:
             return []
         writes = tuple(self.table.shadow.plan(slot, content))
         weights_by_pool = {p: tuple(w.values()) for p, w in staged.items()}
-        plan = RolloutPlan(slot, self.counters.rollouts + 1, writes, weights_by_pool, now)
+        # The initial version of a cold switch empties every slot; a rollout only its target.
+        fresh = ledger.epochs.fresh(range(self.table.slots) if initial else (slot,))
+        plan = RolloutPlan(
+            slot,
+            self.counters.rollouts + 1,
+            fresh,
+            writes,
+            ledger.epochs.flip(slot),
+            weights_by_pool,
+            now,
+        )
         self._staged = staged
         self._initial = initial
         self.commit = CommitProtocol(plan, ledger.active)
@@ -245,6 +266,11 @@ class Rollouts:
         commit = self.commit
         if step is None or commit is None:
             return []
+        read = None
+        if isinstance(step, ReadVersions) and outcome.ok:
+            read = self._read_versions(now, outcome)
+            if read is None:
+                outcome = Outcome.failed(op, ErrorKind.INVALID, "unreadable version_config")
         if isinstance(step, DipWrite):
             if outcome.ok:
                 self.table.shadow.applied(step, outcome.handle)
@@ -252,17 +278,33 @@ class Rollouts:
                 self.table.shadow.failed(step, outcome.error is ErrorKind.NOT_FOUND)
                 self.room.write_failed(now, step, outcome.error)
         if outcome.ok:
-            steps = commit.step_done(now, step, outcome.value)
+            steps = commit.step_done(now, step, read)
         else:
             self.counters.write_failures += 1
             steps = commit.step_failed(now, step, outcome.detail)
-        if isinstance(step, ReadActive) and not outcome.ok:
+        if isinstance(step, ReadVersions) and not outcome.ok:
             self._deferred.extend((now + VERIFY_RETRY, s) for s in steps)
             steps = []
         ops = self._issue(steps)
         if commit.outcome is not None:
             ops.extend(self._finish(now, commit.outcome))
         return ops
+
+    def _read_versions(self, now: float, outcome: Outcome) -> VersionConfig | None:
+        """What a ReadVersions found, adopted as the switch's config (None if unreadable)."""
+        ledger = self.table.ledger
+        assert ledger is not None
+        entry = outcome.entry
+        try:
+            if entry is None:
+                raise ValueError("no entry in the outcome")
+            read = VersionConfig.from_entry(entry.action, entry.params, self.table.slots)
+        except ValueError as exc:
+            self._records.fault(now, "version_config", str(exc))
+            return None
+        if read.active == ledger.active:
+            ledger.epochs.confirm(read)  # a flip to the target is confirmed by `flipped` instead
+        return read
 
     def _cleared(self, now: float, outcome: Outcome) -> list[Op]:
         """Warm start without a usable journal: dip_table cleared, roll out a known version."""
@@ -298,7 +340,7 @@ class Rollouts:
             return journal
         self.initial_done = self.initial_done or initial
         self.counters.rollouts += 1
-        ledger.flipped(slot, now)
+        ledger.flipped(outcome.plan.flip.config, now)
         self.table.weights[slot] = self._staged
         self._records.add(
             now,
@@ -344,4 +386,5 @@ class Rollouts:
             journal.slot_weights,
             stopped_at=now,
             unsettled=tuple(unsettled),
+            last_epoch=journal.last_epoch,
         )

@@ -1,4 +1,4 @@
-"""Start-up writes, pure: routes, VIPs and the Bloom filters of idle slots.
+"""Start-up writes, pure: routes and VIPs (version_config is the rollouts' to write).
 
 Written once when the controller attaches to a switch. Each write is retried a few times; an
 entry that already exists counts as written (a warm switch kept it). The controller starts
@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.ops import ErrorKind, Op, Outcome, Owner, RegisterReset, TableInsert
+from controller.core.ops import DefaultEntry, ErrorKind, Op, Outcome, Owner, TableInsert
 from controller.core.pools import BackendPool
 from controller.routing import Route
-from p4src.contract import FORWARD, ROUTE_TABLE, SET_POOL, VIP_TABLE
+from p4src.contract import (
+    AFFINITY_CLIENT_IP,
+    AFFINITY_OFF,
+    FORWARD,
+    ROUTE_TABLE,
+    SET_POOL,
+    VIP_TABLE,
+)
 
 ATTEMPTS = 5
 
@@ -22,7 +29,8 @@ ATTEMPTS = 5
 class SwitchView:
     """What the shell read from the switch before starting."""
 
-    active_version: int
+    versions: DefaultEntry
+    """version_config's default entry (controller.core.epochs reads it)."""
     conn_entries: int
     dip_entries: int
 
@@ -36,7 +44,8 @@ def vip_insert(pool: BackendPool) -> TableInsert:
     """The vip_table entry of a pool."""
     vip = pool.vip
     keys = (vip.ip, str(vip.port), str(vip.protocol_number))
-    return TableInsert(Owner.STARTUP, VIP_TABLE, keys, SET_POOL, (str(pool.pool_id),))
+    affinity = AFFINITY_CLIENT_IP if vip.pins_clients else AFFINITY_OFF
+    return TableInsert(Owner.STARTUP, VIP_TABLE, keys, SET_POOL, (str(pool.pool_id), str(affinity)))
 
 
 class StartUp:
@@ -46,15 +55,12 @@ class StartUp:
         self.failure: str | None = None
         self._attempts: dict[Op, int] = {}
 
-    def program(
-        self, routes: Sequence[Route], pools: Sequence[BackendPool], blooms: Sequence[int]
-    ) -> list[Op]:
-        """Routes, every pool's VIP, and a reset of each Bloom filter in `blooms`."""
+    def program(self, routes: Sequence[Route], pools: Sequence[BackendPool]) -> list[Op]:
+        """Routes and every pool's VIP."""
         ops: list[Op] = [
             TableInsert(Owner.STARTUP, ROUTE_TABLE, r.keys(), FORWARD, r.params()) for r in routes
         ]
         ops.extend(vip_insert(pool) for pool in pools)
-        ops.extend(RegisterReset(Owner.STARTUP, slot) for slot in blooms)
         for op in ops:
             self._attempts[op] = 1
         return ops
@@ -83,6 +89,4 @@ def describe(op: Op) -> str:
     """A short description of a start-up write for an error message."""
     if isinstance(op, TableInsert):
         return f"{op.table} {' '.join(op.keys)} => {op.action}({', '.join(op.params)})"
-    if isinstance(op, RegisterReset):
-        return f"reset {op.register}"
     return repr(op)

@@ -33,7 +33,7 @@ from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
 from controller.switch.execute import execute
-from p4src.contract import ACTIVE_VERSION, CONN_TABLE, DIP_TABLE, Settings, load_settings
+from p4src.contract import CONN_TABLE, DIP_TABLE, VERSION_CONFIG, Settings, load_settings
 
 log = logging.getLogger("controller")
 METRICS_INTERVAL = 1.0
@@ -146,15 +146,14 @@ class ControllerService:
 
     async def _read_view(self) -> SwitchView:
         try:
-            active = await self.switch.register_read(ACTIVE_VERSION, 0)
+            versions = await self.switch.table_get_default(VERSION_CONFIG)
             conns = await self.switch.table_num_entries(CONN_TABLE)
             dips = await self.switch.table_num_entries(DIP_TABLE)
         except SwitchError as exc:
             raise ControllerError(
                 f"cannot read the switch (is it up and reachable?): {exc}"
             ) from exc
-        value = active[0] if isinstance(active, list) else active
-        return SwitchView(int(value), conns, dips)
+        return SwitchView(versions, conns, dips)
 
     def _load_journal(self) -> object | None:
         """The journal's JSON document (the core checks it), or None."""

@@ -14,14 +14,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet import defer
 
-from controller.core.ops import ErrorKind
+from controller.core.ops import DefaultEntry, ErrorKind
 from p4src.contract import Digest
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
 
-__all__ = ["Digest", "ErrorKind", "SwitchClient", "SwitchError"]
+__all__ = ["DefaultEntry", "Digest", "ErrorKind", "SwitchClient", "SwitchError"]
 
 
 class SwitchError(Exception):
@@ -37,7 +37,11 @@ AgedCallback = Callable[[Sequence[int]], None]
 
 
 class SwitchClient(Protocol):
-    """Asynchronous runtime API of one switch; every method raises `SwitchError` on failure."""
+    """Asynchronous runtime API of one switch; every method raises `SwitchError` on failure.
+
+    All control-plane state lives in tables (default actions included): there are no register
+    calls, since BMv2's P4Runtime server cannot read or write registers.
+    """
 
     async def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
@@ -71,16 +75,8 @@ class SwitchClient(Protocol):
         """Return the number of entries in `table`."""
         ...
 
-    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
-        """Read one cell, or the whole array when `index` is None."""
-        ...
-
-    async def register_write(self, name: str, index: int, value: int) -> None:
-        """Write one register cell."""
-        ...
-
-    async def register_reset(self, name: str) -> None:
-        """Set every cell of a register array to zero."""
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        """Return the default action of `table` and its parameter values."""
         ...
 
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:

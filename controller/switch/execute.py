@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from controller.core.ops import (
+    DefaultActionRead,
     DefaultActionSet,
     EntryTimeoutSet,
     Outcome,
-    RegisterRead,
-    RegisterReset,
-    RegisterWrite,
     SwitchOp,
     TableClear,
     TableDelete,
@@ -27,6 +25,9 @@ async def execute(client: SwitchClient, op: SwitchOp) -> Outcome:
         if isinstance(op, TableInsert):
             handle = await client.table_add(op.table, op.action, op.keys, op.params)
             return Outcome.done(op, handle=handle)
+        if isinstance(op, DefaultActionRead):
+            entry = await client.table_get_default(op.table)
+            return Outcome.done(op, entry=entry)
         if isinstance(op, TableModify):
             await client.table_modify(op.table, op.action, op.handle, op.params)
         elif isinstance(op, TableDelete):
@@ -35,16 +36,9 @@ async def execute(client: SwitchClient, op: SwitchOp) -> Outcome:
             await client.table_set_timeout(op.table, op.handle, op.timeout_ms)
         elif isinstance(op, TableClear):
             await client.table_clear(op.table)
-        elif isinstance(op, DefaultActionSet):
-            await client.table_set_default(op.table, op.action, op.params)
-        elif isinstance(op, RegisterReset):
-            await client.register_reset(op.register)
-        elif isinstance(op, RegisterWrite):
-            await client.register_write(op.register, op.index, op.value)
         else:
-            value = await client.register_read(op.register, op.index)
-            assert isinstance(op, RegisterRead) and isinstance(value, int)
-            return Outcome.done(op, value=value)
+            assert isinstance(op, DefaultActionSet)
+            await client.table_set_default(op.table, op.action, op.params)
     except SwitchError as exc:
         return Outcome.failed(op, exc.kind, str(exc))
     return Outcome.done(op)

@@ -11,12 +11,12 @@ from core_runner import CoreRunner
 import p4model
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
 from controller.core.controller_core import ControllerCore, SwitchView
+from controller.core.epochs import FlipVersion, FreshEpochs
 from controller.core.ops import (
+    DefaultActionSet,
+    DefaultEntry,
     JournalWrite,
     Op,
-    RegisterRead,
-    RegisterReset,
-    RegisterWrite,
     TableClear,
     TableDelete,
     TableInsert,
@@ -48,10 +48,18 @@ def config(**settings: float) -> Config:
 
 
 def target(op: Op) -> str:
-    """The table or register an operation writes ("" for the journal)."""
-    if isinstance(op, RegisterReset | RegisterWrite | RegisterRead):
-        return op.register
+    """The table an operation writes ("" for the journal)."""
     return "" if isinstance(op, JournalWrite) else op.table
+
+
+def versions(switch: p4model.Switch) -> DefaultEntry:
+    """version_config's default entry, as the shell reads it at start."""
+    return DefaultEntry.read(*switch.table_get_default("version_config"))
+
+
+def active(switch: p4model.Switch) -> int:
+    """The active slot the switch holds."""
+    return versions(switch).params[0]
 
 
 class Runner(CoreRunner):
@@ -83,7 +91,7 @@ def started(capacity: int = 65536, **settings: float) -> Runner:
     switch = p4model.Switch()
     core = new_core(config(**settings), capacity)
     runner = Runner(core, switch)
-    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    runner.feed(core.bootstrap(0.0, SwitchView(versions(switch), 0, 0)))
     runner.run()
     assert core.started
     return runner
@@ -115,19 +123,37 @@ def test_cold_start_balances_and_learns_a_connection() -> None:
     assert switch.pop_digests() == []  # a conn_table hit raises no new_conn digest
 
 
-def test_rollout_resets_then_writes_then_flips_last() -> None:
+def test_cold_start_gives_every_slot_a_fresh_epoch_then_writes_and_flips() -> None:
     runner = started()
+    sets = [op for op in runner.log if isinstance(op, DefaultActionSet)]
+    assert len(sets) == 2 and isinstance(sets[0].tag, FreshEpochs)
+    assert sets[0].tag.slots == (0, 1, 2, 3)
+    assert isinstance(sets[1].tag, FlipVersion)
+    assert runner.log.index(sets[0]) < min(
+        i for i, op in enumerate(runner.log) if target(op) == "dip_table"
+    )
+    params = versions(runner.switch).params
+    assert params[0] == 0 and sorted(params[1:]) == [1, 2, 3, 4]
+
+
+def test_rollout_gives_a_fresh_epoch_then_writes_then_flips_last() -> None:
+    runner = started()
+    before = versions(runner.switch).params
     runner.log.clear()
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
     methods = [(type(op), target(op)) for op in runner.log]
-    assert methods[0] == (RegisterReset, "bloom_1")
-    assert methods[-1] == (RegisterWrite, "active_version")
+    assert methods[0] == methods[-1] == (DefaultActionSet, "version_config")
+    fresh, flip = runner.log[0], runner.log[-1]
+    assert isinstance(fresh, DefaultActionSet) and isinstance(flip, DefaultActionSet)
+    # The fresh epoch changes slot 1's epoch only (to one never used), the flip only `active`.
+    assert fresh.params == ("0", str(before[1]), "5", str(before[3]), str(before[4]))
+    assert flip.params == ("1", *fresh.params[1:])
     assert {m for m in methods[1:-1]} <= {
         (TableInsert, "dip_table"),
         (TableModify, "dip_table"),
         (TableDelete, "dip_table"),
     }
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
     weights = runner.core.rollouts.table.weights[1]
     assert weights is not None and weights[0]["10.0.2.2:8080"] < weights[0]["10.0.3.2:8080"]
 
@@ -164,36 +190,37 @@ def test_connection_not_yet_installed_holds_its_slot() -> None:
 
 def test_failed_dip_write_aborts_and_keeps_the_active_version() -> None:
     runner = started()
+    runner.log.clear()
     runner.fail = lambda op: isinstance(op, TableInsert) and op.table == "dip_table"
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
     versions = runner.core.rollouts
     assert versions.counters.rollouts_aborted == 1
-    assert runner.switch.register_read("active_version", 0) == 0
+    assert active(runner.switch) == 0
     assert versions.ledger is not None and versions.ledger.active == 0
-    assert not any(isinstance(op, RegisterWrite) for op in runner.log[-5:])
+    assert not any(
+        isinstance(op, DefaultActionSet) and isinstance(op.tag, FlipVersion) for op in runner.log
+    )
     runner.fail = lambda op: False
     runner.tick(6.5, cpu=(0.9, 0.2, 0.2))
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
 
 
-@pytest.mark.parametrize(("read", "active"), [(1, 1), (0, 0)])
-def test_ambiguous_flip_is_settled_by_reading_the_register(read: int, active: int) -> None:
+@pytest.mark.parametrize(("read", "slot"), [(1, 1), (0, 0)])
+def test_ambiguous_flip_is_settled_by_reading_version_config(read: int, slot: int) -> None:
     runner = started()
     failed: list[Op] = []
 
     def flip_fails(op: Op) -> bool:
-        if isinstance(op, RegisterWrite) and not failed:
+        if isinstance(op, DefaultActionSet) and isinstance(op.tag, FlipVersion) and not failed:
             failed.append(op)
-            if read == 1:
-                runner.switch.register_write(
-                    "active_version", 0, 1
-                )  # applied, but the reply was lost
+            if read == 1:  # applied, but the reply was lost
+                runner.switch.table_set_default(op.table, op.action, list(op.params))
             return True
         return False
 
     runner.fail = flip_fails
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
-    assert runner.core.rollouts.ledger is not None and runner.core.rollouts.ledger.active == active
+    assert runner.core.rollouts.ledger is not None and runner.core.rollouts.ledger.active == slot
     assert runner.core.rollouts.commit is None
 
 
@@ -205,7 +232,7 @@ def test_full_conn_table_holds_rollouts_back() -> None:
     assert runner.core.learner.full
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
     assert "conn_table full" in (runner.core.rollouts.backpressure or "")
-    assert runner.switch.register_read("active_version", 0) == 0
+    assert active(runner.switch) == 0
 
 
 def test_drained_member_gets_no_new_connections_and_leaves_once_idle() -> None:
@@ -228,13 +255,13 @@ def test_warm_start_adopts_a_matching_journal_and_holds_reuse() -> None:
     core = new_core(config(restart_hold=10.0))
     fresh = Runner(core, runner.switch)
     dip_entries = runner.switch.table_num_entries("dip_table")
-    fresh.feed(core.bootstrap(100.0, SwitchView(1, 0, dip_entries), journal))
+    fresh.feed(core.bootstrap(100.0, SwitchView(versions(runner.switch), 0, dip_entries), journal))
     fresh.run()
     assert core.started and core.rollouts.table.shadow.size() == dip_entries
     fresh.tick(105.0, cpu=(0.2, 0.9, 0.2))
     assert "restart hold" in (core.rollouts.backpressure or "")
     fresh.tick(111.0, cpu=(0.2, 0.9, 0.2))
-    assert runner.switch.register_read("active_version", 0) == 2
+    assert active(runner.switch) == 2
     assert runner.switch.table_num_entries("dip_table") == core.rollouts.table.shadow.size()
 
 
@@ -245,14 +272,17 @@ def test_warm_start_without_journal_reclaims_dip_table_after_the_hold() -> None:
     core = new_core(config(restart_hold=10.0))
     fresh = Runner(core, runner.switch)
     fresh.feed(
-        core.bootstrap(100.0, SwitchView(0, 1, runner.switch.table_num_entries("dip_table")))
+        core.bootstrap(
+            100.0,
+            SwitchView(versions(runner.switch), 1, runner.switch.table_num_entries("dip_table")),
+        )
     )
     fresh.run()
     fresh.tick(105.0)
     assert not any(isinstance(op, TableClear) for op in fresh.log)
     fresh.tick(111.0)
     assert any(isinstance(op, TableClear) and op.table == "dip_table" for op in fresh.log)
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
     assert runner.switch.table_num_entries("dip_table") == core.rollouts.table.shadow.size()
     assert runner.switch.table_num_entries("conn_table") == 1  # connections are never cleared
     assert send(runner.switch, 40001, PSH | ACK) == dip
@@ -275,7 +305,7 @@ def test_autoscaling_activates_a_standby_member_under_load() -> None:
     switch = p4model.Switch()
     core = new_core(scaled)
     runner = Runner(core, switch)
-    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    runner.feed(core.bootstrap(0.0, SwitchView(versions(switch), 0, 0)))
     runner.run()
     weights = core.rollouts.table.weights[0]
     assert weights is not None and weights[0][f"{DIPS[2]}:8080"] == 0
@@ -295,7 +325,7 @@ def test_a_busy_version_is_refreshed_even_with_unchanged_weights() -> None:
     runner.digests()
     runner.tick(6.0)
     assert runner.core.rollouts.counters.rollouts == 2
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
     runner.tick(7.5)
     assert runner.core.rollouts.counters.rollouts == 2  # the new version has taken nothing yet
 
@@ -307,7 +337,7 @@ def test_warm_start_with_an_empty_dip_table_programs_it_without_the_hold() -> No
     runner.switch.table_clear("dip_table")
     core = new_core(config(restart_hold=30.0))
     fresh = Runner(core, runner.switch)
-    fresh.feed(core.bootstrap(100.0, SwitchView(0, 1, 0)))
+    fresh.feed(core.bootstrap(100.0, SwitchView(versions(runner.switch), 1, 0)))
     fresh.run()
     fresh.tick(101.5)
     assert runner.switch.table_num_entries("dip_table") == core.rollouts.table.shadow.size() > 0
@@ -324,11 +354,39 @@ def test_clean_stop_journal_shortens_the_hold_and_carries_unsettled_connections(
     core = new_core(config(restart_hold=30.0))
     fresh = Runner(core, runner.switch)
     entries = runner.switch.table_num_entries("dip_table")
-    fresh.feed(core.bootstrap(10.5, SwitchView(0, 0, entries), journal.to_json()))
+    fresh.feed(
+        core.bootstrap(10.5, SwitchView(versions(runner.switch), 0, entries), journal.to_json())
+    )
     fresh.run()
     assert runner.switch.table_num_entries("conn_table") == 1  # re-learned from the journal
     assert send(runner.switch, 40001, PSH | ACK) == dip
     fresh.tick(11.0, cpu=(0.9, 0.2, 0.2))
     assert "restart hold" in (core.rollouts.backpressure or "")
     fresh.tick(13.0, cpu=(0.9, 0.2, 0.2))  # hold = quiet 1 s + 2 x downtime 0.5 s
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_a_restarted_controller_never_reuses_an_epoch(journal: bool) -> None:
+    runner = started()
+    for t, cpu in enumerate([(0.9, 0.2, 0.2), (0.2, 0.9, 0.2), (0.2, 0.2, 0.9)]):
+        runner.tick(5.0 + 2 * t, cpu)
+    issued = runner.core.rollouts.table.journal(None, None)
+    assert issued.last_epoch == 4 + 3  # four at the cold start, one per rollout
+    # With or without the journal, the new controller starts above every epoch it can see.
+    core = new_core(config(restart_hold=1.0))
+    fresh = Runner(core, runner.switch)
+    document = issued.to_json() if journal else None
+    entries = runner.switch.table_num_entries("dip_table")
+    fresh.feed(core.bootstrap(50.0, SwitchView(versions(runner.switch), 0, entries), document))
+    fresh.run()
+    fresh.tick(52.0, cpu=(0.9, 0.2, 0.2))
+    fresh.tick(54.0, cpu=(0.2, 0.9, 0.2))
+    epochs = [
+        int(e)
+        for op in runner.log + fresh.log
+        if isinstance(op, DefaultActionSet) and isinstance(op.tag, FreshEpochs)
+        for slot, e in enumerate(op.params[1:])
+        if slot in op.tag.slots
+    ]
+    assert len(epochs) == 4 + 3 + 2 and len(set(epochs)) == len(epochs)
