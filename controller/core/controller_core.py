@@ -4,7 +4,8 @@ The shell (controller.shell.app) feeds digests, ageing notices, loads, clock tic
 `Outcome` of every operation it executed; the core answers with operations (controller.core.ops)
 tagged with the component that owns them, and routes each outcome back to that component:
 start-up writes (`StartUp`), return paths (`ReturnPaths`), learning (`ConnectionLearner`),
-rollouts and reclaims (`Rollouts`). Nothing here does I/O.
+client pins of affinity VIPs (`ClientAffinity`), rollouts and reclaims (`Rollouts`). Nothing here
+does I/O.
 
 Start-up (`bootstrap`) depends on what the switch already holds:
 - cold (conn_table and dip_table empty): program VIPs, the return path, routes; give every
@@ -34,6 +35,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from controller.config import Config, DipConfig
+from controller.core.affinity import ClientAffinity
 from controller.core.autoscaling import PoolAutoscaling
 from controller.core.digests import VipKey, digest_problem
 from controller.core.epochs import VersionConfig
@@ -50,6 +52,7 @@ from controller.core.view import CoreView, MemberView, PoolView
 from controller.core.weighting import MemberLoad, PoolWeighting
 from controller.routing import Route
 from p4src.contract import Digest, Settings
+from policy.autoscale import MemberState
 
 __all__ = ["ControllerCore", "RecordEvent", "SwitchView"]
 
@@ -88,6 +91,15 @@ class ControllerCore:
             teardown_linger=self.settings.teardown_linger,
         )
         self.startup = StartUp()
+        self.affinity = ClientAffinity(
+            dataplane.affinity_table_size,
+            {
+                (v.ip, v.port, v.protocol_number): v.affinity_timeout
+                for v in config.vips
+                if v.pins_clients
+            },
+            self._records,
+        )
         self.return_paths = ReturnPaths(self._records)
         self.rollouts = Rollouts(
             self.settings,
@@ -209,6 +221,9 @@ class ControllerCore:
             settle = self.settings.quiet_period
             for finished in pool.tick(now, connections, self.settings.drain_timeout, settle):
                 ops.extend(self._drained(now, finished))
+        self.affinity.retire(
+            m.dip for pool in self.pools for m in pool if m.state is not MemberState.ACTIVE
+        )
         if now >= self._next_policy:
             self._next_policy = now + self.settings.report_interval
             self._autoscale(now, loads)
@@ -235,6 +250,8 @@ class ControllerCore:
         if digest.kind == "new_conn":
             dip = DipTarget(digest.dip_ip, digest.dip_port)
             self.learner.on_new_conn(now, key, digest.version, dip)
+            if self.affinity.serves((key.dst, key.dport, key.protocol)):
+                self.affinity.on_new_conn(now, key, dip, self._takes_new(dip.name))
         else:
             self.learner.on_teardown(now, key)
         return self._flush(now)
@@ -248,6 +265,10 @@ class ControllerCore:
                 for p in self.pools
             }
         return self._vips
+
+    def _takes_new(self, dip: str) -> bool:
+        """Whether a DIP is an active member (may take new connections, and pins)."""
+        return any(m.dip == dip and m.state is MemberState.ACTIVE for p in self.pools for m in p)
 
     def on_aged(self, now: float, handles: Sequence[int]) -> list[Op]:
         """conn_table handles the switch reports idle."""
@@ -265,6 +286,9 @@ class ControllerCore:
             ops = self.rollouts.on_outcome(now, outcome)
         elif owner is Owner.RECLAIM:
             ops = self.rollouts.on_reclaim_outcome(now, outcome)
+        elif owner is Owner.AFFINITY:
+            self.affinity.on_outcome(now, outcome)
+            ops = []
         elif owner is Owner.RETURN_PATH:
             ops = self.return_paths.on_outcome(now, outcome)
         else:
@@ -293,6 +317,8 @@ class ControllerCore:
             backpressure=self.rollouts.backpressure,
             learning=learning,
             rollouts=dataclasses.replace(self.rollouts.counters),
+            affinity=dataclasses.replace(self.affinity.counters),
+            affinity_entries=self.affinity.entries,
             digest_faults=dict(self.digest_faults),
             conn_entries=self.learner.in_use,
             conn_table_full=self.learner.full,
@@ -358,4 +384,6 @@ class ControllerCore:
         return self.return_paths.remove(dip)
 
     def _flush(self, now: float) -> list[Op]:
-        return self.learner.due(now)
+        ops = self.learner.due(now)
+        self.affinity.on_ended(now, self.learner.take_ended())
+        return ops + self.affinity.due(now)

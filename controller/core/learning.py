@@ -73,6 +73,7 @@ class ConnectionLearner:
         self._in_use = 0
         self._out: list[Op] = []
         self._foreign_checks: dict[int, float] = {}
+        self._ended: list[ConnKey] = []
 
     # -- queries
 
@@ -108,6 +109,12 @@ class ConnectionLearner:
     def in_use(self) -> int:
         """conn_table entries held or being written (ours and a previous controller's)."""
         return self._in_use + self._foreign
+
+    def take_ended(self) -> list[ConnKey]:
+        """Connections forgotten since the last call: entry deleted (teardown or idle), never
+        installed and silent, or left to a previous controller's entry (whose end is unknown)."""
+        out, self._ended = self._ended, []
+        return out
 
     def adopt_foreign(self, entries: int) -> None:
         """Attach to a switch holding `entries` conn_table entries this controller did not write."""
@@ -208,6 +215,7 @@ class ConnectionLearner:
             self._pending[conn.version].discard(key)
             self._per_dip[conn.dip.name] -= 1
             del self._conns[key]
+            self._ended.append(key)
             self._in_use -= 1
             self._foreign += 1
             self.adopt_unknown = True
@@ -231,6 +239,8 @@ class ConnectionLearner:
         if conn.relearn is not None:
             version, dip, seen = conn.relearn
             self._learn(seen, key, version, dip)
+        else:
+            self._ended.append(key)
 
     def _delete_failed(self, now: float, key: ConnKey) -> None:
         """Retry a refused delete a few times, then give up on it (counted)."""
@@ -336,6 +346,7 @@ class ConnectionLearner:
                 self._pending[conn.version].discard(conn.key)
                 self._per_dip[conn.dip.name] -= 1
                 del self._conns[conn.key]
+                self._ended.append(conn.key)
             else:
                 self._push(conn.last_digest + idle, "stale", conn.key)
         elif what == "stale" and conn.state is ConnState.ADDING:

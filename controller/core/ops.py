@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from controller.core.connections import ConnKey
+from controller.core.connections import AffinityKey, ConnKey
 from controller.core.epochs import VersionStep
 from controller.core.journal import Journal
 from controller.core.shadow import DipWrite
@@ -51,9 +51,9 @@ class ErrorKind(Enum):
     UNKNOWN = "unknown"
 
 
-# What an operation is about, for its owner: a connection, a dip_table write, a version_config
-# step, a DIP name.
-Tag = ConnKey | DipWrite | VersionStep | str | None
+# What an operation is about, for its owner: a connection, a client's pin, a dip_table write, a
+# version_config step, a DIP name.
+Tag = ConnKey | AffinityKey | DipWrite | VersionStep | str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,10 @@
-"""Start-up writes, pure: routes and VIPs (version_config is the rollouts' to write).
+"""Start-up writes, pure: routes, VIPs and an empty affinity_table (version_config is the
+rollouts' to write).
 
-Written once when the controller attaches to a switch. Each write is retried a few times; an
+Written once when the controller attaches to a switch. affinity_table is cleared even on a warm
+switch: a previous controller's pins could never be deleted (their handles are unknown), and
+dropping them moves no connection (each has its conn_table entry, or is re-hashed with sport 0
+into the slot that already holds its client). Each write is retried a few times; an
 entry that already exists counts as written (a warm switch kept it). The controller starts
 only when every one is settled; the first that keeps failing fails start-up with its reason.
 """
@@ -10,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.ops import DefaultEntry, ErrorKind, Op, Outcome, Owner, TableInsert
+from controller.core.ops import DefaultEntry, ErrorKind, Op, Outcome, Owner, TableClear, TableInsert
 from controller.core.pools import BackendPool
 from controller.routing import Route
 from p4src.contract import (
     AFFINITY_CLIENT_IP,
     AFFINITY_OFF,
+    AFFINITY_TABLE,
     FORWARD,
     ROUTE_TABLE,
     SET_POOL,
@@ -56,10 +61,11 @@ class StartUp:
         self._attempts: dict[Op, int] = {}
 
     def program(self, routes: Sequence[Route], pools: Sequence[BackendPool]) -> list[Op]:
-        """Routes and every pool's VIP."""
-        ops: list[Op] = [
+        """Routes, every pool's VIP, and a clear of affinity_table."""
+        ops: list[Op] = [TableClear(Owner.STARTUP, AFFINITY_TABLE)]
+        ops.extend(
             TableInsert(Owner.STARTUP, ROUTE_TABLE, r.keys(), FORWARD, r.params()) for r in routes
-        ]
+        )
         ops.extend(vip_insert(pool) for pool in pools)
         for op in ops:
             self._attempts[op] = 1
@@ -89,4 +95,6 @@ def describe(op: Op) -> str:
     """A short description of a start-up write for an error message."""
     if isinstance(op, TableInsert):
         return f"{op.table} {' '.join(op.keys)} => {op.action}({', '.join(op.params)})"
+    if isinstance(op, TableClear):
+        return f"clear {op.table}"
     return repr(op)

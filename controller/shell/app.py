@@ -341,6 +341,17 @@ class ControllerService:
             for reason in ("malformed", "unknown_vip", "unknown_dip")
         )
         values.update(
+            (f"affinity_{name}_total", float(getattr(view.affinity, name)))
+            for name in (
+                "pinned",
+                "expired",
+                "retired",
+                "table_full",
+                "add_failures",
+                "delete_failures",
+            )
+        )
+        values.update(
             rollouts_total=rollouts.rollouts,
             rollouts_aborted_total=rollouts.rollouts_aborted,
             rollout_backpressure_total=rollouts.backpressure,
@@ -364,6 +375,7 @@ class ControllerService:
                 self._exported[name] = value
         self.metrics.set("conn_entries", float(view.conn_entries))
         self.metrics.set("conn_table_full", float(view.conn_table_full))
+        self.metrics.set("affinity_entries", float(view.affinity_entries))
         self.metrics.set("rollout_held", float(view.backpressure is not None))
         if view.active_slot is not None:
             self.metrics.set("active_version", float(view.active_slot))
