@@ -314,8 +314,12 @@ class ThriftSwitchClient:
             raise SwitchError(f"{self._address} {what}: {explain(exc)}", error_kind(exc)) from exc
         if entry is None or not entry.action_name:
             raise SwitchError(f"{self._address} {what}: no default action", ErrorKind.INVALID)
-        # Action data travels as big-endian byte strings, one per parameter.
-        params = [int.from_bytes(bytes(d), "big") for d in entry.action_data]
+        # Action data travels as big-endian byte strings, one per parameter (str on Thrift
+        # builds that map binary to str, as runtime_CLI's hexstr allows for).
+        params = [
+            int.from_bytes(d if isinstance(d, bytes) else str(d).encode("latin-1"), "big")
+            for d in entry.action_data
+        ]
         return DefaultEntry.read(entry.action_name, params)
 
     # -- notifications ----------------------------------------------------------------------
