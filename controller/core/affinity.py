@@ -12,9 +12,9 @@ component owns those entries (Owner.AFFINITY):
 - a pin is deleted `affinity_timeout` seconds after the last of its connections ended (the
   learner reports an end when it deletes or forgets a connection's conn_table entry), never
   while one is alive;
-- a pin to a DIP that no longer takes new connections (draining, standby, down or removed) is
-  deleted at once (`retire`): its live connections keep their conn_table entries, and the
-  client's next connection is balanced again;
+- a pin to a DIP that no longer takes new connections (draining, standby, removed, or down
+  by its agent's reports) is deleted at once (`retire`): its live connections keep their
+  conn_table entries, and the client's next connection is balanced again;
 - a full affinity_table, or a refused add, leaves the client unpinned (counted and recorded):
   its connections fall back to plain hashing with sport 0, which still keeps them together
   while the slot holding the client lasts, and never breaks a connection.

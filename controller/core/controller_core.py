@@ -49,7 +49,7 @@ from controller.core.rollouts import Rollouts
 from controller.core.shadow import DipTarget
 from controller.core.startup import StartUp, SwitchView
 from controller.core.view import CoreView, MemberView, PoolView
-from controller.core.weighting import MemberLoad, PoolWeighting
+from controller.core.weighting import MemberLoad, PoolWeighting, member_up
 from controller.routing import Route
 from p4src.contract import Digest, Settings
 from policy.autoscale import MemberState
@@ -221,8 +221,12 @@ class ControllerCore:
             settle = self.settings.quiet_period
             for finished in pool.tick(now, connections, self.settings.drain_timeout, settle):
                 ops.extend(self._drained(now, finished))
+        # Pins follow the DIPs that may take new connections: not drained, standby or down.
         self.affinity.retire(
-            m.dip for pool in self.pools for m in pool if m.state is not MemberState.ACTIVE
+            m.dip
+            for pool in self.pools
+            for m in pool
+            if m.state is not MemberState.ACTIVE or not member_up(loads.get(m.dip))
         )
         if now >= self._next_policy:
             self._next_policy = now + self.settings.report_interval

@@ -183,10 +183,10 @@ class Runner(CoreRunner):
         self.run()
         assert core.started
 
-    def tick(self, now: float, cpu: tuple[float, ...] = (0.5, 0.5, 0.5)) -> None:
+    def tick(self, now: float, cpu: tuple[float, ...] = (0.5, 0.5, 0.5), down: str = "") -> None:
         self.now = now
         loads = {
-            f"{ip}:8080": MemberLoad("up", c, 0, None, 0.0, True)
+            f"{ip}:8080": MemberLoad("down" if down == ip else "up", c, 0, None, 0.0, True)
             for ip, c in zip(DIPS, cpu, strict=True)
         }
         self.feed(self.core.tick(now, loads))
@@ -248,3 +248,12 @@ def test_a_drained_dip_loses_its_pins_and_existing_connections_stay() -> None:
     other = runner.send(40001, client="10.0.1.9")
     runner.tick(3.1)
     assert other != pinned and runner.switch.table_num_entries("affinity_table") == 1
+
+
+def test_a_dip_reported_down_loses_its_pins() -> None:
+    runner = Runner()
+    pinned = runner.send(40000)
+    runner.tick(0.1)
+    assert pinned is not None and runner.switch.table_num_entries("affinity_table") == 1
+    runner.tick(0.5, down=pinned.split(":")[0])
+    assert runner.switch.table_num_entries("affinity_table") == 0
