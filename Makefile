@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PYTHON_SYS ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages: Mininet and friends for the real-network tier and the demo.
-SYSTEM_PACKAGES := mininet bridge-utils iproute2 ethtool iputils-ping psmisc python3-venv python3-dev
+# Debian packages: Mininet and friends for the real-network tier and the demo (iperf3: the
+# affinity e2e test).
+SYSTEM_PACKAGES := mininet bridge-utils iproute2 ethtool iputils-ping psmisc iperf3 python3-venv python3-dev
 
 .PHONY: setup test lint typecheck unit demo bench clean
 

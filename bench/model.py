@@ -51,7 +51,7 @@ def _base_switch() -> Switch:
     switch.table_add(
         "ipv4_lpm", "forward", ["10.0.0.0/24"], ["3", "00:01:0a:00:00:01", "00:00:0a:00:00:02"]
     )
-    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"])
+    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"])
     for i in range(16):  # 16 equal buckets of 4096 hash values
         switch.table_add(
             "dip_table", "rewrite_dst", ["0", "0", f"{i << 12}/4"], [f"10.0.2.{i + 2}", "8080"]

@@ -124,7 +124,7 @@ def install(remote: RemoteSwitch, hit_sport: int) -> None:
     """Routes both ways, a UDP VIP with one DIP, and a conn_table entry for one flow."""
     remote.table_add("ipv4_lpm", "forward", [f"{DIP}/32"], ["2", GW2, H2])
     remote.table_add("ipv4_lpm", "forward", [f"{CLIENT}/32"], ["1", GW1, H1])
-    remote.table_add("vip_table", "set_pool", [VIP, str(VPORT), "17"], ["0"])
+    remote.table_add("vip_table", "set_pool", [VIP, str(VPORT), "17"], ["0", "0"])
     for bucket in ("0x0000/1", "0x8000/1"):
         remote.table_add("dip_table", "rewrite_dst", ["0", "0", bucket], [DIP, str(DPORT)])
     keys = [CLIENT, VIP, str(hit_sport), str(VPORT), "17"]

@@ -2,8 +2,9 @@
 
 For each pool size the controller runs on a p4model.Switch (synchronous client, so the time is
 the controller's own work plus the model's table writes): loads change, one tick decides the new
-weights, builds the prefix entries, writes the next slot's difference, resets its Bloom filter
-and flips active_version. Reported: entries written per rollout and latency percentiles.
+weights, builds the prefix entries, gives the next slot a fresh epoch, writes its difference and
+flips version_config (two register-free single-entry writes plus the DIP diff). Reported: entries
+written per rollout and latency percentiles.
 """
 
 from __future__ import annotations

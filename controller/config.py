@@ -17,6 +17,8 @@ from policy import PolicyError
 from policy.autoscale import AutoscaleParams
 
 PROTOCOLS: Mapping[str, int] = {"tcp": 6, "udp": 17}
+AFFINITIES = ("none", "client_ip")
+AFFINITY_TIMEOUT_DEFAULT = 300.0
 MEMBER_STATES = ("active", "standby")
 HASH_BITS_DEFAULT = 16
 VIP_LIMIT_DEFAULT = 256
@@ -97,11 +99,21 @@ class VipConfig:
     port: int
     protocol: str
     dips: tuple[DipConfig, ...]
+    affinity: str = "none"
+    """"none" (each connection hashed on its 5-tuple) or "client_ip" (all connections of one
+    client address go to one DIP while its affinity lives)."""
+    affinity_timeout: float = AFFINITY_TIMEOUT_DEFAULT
+    """Seconds a client stays pinned after its last connection to this VIP ended."""
 
     @property
     def protocol_number(self) -> int:
         """IP protocol number (6 or 17)."""
         return PROTOCOLS[self.protocol]
+
+    @property
+    def pins_clients(self) -> bool:
+        """Whether the VIP has client-IP affinity."""
+        return self.affinity == "client_ip"
 
 
 @dataclass(frozen=True)
@@ -342,7 +354,9 @@ class _Checker(Problems):
         return tuple(vips)
 
     def vip(self, where: str, item: Mapping[str, Any]) -> VipConfig | None:
-        self.unknown(where, item, {"name", "ip", "port", "protocol", "dip"})
+        self.unknown(
+            where, item, {"name", "ip", "port", "protocol", "dip", "affinity", "affinity_timeout"}
+        )
         before = len(self.problems)
         name = item.get("name", where)
         if not isinstance(name, str) or not name:
@@ -351,6 +365,10 @@ class _Checker(Problems):
         port = self.required(where, item, "port", self.port)
         protocol = item.get("protocol", "tcp")
         self.choice(f"{where}.protocol", protocol, PROTOCOLS)
+        affinity = item.get("affinity", "none")
+        self.choice(f"{where}.affinity", affinity, AFFINITIES)
+        timeout = item.get("affinity_timeout", AFFINITY_TIMEOUT_DEFAULT)
+        self.number(f"{where}.affinity_timeout", timeout, minimum=0.0, strict=True)
         raw_dips = item.get("dip", [])
         dips: list[DipConfig] = []
         if not isinstance(raw_dips, list) or not raw_dips:
@@ -367,7 +385,15 @@ class _Checker(Problems):
                 self.bad(f"{where}.dip", "every active DIP has weight 0")
         if len(self.problems) != before:
             return None
-        return VipConfig(str(name), str(ip), int(port), str(protocol), tuple(dips))
+        return VipConfig(
+            str(name),
+            str(ip),
+            int(port),
+            str(protocol),
+            tuple(dips),
+            str(affinity),
+            float(timeout),
+        )
 
     def dip(self, where: str, raw: Any) -> DipConfig | None:
         if not isinstance(raw, dict):

@@ -225,6 +225,18 @@ class RemoteSwitch:
         """Number of entries in a table."""
         return _as_int(self.call("table_num_entries", table))
 
+    def table_get_default(self, table: str) -> tuple[str, list[int]]:
+        """A table's default action: its full name and parameter values."""
+        result = self.call("table_get_default", table)
+        if (
+            not isinstance(result, list)
+            or len(result) != 2
+            or not isinstance(result[0], str)
+            or not isinstance(result[1], list)
+        ):
+            raise SwitchError(f"bad table_get_default reply {result!r}")
+        return result[0], [_as_int(v) for v in result[1]]
+
     def table_set_timeout(self, table: str, handle: int, ms: int) -> None:
         """Set an entry's idle timeout (conn_table); idle entries are reported by recv_aged."""
         self.call("table_set_timeout", table, handle, ms)

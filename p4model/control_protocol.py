@@ -46,6 +46,7 @@ SWITCH_METHODS: dict[str, MethodSpec] = {
     "table_set_default": MethodSpec(("str", "str", "strs"), 3),
     "table_num_entries": MethodSpec(("str",), 1),
     "table_entries": MethodSpec(("str",), 1),
+    "table_get_default": MethodSpec(("str",), 1),
     "table_set_timeout": MethodSpec(("str", "int", "int"), 3),
     "register_read": MethodSpec(("str", "opt_int"), 1),
     "register_write": MethodSpec(("str", "index", "int"), 3),

@@ -27,6 +27,8 @@ class Packet:
     """Mutable state of one packet in the pipeline: `hdr`, `meta` and `standard_metadata`."""
 
     __slots__ = (
+        "active",
+        "affinity",
         "conn_handle",
         "dg_dip_addr",
         "dg_dip_port",
@@ -39,10 +41,12 @@ class Packet:
         "dg_version",
         "dropped",
         "egress_spec",
+        "epochs",
         "eth_dst",
         "eth_src",
         "eth_type",
         "eth_valid",
+        "hash_sport",
         "ingress_port",
         "ipv4_diffserv",
         "ipv4_dst_addr",
@@ -61,6 +65,7 @@ class Packet:
         "l4_len",
         "l4_sport",
         "payload",
+        "pinned",
         "pool",
         "rewritten",
         "tcp_checksum",
@@ -97,7 +102,8 @@ class Packet:
         self.payload = b""
         self.l4_sport = self.l4_dport = self.l4_len = 0
         self.rewritten = self.dropped = 0
-        self.pool = 0
+        self.pool = self.affinity = self.pinned = self.hash_sport = self.active = 0
+        self.epochs: tuple[int, ...] = (0, 0, 0, 0)  # version_config's epoch_0 .. epoch_3
         self.dg_kind = self.dg_src_addr = self.dg_dst_addr = self.dg_src_port = 0
         self.dg_dst_port = self.dg_protocol = self.dg_version = 0
         self.dg_dip_addr = self.dg_dip_port = 0

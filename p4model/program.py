@@ -14,7 +14,7 @@ from p4model.packet import IPV4_LEN, Packet
 from p4model.registers import Register
 from p4model.tables import ActionSpec, Entry, KeyField, MatchKind, Table
 from p4model.versions import SLOTS, version_select_entries
-from p4src.contract import Settings
+from p4src.contract import AFFINITY_VERSION, EPOCH_BITS, Settings
 
 PREFIX = "LbIngress."
 DROP_PORT = 511
@@ -38,7 +38,11 @@ _REWRITE = (("ip", 32), ("port", 16))
 NO_ACTION = ActionSpec("NoAction")
 REWRITE_DST = ActionSpec(PREFIX + "rewrite_dst", _REWRITE)
 REWRITE_SRC = ActionSpec(PREFIX + "rewrite_src", _REWRITE)
-SET_POOL = ActionSpec(PREFIX + "set_pool", (("pool", 16),))
+SET_POOL = ActionSpec(PREFIX + "set_pool", (("pool", 16), ("affinity", 1)))
+SET_VERSIONS = ActionSpec(
+    PREFIX + "set_versions",
+    (("active", 2), *((f"epoch_{i}", EPOCH_BITS) for i in range(SLOTS))),
+)
 USE_VERSION = ActionSpec(PREFIX + "use_version", (("version", 2), ("insert", 1)))
 FORWARD = ActionSpec(PREFIX + "forward", (("port", 9), ("src_mac", 48), ("dst_mac", 48)))
 DROP = ActionSpec(PREFIX + "drop")
@@ -52,8 +56,9 @@ class LbIngress:
     def __init__(self, settings: Settings) -> None:
         """Declare every table and register with the sizes from `settings`."""
         self.settings = settings
-        self.active_version = Register(PREFIX + "active_version", 2, 1)
-        self.blooms = [Register(f"{PREFIX}bloom_{i}", 1, settings.bloom_bits) for i in range(SLOTS)]
+        self.blooms = [
+            Register(f"{PREFIX}bloom_{i}", EPOCH_BITS, settings.bloom_bits) for i in range(SLOTS)
+        ]
         ipv4_src = KeyField("hdr.ipv4.src_addr", 32, EXACT)
         ipv4_dst = KeyField("hdr.ipv4.dst_addr", 32, EXACT)
         sport = KeyField("meta.l4_sport", 16, EXACT)
@@ -73,6 +78,20 @@ class LbIngress:
             [SET_POOL, NO_ACTION],
             settings.vip_table_size,
             ("NoAction", ()),
+        )
+        self.affinity_table = Table(
+            PREFIX + "affinity_table",
+            [ipv4_src, ipv4_dst, dport, proto],
+            [REWRITE_DST, NO_ACTION],
+            settings.affinity_table_size,
+            ("NoAction", ()),
+        )
+        self.version_config = Table(
+            PREFIX + "version_config",
+            [],
+            [SET_VERSIONS],
+            1,  # keyless: only the default action matters
+            (SET_VERSIONS.name, (0,) * (1 + SLOTS)),
         )
         self.version_select = Table(
             PREFIX + "version_select",
@@ -112,18 +131,21 @@ class LbIngress:
         self.tables = [
             self.conn_table,
             self.vip_table,
+            self.affinity_table,
+            self.version_config,
             self.version_select,
             self.dip_table,
             self.dip_reverse,
             self.ipv4_lpm,
         ]
-        self.registers = [self.active_version, *self.blooms]
+        self.registers = list(self.blooms)
         self._actions: dict[str, Action] = {
             NO_ACTION.name: _no_action,
             DROP.name: drop,
             REWRITE_DST.name: rewrite_dst,
             REWRITE_SRC.name: rewrite_src,
             SET_POOL.name: set_pool,
+            SET_VERSIONS.name: set_versions,
             FORWARD.name: forward,
         }
 
@@ -149,7 +171,15 @@ class LbIngress:
                 if p.tcp_valid and p.tcp_flags & TCP_FIN_RST:
                     raise_digest(p, DIGEST_TEARDOWN, 0)
             elif self._apply(self.vip_table, (dst, p.l4_dport, proto), p) is not None:
-                self._balance(p)
+                p.hash_sport = p.l4_sport
+                if p.affinity:
+                    p.hash_sport = 0
+                    key = (src, dst, p.l4_dport, proto)
+                    if self._apply(self.affinity_table, key, p) is not None:
+                        p.pinned = 1
+                        raise_digest(p, DIGEST_NEW_CONN, AFFINITY_VERSION)
+                if not p.pinned:
+                    self._balance(p)
             else:
                 self._apply(self.dip_reverse, (src, p.l4_sport, proto), p)
             if p.rewritten:
@@ -161,50 +191,52 @@ class LbIngress:
             self._apply(self.ipv4_lpm, (p.ipv4_dst_addr,), p)
 
     def _balance(self, p: Packet) -> None:
-        """A VIP packet that missed conn_table: version selection, flow hash, dip_table."""
-        active = self.active_version.read(0, 0)
-        five_tuple = _TUPLE.pack(
-            p.ipv4_src_addr, p.ipv4_dst_addr, p.l4_sport, p.l4_dport, p.ipv4_protocol
+        """A VIP packet that missed conn_table (and affinity_table): version selection, flow
+        hash, dip_table."""
+        self._apply(self.version_config, (), p)
+        key = _TUPLE.pack(
+            p.ipv4_src_addr, p.ipv4_dst_addr, p.hash_sport, p.l4_dport, p.ipv4_protocol
         )
-        indices, match = self.bloom_lookup(five_tuple, p)
+        indices, match = self.bloom_lookup(key, p)
         version, insert = 0, 0  # metadata starts at 0; version_select always hits
-        chosen = self.version_select.lookup((active, match))
+        chosen = self.version_select.lookup((p.active, match))
         if chosen is not None:
             version, insert = chosen.params
         if insert:
-            self.bloom_insert(version, indices)
+            self.bloom_insert(version, indices, p.epochs[version])
         hash_bits = self.settings.hash_bits
-        flow_hash = compute_hash(HashAlgorithm.CRC32, 0, five_tuple, 1 << hash_bits, hash_bits)
+        flow_hash = compute_hash(HashAlgorithm.CRC32, 0, key, 1 << hash_bits, hash_bits)
         if self._apply(self.dip_table, (version, p.pool, flow_hash), p) is not None:
             raise_digest(p, DIGEST_NEW_CONN, version)
 
-    def bloom_insert(self, slot: int, indices: list[int]) -> None:
-        """The program's bloom_insert_0, bloom_insert_1, bloom_insert_2 and bloom_insert_3
-        actions (one per slot there, since a P4 register array cannot be chosen at run time):
-        set the slot's bits."""
+    def bloom_insert(self, slot: int, indices: list[int], epoch: int) -> None:
+        """The program's bloom_insert_0 .. bloom_insert_3 actions (one per slot there, since a P4
+        register array cannot be chosen at run time): tag the slot's cells with its epoch."""
         bloom = self.blooms[slot]
         for index in indices:
-            bloom.write(index, 1)
+            bloom.write(index, epoch)
 
-    def bloom_lookup(self, five_tuple: bytes, p: Packet) -> tuple[list[int], int]:
-        """The `bloom_lookup` action: the Bloom indices and the match mask (bit i: slot i).
+    def bloom_lookup(self, key: bytes, p: Packet) -> tuple[list[int], int]:
+        """The `bloom_lookup` action: the Bloom indices and the holding mask (bit i: slot i).
 
         h0 = crc16 over {src, dst, sport, dport, proto}; h1 = crc32 over {dst, src, dport,
-        sport, proto}; h2 (BLOOM_HASHES 3) = crc16 over the latter; all mod BLOOM_BITS.
+        sport, proto}; h2 (BLOOM_HASHES 3) = crc16 over the latter; all mod BLOOM_BITS; sport is
+        the hash sport (0 for affinity VIPs). Slot i holds the key when epoch_i != 0 and every
+        cell equals epoch_i.
         """
         bits = self.settings.bloom_bits
         swapped = _TUPLE.pack(
-            p.ipv4_dst_addr, p.ipv4_src_addr, p.l4_dport, p.l4_sport, p.ipv4_protocol
+            p.ipv4_dst_addr, p.ipv4_src_addr, p.l4_dport, p.hash_sport, p.ipv4_protocol
         )
         indices = [
-            compute_hash(HashAlgorithm.CRC16, 0, five_tuple, bits, 32),
+            compute_hash(HashAlgorithm.CRC16, 0, key, bits, 32),
             compute_hash(HashAlgorithm.CRC32, 0, swapped, bits, 32),
         ]
         if self.settings.bloom_hashes == 3:
             indices.append(compute_hash(HashAlgorithm.CRC16, 0, swapped, bits, 32))
         match = 0
-        for slot, bloom in enumerate(self.blooms):
-            if all(bloom.read(index, 0) for index in indices):
+        for slot, (bloom, epoch) in enumerate(zip(self.blooms, p.epochs, strict=True)):
+            if epoch != 0 and all(bloom.read(index, 0) == epoch for index in indices):
                 match |= 1 << slot
         return indices, match
 
@@ -233,9 +265,16 @@ def rewrite_src(p: Packet, ip: int, port: int) -> None:
     p.rewritten = 1
 
 
-def set_pool(p: Packet, pool: int) -> None:
-    """`set_pool(pool)`."""
+def set_pool(p: Packet, pool: int, affinity: int) -> None:
+    """`set_pool(pool, affinity)`."""
     p.pool = pool
+    p.affinity = affinity
+
+
+def set_versions(p: Packet, active: int, *epochs: int) -> None:
+    """`set_versions(active, epoch_0, epoch_1, epoch_2, epoch_3)`."""
+    p.active = active
+    p.epochs = epochs
 
 
 def forward(p: Packet, port: int, src_mac: int, dst_mac: int) -> None:

@@ -79,6 +79,12 @@ class Switch:
         """Set a table's default action."""
         self.table(table).set_default(action, params)
 
+    def table_get_default(self, table: str) -> tuple[str, list[int]]:
+        """A table's default action: its full name and parameter values (BMv2's
+        `bm_mt_get_default_entry`)."""
+        default = self.table(table).default
+        return default.action, list(default.params)
+
     def table_num_entries(self, table: str) -> int:
         """Number of entries in a table."""
         return self.table(table).num_entries()

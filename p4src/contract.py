@@ -26,20 +26,29 @@ VIP_TABLE: Final = "vip_table"
 DIP_TABLE: Final = "dip_table"
 DIP_REVERSE: Final = "dip_reverse"
 ROUTE_TABLE: Final = "ipv4_lpm"
+AFFINITY_TABLE: Final = "affinity_table"
+VERSION_CONFIG: Final = "version_config"
+"""Keyless; its default action `set_versions` holds the active slot and each slot's epoch."""
 
 # Actions.
 REWRITE_DST: Final = "rewrite_dst"
 REWRITE_SRC: Final = "rewrite_src"
 SET_POOL: Final = "set_pool"
+SET_VERSIONS: Final = "set_versions"
 FORWARD: Final = "forward"
 DROP: Final = "drop"
 
-# Registers the control plane writes (data plane v1).
-ACTIVE_VERSION: Final = "active_version"
+#: Width of an epoch (a `set_versions` parameter and a Bloom cell); 0 means "holds nothing".
+EPOCH_BITS: Final = 32
+#: `digest_t.version` of a new connection that hit affinity_table (no version slot involved).
+AFFINITY_VERSION: Final = 255
+#: The `affinity` parameter of `set_pool`: 1 pins each client (source address) to one DIP.
+AFFINITY_OFF: Final = 0
+AFFINITY_CLIENT_IP: Final = 1
 
 
 def bloom_register(slot: int) -> str:
-    """The Bloom filter register of a version slot."""
+    """The Bloom filter register of a version slot (bit<32> epoch tags; data plane only)."""
     return f"bloom_{slot}"
 
 
@@ -56,6 +65,7 @@ class Settings:
     dip_table_size: int
     dip_reverse_size: int
     route_table_size: int
+    affinity_table_size: int
     hash_bits: int
     version_slots: int
     bloom_bits: int
@@ -118,7 +128,7 @@ DigestKind = Literal["new_conn", "teardown"]
 KIND_CODES: Final[dict[int, DigestKind]] = {1: "new_conn", 2: "teardown"}
 DIGEST_KINDS: Final[tuple[DigestKind, ...]] = ("new_conn", "teardown")
 #: The digest struct's fields in order, with their bit widths. `version` is bit<2> in the
-#: program's metadata but travels in an 8-bit field.
+#: program's metadata but travels in an 8-bit field (AFFINITY_VERSION for an affinity hit).
 DIGEST_FIELDS: Final[tuple[tuple[str, int], ...]] = (
     ("kind", 8),
     ("src_ip", 32),
@@ -134,7 +144,8 @@ DIGEST_FIELDS: Final[tuple[tuple[str, int], ...]] = (
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """One digest sample: the 5-tuple as received, the version slot and the chosen DIP."""
+    """One digest sample: the 5-tuple as received, the version slot (or AFFINITY_VERSION) and
+    the chosen DIP."""
 
     kind: DigestKind
     src_ip: str

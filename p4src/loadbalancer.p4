@@ -6,12 +6,20 @@
  *
  * Ingress, for IPv4 with TTL > 1 (everything else is dropped):
  *   1. conn_table (5-tuple exact) -> rewrite_dst. TCP FIN or RST on a hit raises a teardown digest.
- *   2. vip_table (dst, dport, protocol) -> set_pool, only on a conn_table miss.
- *   3. Version selection for a VIP packet: read active_version[0] = a; test the 5-tuple against
- *      the Bloom filters bloom_0..bloom_3 (BLOOM_HASHES hash functions, below); version_select,
- *      a const table keyed by (a, match mask), picks the oldest matching slot in activation
- *      order a+1, a+2, a+3, a; no match -> a, and the 5-tuple is inserted into bloom_a.
- *   4. Flow hash: crc32 over {src, dst, sport, dport, protocol} (104 bits) mod 2^HASH_BITS.
+ *   2. vip_table (dst, dport, protocol) -> set_pool(pool, affinity), only on a conn_table miss.
+ *      For an affinity VIP the Bloom key and the flow-hash input below take sport 0, so every
+ *      connection of one client to that VIP selects the same version and bucket.
+ *   2a. affinity_table (src, dst, dport, protocol) -> rewrite_dst, for affinity VIPs only: a hit
+ *      raises a new_conn digest with version AFFINITY_VERSION (255) and skips steps 3-5.
+ *   3. Version selection for a VIP packet: version_config's default action set_versions gives
+ *      the active slot a and each slot's epoch; slot i holds the key when epoch_i != 0 and all
+ *      its BLOOM_HASHES cells of bloom_i (bit<32> epoch tags) equal epoch_i. version_select, a
+ *      const table keyed by (a, holding mask), picks the oldest holding slot in activation order
+ *      a+1, a+2, a+3, a; none -> a, and the key is inserted into bloom_a (its cells := epoch_a).
+ *      The control plane never touches the registers: a slot is emptied by giving it a fresh,
+ *      never reused epoch, one write of version_config's default action.
+ *   4. Flow hash: crc32 over {src, dst, sport (0 for affinity), dport, protocol} (104 bits)
+ *      mod 2^HASH_BITS.
  *   5. dip_table (version exact, pool exact, flow_hash lpm) -> rewrite_dst + new_conn digest;
  *      a miss drops.
  *   6. dip_reverse (src, sport, protocol) -> rewrite_src, only for packets that are neither in
@@ -23,7 +31,8 @@
  *   h0 = crc16 (CRC-16/ARC) over {src, dst, sport, dport, protocol}
  *   h1 = crc32 over {dst, src, dport, sport, protocol}           (endpoints swapped)
  *   h2 = crc16 over {dst, src, dport, sport, protocol}           (only if BLOOM_HASHES == 3)
- *   A slot matches when all its bits at h0..h(n-1) are 1.
+ *   (sport is 0 for an affinity VIP.) Slot i holds the key when epoch_i != 0 and its cells at
+ *   h0..h(n-1) all equal epoch_i: cells of an earlier epoch of the slot never match again.
  *
  * Checksums: forward() updates the IPv4 header checksum incrementally for the TTL decrement
  * (RFC 1624), so headers with options stay correct. When the balancer rewrote an address, the
@@ -31,8 +40,8 @@
  * and the whole payload (a UDP checksum of 0, "none", stays 0).
  *
  * Digests: one struct and one digest() call (one BMv2 learn list); kind 1 = new_conn,
- * 2 = teardown; the 5-tuple as received, the version (0 for teardown) and the DIP address and
- * port. BMv2 samples digest fields at the end of ingress, so they live in metadata that is not
+ * 2 = teardown; the 5-tuple as received, the version (0 for teardown, 255 for an affinity hit)
+ * and the DIP address and port. BMv2 samples digest fields at the end of ingress, so they live in metadata that is not
  * changed after digest() is called.
  */
 #include <core.p4>
@@ -51,6 +60,7 @@ const bit<8> PROTO_UDP = 17;
 const bit<8> TCP_FIN_RST = 0x05;
 const bit<8> DIGEST_NEW_CONN = 1;
 const bit<8> DIGEST_TEARDOWN = 2;
+const bit<8> AFFINITY_VERSION = 255;
 
 header ethernet_t {
     bit<48> dst_addr;
@@ -122,7 +132,14 @@ struct metadata_t {
     bit<1>  rewritten;       /* an address or port was rewritten: recompute checksums */
     bit<1>  dropped;         /* drop() ran: do not route */
     bit<16> pool;
-    bit<2>  active;          /* active_version[0] */
+    bit<1>  affinity;        /* the VIP pins clients (set_pool) */
+    bit<1>  pinned;          /* affinity_table hit: no version selection */
+    bit<16> hash_sport;      /* the sport of the Bloom key and flow hash: 0 for affinity VIPs */
+    bit<2>  active;          /* version_config: the active slot */
+    bit<32> epoch_0;         /* version_config: each slot's epoch (0 = holds nothing) */
+    bit<32> epoch_1;
+    bit<32> epoch_2;
+    bit<32> epoch_3;
     bit<2>  version;         /* the version slot chosen for this packet */
     bit<1>  bloom_insert;    /* no slot matched: insert into the active slot */
     bit<4>  bloom_match;     /* bit i set: slot i's Bloom filter holds the 5-tuple */
@@ -182,11 +199,10 @@ control LbVerifyChecksum(inout headers_t hdr, inout metadata_t meta) {
 
 control LbIngress(inout headers_t hdr, inout metadata_t meta,
                   inout standard_metadata_t standard_metadata) {
-    register<bit<2>>(1) active_version;
-    register<bit<1>>(BLOOM_BITS) bloom_0;
-    register<bit<1>>(BLOOM_BITS) bloom_1;
-    register<bit<1>>(BLOOM_BITS) bloom_2;
-    register<bit<1>>(BLOOM_BITS) bloom_3;
+    register<bit<32>>(BLOOM_BITS) bloom_0;
+    register<bit<32>>(BLOOM_BITS) bloom_1;
+    register<bit<32>>(BLOOM_BITS) bloom_2;
+    register<bit<32>>(BLOOM_BITS) bloom_3;
 
     action drop() {
         mark_to_drop(standard_metadata);
@@ -205,8 +221,18 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
         meta.rewritten = 1;
     }
 
-    action set_pool(bit<16> pool) {
+    action set_pool(bit<16> pool, bit<1> affinity) {
         meta.pool = pool;
+        meta.affinity = affinity;
+    }
+
+    action set_versions(bit<2> active, bit<32> epoch_0, bit<32> epoch_1, bit<32> epoch_2,
+                        bit<32> epoch_3) {
+        meta.active = active;
+        meta.epoch_0 = epoch_0;
+        meta.epoch_1 = epoch_1;
+        meta.epoch_2 = epoch_2;
+        meta.epoch_3 = epoch_3;
     }
 
     action use_version(bit<2> version, bit<1> insert) {
@@ -249,6 +275,24 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
         actions = { set_pool; NoAction; }
         default_action = NoAction();
         size = VIP_TABLE_SIZE;
+    }
+
+    table affinity_table {
+        key = {
+            hdr.ipv4.src_addr: exact;
+            hdr.ipv4.dst_addr: exact;
+            meta.l4_dport: exact;
+            hdr.ipv4.protocol: exact;
+        }
+        actions = { rewrite_dst; NoAction; }
+        default_action = NoAction();
+        size = AFFINITY_TABLE_SIZE;
+    }
+
+    /* Keyless: the controller rewrites the default action (never const) in one write. */
+    table version_config {
+        actions = { set_versions; }
+        default_action = set_versions(2w0, 32w0, 32w0, 32w0, 32w0);
     }
 
     /* (active slot, match mask) -> oldest matching slot in activation order a+1, a+2, a+3, a;
@@ -359,71 +403,78 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
         size = ROUTE_TABLE_SIZE;
     }
 
-    /* Sets meta.bloom_match from the four Bloom filters at the 5-tuple's indices. */
+    /* Sets meta.bloom_match from the four Bloom filters at the key's indices: bit i is set when
+     * epoch_i != 0 and every cell equals epoch_i. */
     action bloom_lookup() {
         hash(meta.bloom_idx0, HashAlgorithm.crc16, 32w0,
-             { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, meta.l4_sport, meta.l4_dport,
+             { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, meta.hash_sport, meta.l4_dport,
                hdr.ipv4.protocol }, (bit<32>)BLOOM_BITS);
         hash(meta.bloom_idx1, HashAlgorithm.crc32, 32w0,
-             { hdr.ipv4.dst_addr, hdr.ipv4.src_addr, meta.l4_dport, meta.l4_sport,
+             { hdr.ipv4.dst_addr, hdr.ipv4.src_addr, meta.l4_dport, meta.hash_sport,
                hdr.ipv4.protocol }, (bit<32>)BLOOM_BITS);
-        bit<1> b00; bit<1> b01; bit<1> b10; bit<1> b11;
-        bit<1> b20; bit<1> b21; bit<1> b30; bit<1> b31;
-        bloom_0.read(b00, meta.bloom_idx0);
-        bloom_0.read(b01, meta.bloom_idx1);
-        bloom_1.read(b10, meta.bloom_idx0);
-        bloom_1.read(b11, meta.bloom_idx1);
-        bloom_2.read(b20, meta.bloom_idx0);
-        bloom_2.read(b21, meta.bloom_idx1);
-        bloom_3.read(b30, meta.bloom_idx0);
-        bloom_3.read(b31, meta.bloom_idx1);
+        bit<32> c00; bit<32> c01; bit<32> c10; bit<32> c11;
+        bit<32> c20; bit<32> c21; bit<32> c30; bit<32> c31;
+        bloom_0.read(c00, meta.bloom_idx0);
+        bloom_0.read(c01, meta.bloom_idx1);
+        bloom_1.read(c10, meta.bloom_idx0);
+        bloom_1.read(c11, meta.bloom_idx1);
+        bloom_2.read(c20, meta.bloom_idx0);
+        bloom_2.read(c21, meta.bloom_idx1);
+        bloom_3.read(c30, meta.bloom_idx0);
+        bloom_3.read(c31, meta.bloom_idx1);
+        /* With two hash functions the third cell stands in as the epoch itself. */
+        bit<32> c02 = meta.epoch_0; bit<32> c12 = meta.epoch_1;
+        bit<32> c22 = meta.epoch_2; bit<32> c32 = meta.epoch_3;
 #if BLOOM_HASHES == 3
         hash(meta.bloom_idx2, HashAlgorithm.crc16, 32w0,
-             { hdr.ipv4.dst_addr, hdr.ipv4.src_addr, meta.l4_dport, meta.l4_sport,
+             { hdr.ipv4.dst_addr, hdr.ipv4.src_addr, meta.l4_dport, meta.hash_sport,
                hdr.ipv4.protocol }, (bit<32>)BLOOM_BITS);
-        bit<1> b02; bit<1> b12; bit<1> b22; bit<1> b32;
-        bloom_0.read(b02, meta.bloom_idx2);
-        bloom_1.read(b12, meta.bloom_idx2);
-        bloom_2.read(b22, meta.bloom_idx2);
-        bloom_3.read(b32, meta.bloom_idx2);
-        b01 = b01 & b02;
-        b11 = b11 & b12;
-        b21 = b21 & b22;
-        b31 = b31 & b32;
+        bloom_0.read(c02, meta.bloom_idx2);
+        bloom_1.read(c12, meta.bloom_idx2);
+        bloom_2.read(c22, meta.bloom_idx2);
+        bloom_3.read(c32, meta.bloom_idx2);
 #endif
-        meta.bloom_match = (b30 & b31) ++ (b20 & b21) ++ (b10 & b11) ++ (b00 & b01);
+        meta.bloom_match =
+            (bit<1>)(meta.epoch_3 != 0 && c30 == meta.epoch_3 && c31 == meta.epoch_3 &&
+                     c32 == meta.epoch_3) ++
+            (bit<1>)(meta.epoch_2 != 0 && c20 == meta.epoch_2 && c21 == meta.epoch_2 &&
+                     c22 == meta.epoch_2) ++
+            (bit<1>)(meta.epoch_1 != 0 && c10 == meta.epoch_1 && c11 == meta.epoch_1 &&
+                     c12 == meta.epoch_1) ++
+            (bit<1>)(meta.epoch_0 != 0 && c00 == meta.epoch_0 && c01 == meta.epoch_0 &&
+                     c02 == meta.epoch_0);
     }
 
-    /* Sets the chosen slot's bits for the 5-tuple (only called when no slot matched). */
+    /* Tags the active slot's cells for the key with its epoch (only when no slot held it). */
     action bloom_insert_0() {
-        bloom_0.write(meta.bloom_idx0, 1w1);
-        bloom_0.write(meta.bloom_idx1, 1w1);
+        bloom_0.write(meta.bloom_idx0, meta.epoch_0);
+        bloom_0.write(meta.bloom_idx1, meta.epoch_0);
 #if BLOOM_HASHES == 3
-        bloom_0.write(meta.bloom_idx2, 1w1);
+        bloom_0.write(meta.bloom_idx2, meta.epoch_0);
 #endif
     }
 
     action bloom_insert_1() {
-        bloom_1.write(meta.bloom_idx0, 1w1);
-        bloom_1.write(meta.bloom_idx1, 1w1);
+        bloom_1.write(meta.bloom_idx0, meta.epoch_1);
+        bloom_1.write(meta.bloom_idx1, meta.epoch_1);
 #if BLOOM_HASHES == 3
-        bloom_1.write(meta.bloom_idx2, 1w1);
+        bloom_1.write(meta.bloom_idx2, meta.epoch_1);
 #endif
     }
 
     action bloom_insert_2() {
-        bloom_2.write(meta.bloom_idx0, 1w1);
-        bloom_2.write(meta.bloom_idx1, 1w1);
+        bloom_2.write(meta.bloom_idx0, meta.epoch_2);
+        bloom_2.write(meta.bloom_idx1, meta.epoch_2);
 #if BLOOM_HASHES == 3
-        bloom_2.write(meta.bloom_idx2, 1w1);
+        bloom_2.write(meta.bloom_idx2, meta.epoch_2);
 #endif
     }
 
     action bloom_insert_3() {
-        bloom_3.write(meta.bloom_idx0, 1w1);
-        bloom_3.write(meta.bloom_idx1, 1w1);
+        bloom_3.write(meta.bloom_idx0, meta.epoch_3);
+        bloom_3.write(meta.bloom_idx1, meta.epoch_3);
 #if BLOOM_HASHES == 3
-        bloom_3.write(meta.bloom_idx2, 1w1);
+        bloom_3.write(meta.bloom_idx2, meta.epoch_3);
 #endif
     }
 
@@ -453,28 +504,41 @@ control LbIngress(inout headers_t hdr, inout metadata_t meta,
                         meta.dg.dip_port = meta.l4_dport;
                     }
                 } else if (vip_table.apply().hit) {
-                    active_version.read(meta.active, 0);
-                    bloom_lookup();
-                    version_select.apply();
-                    if (meta.bloom_insert == 1) {
-                        if (meta.version == 0) {
-                            bloom_insert_0();
-                        } else if (meta.version == 1) {
-                            bloom_insert_1();
-                        } else if (meta.version == 2) {
-                            bloom_insert_2();
-                        } else {
-                            bloom_insert_3();
+                    meta.hash_sport = meta.l4_sport;
+                    if (meta.affinity == 1) {
+                        meta.hash_sport = 0;
+                        if (affinity_table.apply().hit) {
+                            meta.pinned = 1;
+                            meta.dg.kind = DIGEST_NEW_CONN;
+                            meta.dg.version = AFFINITY_VERSION;
+                            meta.dg.dip_addr = hdr.ipv4.dst_addr;
+                            meta.dg.dip_port = meta.l4_dport;
                         }
                     }
-                    hash(meta.flow_hash, HashAlgorithm.crc32, (bit<HASH_BITS>)0,
-                         { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, meta.l4_sport, meta.l4_dport,
-                           hdr.ipv4.protocol }, HASH_SPACE);
-                    if (dip_table.apply().hit) {
-                        meta.dg.kind = DIGEST_NEW_CONN;
-                        meta.dg.version = (bit<8>)meta.version;
-                        meta.dg.dip_addr = hdr.ipv4.dst_addr;
-                        meta.dg.dip_port = meta.l4_dport;
+                    if (meta.pinned == 0) {
+                        version_config.apply();
+                        bloom_lookup();
+                        version_select.apply();
+                        if (meta.bloom_insert == 1) {
+                            if (meta.version == 0) {
+                                bloom_insert_0();
+                            } else if (meta.version == 1) {
+                                bloom_insert_1();
+                            } else if (meta.version == 2) {
+                                bloom_insert_2();
+                            } else {
+                                bloom_insert_3();
+                            }
+                        }
+                        hash(meta.flow_hash, HashAlgorithm.crc32, (bit<HASH_BITS>)0,
+                             { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, meta.hash_sport,
+                               meta.l4_dport, hdr.ipv4.protocol }, HASH_SPACE);
+                        if (dip_table.apply().hit) {
+                            meta.dg.kind = DIGEST_NEW_CONN;
+                            meta.dg.version = (bit<8>)meta.version;
+                            meta.dg.dip_addr = hdr.ipv4.dst_addr;
+                            meta.dg.dip_port = meta.l4_dport;
+                        }
                     }
                 } else {
                     dip_reverse.apply();

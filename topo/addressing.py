@@ -19,6 +19,8 @@ VIP_UDP_PORT = 53
 """UDP service port of the VIP (UDP tests)."""
 DIP_PORT = 8080
 """Port the servers listen on (TCP and UDP); a DIP:port belongs to one VIP."""
+IPERF_PORT = 5201
+"""iperf3's port, on the VIP (a client-IP affinity VIP) and on each server (e2e tests)."""
 MAX_HOSTS = 253
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topo.addressing import VIP_IP, VIP_TCP_PORT, VIP_UDP_PORT, make_plan
+from topo.addressing import IPERF_PORT, VIP_IP, VIP_TCP_PORT, VIP_UDP_PORT, make_plan
 from topo.cgroups import CpuGroup, cpu_groups
 from topo.mininet_net import BIN, ModelNetwork, NetworkError, stop_process, wait_for
 from topo.services import (
@@ -46,6 +46,8 @@ class LabOptions:
     work_ms: float = 4.0
     knobs: ControllerKnobs = field(default_factory=ControllerKnobs)
     udp: bool = False
+    iperf: bool = False
+    """Also run `iperf3 -s` on every server behind a client-IP affinity VIP (IPERF_PORT)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ class Lab:
         self._stack.enter_context(self.net)
         for server in self.servers:
             self.start_server(server.host.name)
+            if self.options.iperf:
+                argv = ["iperf3", "--server", "--port", str(IPERF_PORT)]
+                self.net.popen(server.host.name, argv, f"iperf3-{server.host.name}.log")
         wait_for(self._servers_ready, 30, "servers to listen")
         for server in self.servers:
             self.start_agent(server.host.name)
@@ -164,7 +169,13 @@ class Lab:
         if policy_params is not None:
             knobs = dataclasses.replace(knobs, policy_params=policy_params)
         config.write_text(
-            controller_toml(self.servers, self.load_listen, knobs, udp_vip=self.options.udp)
+            controller_toml(
+                self.servers,
+                self.load_listen,
+                knobs,
+                udp_vip=self.options.udp,
+                iperf_vip=self.options.iperf,
+            )
         )
         record = self.workdir / f"record-{n}-{policy}.jsonl"
         self.records.append(record)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from topo.addressing import DIP_PORT, VIP_IP, VIP_TCP_PORT, VIP_UDP_PORT, HostAddress
+from topo.addressing import DIP_PORT, IPERF_PORT, VIP_IP, VIP_TCP_PORT, VIP_UDP_PORT, HostAddress
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,11 @@ def controller_toml(
     knobs: ControllerKnobs | None = None,
     udp_vip: bool = False,
     vip_ip: str = VIP_IP,
+    *,
+    iperf_vip: bool = False,
 ) -> str:
-    """The controller config: a TCP VIP (and optionally a UDP VIP) over every server."""
+    """The controller config: a TCP VIP (and optionally a UDP VIP, and an iperf3 VIP with
+    client-IP affinity on IPERF_PORT) over every server."""
     knobs = knobs or ControllerKnobs()
     lines = ["[controller]"]
     settings: dict[str, object] = {
@@ -75,14 +78,18 @@ def controller_toml(
     if knobs.policy_params:
         lines += ["", "[policy_params]"]
         lines += [f"{key} = {_toml(float(value))}" for key, value in knobs.policy_params]
-    vips = [("web", VIP_TCP_PORT, "tcp")]
+    # (name, VIP port, protocol, DIP port, affinity)
+    vips = [("web", VIP_TCP_PORT, "tcp", DIP_PORT, "none")]
     if udp_vip:
-        vips.append(("dns", VIP_UDP_PORT, "udp"))
-    for name, port, protocol in vips:
+        vips.append(("dns", VIP_UDP_PORT, "udp", DIP_PORT, "none"))
+    if iperf_vip:
+        vips.append(("iperf", IPERF_PORT, "tcp", IPERF_PORT, "client_ip"))
+    for name, port, protocol, dip_port, affinity in vips:
         lines += ["", "[[vip]]", f"name = {_toml(name)}", f"ip = {_toml(vip_ip)}"]
         lines += [f"port = {port}", f"protocol = {_toml(protocol)}"]
+        lines += [f"affinity = {_toml(affinity)}"]
         for server in servers:
-            lines += ["  [[vip.dip]]", f"  ip = {_toml(server.host.ip)}", f"  port = {DIP_PORT}"]
+            lines += ["  [[vip.dip]]", f"  ip = {_toml(server.host.ip)}", f"  port = {dip_port}"]
             lines += ["  weight = 1", '  state = "active"']
     return "\n".join(lines) + "\n"
 

@@ -2,7 +2,11 @@
 
 Simulated TCP and UDP connections send real frames through `p4model.Switch.process`; every packet
 checks that its connection still reaches the DIP its first packet reached (the invariant the
-rollout protocol exists for). Fake agents report loads that change every phase, so the policy
+rollout protocol exists for), and, for the TCP VIP, that a client's new connection reaches its
+previous connection's DIP while its affinity lives (a connection of it alive, or ended less than
+`affinity_timeout` ago: the controller's pin lasts at least that long). With `affinity = "none"`
+that second check is expected to fire; it shows the check is live. Fake agents report loads
+that change every phase, so the policy
 keeps asking for new weights and the controller keeps rolling out. Faults (write latency and
 failures, late and reordered digests) come from `controller.switch.faults.FaultySwitch`.
 Used by tests/scenario and `python -m bench pcc`.
@@ -28,6 +32,7 @@ from controller.routing import Route
 from controller.shell.app import ControllerService
 from controller.switch.faults import FaultySwitch
 from controller.switch.model_client import ModelSwitchClient
+from p4src.contract import VERSION_CONFIG
 from policy.buckets import PrefixEntry, bucket_owner
 from topo.frames import ACK, FIN, PSH, SYN, TCP, UDP, FlowKey, build_frame, read_flow
 
@@ -66,6 +71,12 @@ class SimOptions:
     """Controller policy (default "cpu": it reacts to every load change)."""
     seed: int = 1
     """Seed of every random choice of the run (default 1)."""
+    clients: int = 248
+    """Distinct client addresses (10.0.1.2 upwards; default 248)."""
+    affinity: str = "none"
+    """The TCP VIP's affinity, "none" or "client_ip" (default "none")."""
+    affinity_timeout: float = 30.0
+    """The TCP VIP's affinity_timeout, and the window of the affinity check (default 30 s)."""
     step: float = 0.01
     """Simulated clock step in seconds (default 0.01)."""
     settings: ControllerSettings = field(
@@ -90,6 +101,14 @@ class SimConnection:
 
 
 @dataclass
+class ClientTrail:
+    """A client's last TCP DIP and when its latest connection ends (for the affinity check)."""
+
+    dip: str
+    ends: float
+
+
+@dataclass
 class SimResult:
     """Outcome of a run."""
 
@@ -99,6 +118,10 @@ class SimResult:
     aborted: int = 0
     broken: int = 0
     dropped: int = 0
+    affinity_checked: int = 0
+    """TCP connections that started while their client's affinity lived."""
+    affinity_broken: int = 0
+    """Of those, connections that reached another DIP than the client's previous one."""
     share_error_pp: float = 0.0
     observed: dict[str, float] = field(default_factory=dict)
     expected: dict[str, float] = field(default_factory=dict)
@@ -109,7 +132,8 @@ def sim_config(options: SimOptions) -> Config:
     """One TCP VIP and one UDP VIP sharing the DIP hosts (ports 8080 and 5353)."""
     tcp = tuple(DipConfig(f"10.0.{2 + i}.2", 8080, 1) for i in range(options.dips))
     udp = tuple(DipConfig(f"10.0.{2 + i}.2", 5353, 1) for i in range(options.dips))
-    vips = (VipConfig("web", VIP_IP, 80, "tcp", tcp), VipConfig("dns", VIP_IP, 53, "udp", udp))
+    web = VipConfig("web", VIP_IP, 80, "tcp", tcp, options.affinity, options.affinity_timeout)
+    vips = (web, VipConfig("dns", VIP_IP, 53, "udp", udp))
     return Config(replace(options.settings, policy=options.policy), vips)
 
 
@@ -146,6 +170,7 @@ class Simulation:
         """Messages someone else sends to the load feed with each round of reports."""
         self.result = SimResult()
         self._share_cache: dict[tuple[int, int, int], dict[str, float]] = {}
+        self.trails: dict[str, ClientTrail] = {}
         self.rollouts_before_restart = 0
         self._baseline = 0
         self.aborted_before_restart = 0
@@ -242,9 +267,9 @@ class Simulation:
             self._push(t0, len(self.conns) - 1, 0)
 
     def _new_flow(self, udp: bool) -> FlowKey:
-        while True:  # the space holds 16 million tuples per protocol: redraws are rare
+        while True:  # the space holds millions of tuples per protocol: redraws are rare
             sport = self.rng.randrange(1024, 65535)
-            src = f"10.0.1.{self.rng.randrange(2, 250)}"
+            src = f"10.0.1.{2 + self.rng.randrange(self.options.clients)}"
             flow = FlowKey(src, VIP_IP, sport, 53 if udp else 80, UDP if udp else TCP)
             if flow not in self._flows:
                 self._flows.add(flow)
@@ -286,14 +311,27 @@ class Simulation:
         if conn.dip is None:
             conn.dip = dip
             conn.expected = self._expected_share(conn.flow.protocol)
+            if conn.flow.protocol == TCP:
+                self._check_affinity(conn, dip)
         elif dip != conn.dip and not conn.broken:
             conn.broken = True
             self.result.broken += 1
 
+    def _check_affinity(self, conn: SimConnection, dip: str) -> None:
+        """A client's connection that starts while its affinity lives must reach its DIP."""
+        now = self.clock.seconds()
+        trail = self.trails.get(conn.flow.src_ip)
+        if trail is not None and now <= trail.ends + self.options.affinity_timeout:
+            self.result.affinity_checked += 1
+            if dip != trail.dip:
+                self.result.affinity_broken += 1
+        ends = conn.due[-1] if trail is None else max(trail.ends, conn.due[-1])
+        self.trails[conn.flow.src_ip] = ClientTrail(dip, ends)
+
     def _expected_share(self, protocol: int) -> dict[str, float]:
         """Each DIP's share of the hash space in the active slot (from the controller's shadow)."""
         rollouts = self.service.core.rollouts
-        slot = int(self.switch.register_read("active_version", 0))  # type: ignore[arg-type]
+        slot = self.switch.table_get_default(VERSION_CONFIG)[1][0]
         pool = 0 if protocol == TCP else 1
         key = (id(rollouts), slot, rollouts.counters.rollouts * 2 + pool)
         cached = self._share_cache.get(key)

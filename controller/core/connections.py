@@ -1,4 +1,5 @@
-"""Value types of connection learning: 5-tuples, connection records, counters."""
+"""Value types of connection learning: 5-tuples, clients of affinity VIPs, connection records,
+counters."""
 
 from __future__ import annotations
 
@@ -22,6 +23,30 @@ class ConnKey:
     def match_keys(self) -> tuple[str, ...]:
         """conn_table keys in contract order."""
         return (self.src, self.dst, str(self.sport), str(self.dport), str(self.protocol))
+
+
+@dataclass(frozen=True, order=True)
+class AffinityKey:
+    """A client of one VIP: affinity_table's key."""
+
+    client: str
+    vip: str
+    port: int
+    protocol: int
+
+    @classmethod
+    def of(cls, conn: ConnKey) -> AffinityKey:
+        """The pin a connection belongs to."""
+        return cls(conn.src, conn.dst, conn.dport, conn.protocol)
+
+    @property
+    def vip_key(self) -> tuple[str, int, int]:
+        """The VIP (ip, port, protocol)."""
+        return (self.vip, self.port, self.protocol)
+
+    def match_keys(self) -> tuple[str, ...]:
+        """affinity_table keys in contract order."""
+        return (self.client, self.vip, str(self.port), str(self.protocol))
 
 
 class ConnState(Enum):

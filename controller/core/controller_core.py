@@ -4,18 +4,23 @@ The shell (controller.shell.app) feeds digests, ageing notices, loads, clock tic
 `Outcome` of every operation it executed; the core answers with operations (controller.core.ops)
 tagged with the component that owns them, and routes each outcome back to that component:
 start-up writes (`StartUp`), return paths (`ReturnPaths`), learning (`ConnectionLearner`),
-rollouts and reclaims (`Rollouts`). Nothing here does I/O.
+client pins of affinity VIPs (`ClientAffinity`), rollouts and reclaims (`Rollouts`). Nothing here
+does I/O.
 
 Start-up (`bootstrap`) depends on what the switch already holds:
-- cold (conn_table and dip_table empty): program VIPs, the return path, routes, reset every
-  Bloom filter, write the initial version into slot `active_version` and flip to it;
+- cold (conn_table and dip_table empty): program VIPs, the return path, routes; give every
+  slot a fresh epoch (one version_config write), write the initial version into the active slot
+  and write version_config again with it (controller.core.epochs: epochs continue above what
+  the switch and the journal have seen, so none is reused);
 - warm (the switch kept its state): keep every table (clearing conn_table would break each
   connection whose slot was rewritten since it started); re-add VIPs, return path and routes
   (duplicates are fine); adopt conn_table entries lazily (a duplicate on add counts as
   installed; idle notices for unknown handles are deleted after a grace); hold slot reuse for
   `restart_hold` seconds so connections that began while no controller listened re-raise
   digests and get installed. dip_table comes from the state journal when it matches the switch
-  (active slot and entry count); otherwise the core clears dip_table after the hold and at once
+  (active slot and entry count); either way the epoch counter continues above the epochs the
+  switch's version_config and the journal show. Without a matching journal the core clears
+  dip_table after the hold and at once
   rolls out a fresh version. The cost of restarting without a journal: packets that reach
   dip_table between the clear and the flip are dropped (a new connection's first packet is
   retried by the client; a connection whose entry is still on its way keeps the DIP its digest
@@ -30,8 +35,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from controller.config import Config, DipConfig
+from controller.core.affinity import ClientAffinity
 from controller.core.autoscaling import PoolAutoscaling
 from controller.core.digests import VipKey, digest_problem
+from controller.core.epochs import VersionConfig
 from controller.core.journal import Journal, JournalError, UnsettledConnection
 from controller.core.learning import ConnectionLearner, ConnKey
 from controller.core.loadbook import DipLoad
@@ -47,6 +54,7 @@ from controller.core.watch import SwitchWatch
 from controller.core.weighting import PoolWeighting
 from controller.routing import Route
 from p4src.contract import Digest, Settings
+from policy.autoscale import MemberState
 
 __all__ = ["ControllerCore", "RecordEvent", "SwitchView"]
 
@@ -86,6 +94,15 @@ class ControllerCore:
         )
         self.startup = StartUp(self._records)
         self.watch = SwitchWatch(self.settings.switch_check_interval)
+        self.affinity = ClientAffinity(
+            dataplane.affinity_table_size,
+            {
+                (v.ip, v.port, v.protocol_number): v.affinity_timeout
+                for v in config.vips
+                if v.pins_clients
+            },
+            self._records,
+        )
         self.return_paths = ReturnPaths(self._records)
         self.rollouts = Rollouts(
             self.settings,
@@ -121,25 +138,40 @@ class ControllerCore:
 
         `journal` is the state journal's JSON document, if the shell found one.
         """
-        active = view.active_version % self.slots
-        blooms = [s for s in range(self.slots) if s != active] if view.cold else []
-        ops = self.startup.program(self.routes, self.pools, blooms)
+        entry = view.versions
+        try:
+            config = VersionConfig.from_entry(entry.action, entry.params, self.slots)
+        except ValueError as exc:
+            self.startup.failure = f"not our program? {exc}"
+            return []
+        active = config.active
+        ops = self.startup.program(self.routes, self.pools)
         ops.extend(
             self.return_paths.add(pool, m.ip, m.port, boot=True)
             for pool in self.pools
             for m in pool
         )
+        last_epoch = self._journaled_epoch(journal)
         if view.cold:
-            ops.extend(self.rollouts.attach_cold(now, active, self.desired()))
+            ops.extend(self.rollouts.attach_cold(now, config, self.desired(), last_epoch))
             return ops + self._flush(now)
         self.learner.adopt_foreign(view.conn_entries)
         adopted = self._read_journal(now, journal)
-        ops.extend(self.rollouts.attach_warm(now, active, adopted, view.dip_entries))
+        ops.extend(self.rollouts.attach_warm(now, config, adopted, view.dip_entries, last_epoch))
         for conn in adopted.unsettled if adopted else ():
-            self.learner.on_new_conn(now, conn.key, conn.version % self.slots, conn.dip)
+            self.learner.on_new_conn(now, conn.key, conn.version, conn.dip)
         used = "read" if adopted else "not used"
         self._records.add(now, "phase", name=f"warm start: active slot {active}, journal {used}")
         return ops + self._flush(now)
+
+    def _journaled_epoch(self, document: object | None) -> int:
+        """The last epoch a journal records, even one not adopted (0 without a readable one)."""
+        if document is None:
+            return 0
+        try:
+            return Journal.from_json(document, self.slots).last_epoch
+        except JournalError:
+            return 0
 
     def _read_journal(self, now: float, document: object | None) -> Journal | None:
         if document is None:
@@ -202,6 +234,14 @@ class ControllerCore:
                 ops.extend(self._drained(now, finished))
         if now >= self._next_policy:
             self._next_policy = now + self.settings.report_interval
+            # Pins follow the DIPs that may take new connections: not drained, standby or down.
+            self.affinity.retire(
+                m.dip
+                for pool in self.pools
+                for m in pool
+                if m.state is not MemberState.ACTIVE
+                or ((load := loads.get(m.dip)) is not None and not load.live)
+            )
             self._autoscale(now, loads)
             for weighting in self.weighting:
                 weighting.update(now, loads)
@@ -230,6 +270,8 @@ class ControllerCore:
         if digest.kind == "new_conn":
             dip = DipTarget(digest.dip_ip, digest.dip_port)
             self.learner.on_new_conn(now, key, digest.version, dip)
+            if self.affinity.serves((key.dst, key.dport, key.protocol)):
+                self.affinity.on_new_conn(now, key, dip, self._takes_new(dip.name))
         else:
             self.learner.on_teardown(now, key)
         return self._flush(now)
@@ -243,6 +285,10 @@ class ControllerCore:
                 for p in self.pools
             }
         return self._vips
+
+    def _takes_new(self, dip: str) -> bool:
+        """Whether a DIP is an active member (may take new connections, and pins)."""
+        return any(m.dip == dip and m.state is MemberState.ACTIVE for p in self.pools for m in p)
 
     def on_aged(self, now: float, handles: Sequence[int]) -> list[Op]:
         """conn_table handles the switch reports idle."""
@@ -260,6 +306,9 @@ class ControllerCore:
             ops = self.rollouts.on_outcome(now, outcome)
         elif owner is Owner.RECLAIM:
             ops = self.rollouts.on_reclaim_outcome(now, outcome)
+        elif owner is Owner.AFFINITY:
+            self.affinity.on_outcome(now, outcome)
+            ops = []
         elif owner is Owner.RETURN_PATH:
             ops = self.return_paths.on_outcome(now, outcome)
         elif owner is Owner.WATCH:
@@ -277,7 +326,7 @@ class ControllerCore:
             now, "phase", name=f"switch lost its state: reprogramming, {restored} connections"
         )
         self.startup.reprogramming = True
-        ops = self.startup.program(self.routes, self.pools, ())
+        ops = self.startup.program(self.routes, self.pools)
         ops.extend(self.return_paths.reprogram(self.pools))
         self.rollouts.switch_lost()
         return ops
@@ -304,6 +353,8 @@ class ControllerCore:
             backpressure=self.rollouts.backpressure,
             learning=learning,
             rollouts=dataclasses.replace(self.rollouts.counters),
+            affinity=dataclasses.replace(self.affinity.counters),
+            affinity_entries=self.affinity.entries,
             digest_faults=dict(self.digest_faults),
             conn_entries=self.learner.in_use,
             conn_table_full=self.learner.full,
@@ -370,4 +421,6 @@ class ControllerCore:
         return self.return_paths.remove(dip)
 
     def _flush(self, now: float) -> list[Op]:
-        return self.learner.due(now)
+        ops = self.learner.due(now)
+        self.affinity.on_ended(now, self.learner.take_ended())
+        return ops + self.affinity.due(now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from p4src.contract import DIGEST_KINDS, Digest
+from p4src.contract import AFFINITY_VERSION, DIGEST_KINDS, Digest
 
 PROTOCOL_NUMBERS = frozenset({6, 17})
 VipKey = tuple[str, int, int]
@@ -33,8 +33,8 @@ def digest_problem(
     if digest.protocol not in PROTOCOL_NUMBERS:
         return "malformed", f"protocol {digest.protocol!r} is neither TCP nor UDP"
     version = digest.version
-    if not isinstance(version, int) or not 0 <= version < slots:
-        return "malformed", f"version {version!r} is not a slot in [0, {slots})"
+    if not isinstance(version, int) or not (0 <= version < slots or version == AFFINITY_VERSION):
+        return "malformed", f"version {version!r} is neither a slot in [0, {slots}) nor affinity"
     for name, ip in (
         ("src_ip", digest.src_ip),
         ("dst_ip", digest.dst_ip),

@@ -2,7 +2,8 @@
 restart, as one immutable value with its JSON form (the shell owns the file).
 
 Written right before each flip (with the slot being filled as `pending`), after each commit or
-abort, and at a clean stop (with `stopped_at` and the connections still being installed).
+abort, and at a clean stop (with `stopped_at` and the connections still being installed). Each
+carries the last epoch issued, so a restarted controller never issues one again.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Journal:
     unsettled: tuple[UnsettledConnection, ...] = ()
     reporters: tuple[str, ...] = ()
     """DIPs whose agents had reported: after a restart they are down until they report again."""
+    last_epoch: int = 0
+    """The last epoch issued (controller.core.epochs): a restart continues above it."""
 
     def matches(self, active: int, dip_entries: int) -> bool:
         """Whether the switch agrees (active slot and dip_table entry count)."""
@@ -61,6 +64,7 @@ class Journal:
                 for w in self.slot_weights
             ],
             "stopped_at": self.stopped_at,
+            "last_epoch": self.last_epoch,
             "unsettled": [
                 [
                     c.key.src,
@@ -110,6 +114,7 @@ class Journal:
                 None if stopped is None else float(stopped),
                 unsettled,
                 reporters,
+                int(data.get("last_epoch", 0)),
             )
         except JournalError:
             raise

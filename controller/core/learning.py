@@ -3,10 +3,12 @@
 Pure bookkeeping: digests and the outcomes of its own writes (`on_outcome`) come in with `now`;
 `due(now)` returns the writes to issue. A connection is pending (counted against the version
 slot its first packet chose) until its table_add is acknowledged; the rollout gate reads
-`pending_count(slot)` and `last_digest(slot)`. Entries go after a teardown (FIN/RST) plus a
-linger, or when the switch reports them idle (entry ageing) past the protocol's idle timeout;
-a connection never installed is forgotten once silent for that timeout. A full `conn_table`
-makes new connections wait (holding their slot, hence rollouts) instead of dropping them.
+`pending_count(slot)` and `last_digest(slot)`; a connection whose first packet hit
+affinity_table (version AFFINITY_VERSION) chose no slot and holds none back. Entries go after a
+teardown (FIN/RST) plus a linger, or when the switch reports them idle (entry ageing) past the
+protocol's idle timeout; a connection never installed is forgotten once silent for that timeout.
+A full `conn_table` makes new connections wait (holding their slot, hence rollouts) instead of
+dropping them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from controller.core.ops import (
     TableInsert,
 )
 from controller.core.shadow import DipTarget
-from p4src.contract import CONN_TABLE, REWRITE_DST
+from p4src.contract import AFFINITY_VERSION, CONN_TABLE, REWRITE_DST
 
 __all__ = ["ConnKey", "ConnState", "Connection", "ConnectionLearner"]
 
@@ -71,6 +73,7 @@ class ConnectionLearner:
         self._in_use = 0
         self._out: list[Op] = []
         self._foreign_checks: dict[int, float] = {}
+        self._ended: list[ConnKey] = []
 
     # -- queries
 
@@ -107,6 +110,12 @@ class ConnectionLearner:
         """conn_table entries held or being written (ours and a previous controller's)."""
         return self._in_use + self._foreign
 
+    def take_ended(self) -> list[ConnKey]:
+        """Connections forgotten since the last call: entry deleted (teardown or idle), never
+        installed and silent, or left to a previous controller's entry (whose end is unknown)."""
+        out, self._ended = self._ended, []
+        return out
+
     def adopt_foreign(self, entries: int) -> None:
         """Attach to a switch holding `entries` conn_table entries this controller did not write."""
         self._foreign = entries
@@ -116,7 +125,8 @@ class ConnectionLearner:
 
     def on_new_conn(self, now: float, key: ConnKey, version: int, dip: DipTarget) -> None:
         """A new_conn digest: learn the connection unless it is already known."""
-        self._last_digest[version] = max(now, self._last_digest.get(version, now))
+        if version != AFFINITY_VERSION:
+            self._last_digest[version] = max(now, self._last_digest.get(version, now))
         conn = self._conns.get(key)
         if conn is None:
             self._learn(now, key, version, dip)
@@ -230,6 +240,7 @@ class ConnectionLearner:
             self._pending[conn.version].discard(key)
             self._per_dip[conn.dip.name] -= 1
             del self._conns[key]
+            self._ended.append(key)
             self._in_use -= 1
             self._foreign += 1
             self.adopt_unknown = True
@@ -253,6 +264,8 @@ class ConnectionLearner:
         if conn.relearn is not None:
             version, dip, seen = conn.relearn
             self._learn(seen, key, version, dip)
+        else:
+            self._ended.append(key)
 
     def _delete_failed(self, now: float, key: ConnKey) -> None:
         """Retry a refused delete a few times, then give up on it (counted)."""
@@ -309,7 +322,8 @@ class ConnectionLearner:
         self._per_dip[dip.name] += 1
         self.counters.learned += 1
         self.counters.by_dip[dip.name] += 1
-        self.learned_in_slot[version] += 1
+        if version != AFFINITY_VERSION:
+            self.learned_in_slot[version] += 1
         self._ready.append(key)
         self._push(now + self._idle_timeout(key), "stale", key)
 
@@ -357,6 +371,7 @@ class ConnectionLearner:
                 self._pending[conn.version].discard(conn.key)
                 self._per_dip[conn.dip.name] -= 1
                 del self._conns[conn.key]
+                self._ended.append(conn.key)
             else:
                 self._push(conn.last_digest + idle, "stale", conn.key)
         elif what == "stale" and conn.state is ConnState.ADDING:

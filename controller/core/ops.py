@@ -9,20 +9,21 @@ the switch client set from its target's own error codes: nothing in the core rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from controller.core.connections import ConnKey
+from controller.core.connections import AffinityKey, ConnKey
+from controller.core.epochs import VersionStep
 from controller.core.journal import Journal
 from controller.core.shadow import DipWrite
-from p4src.contract import bloom_register
 
 
 class Owner(Enum):
     """The core component that issued an operation and handles its outcome."""
 
     STARTUP = "startup"
-    """Routes, VIPs and Bloom resets written at start."""
+    """Routes and VIPs written at start."""
     RETURN_PATH = "return_path"
     """dip_reverse entries of pool members."""
     LEARNING = "learning"
@@ -31,6 +32,8 @@ class Owner(Enum):
     """A version slot being filled and activated, and the journal."""
     RECLAIM = "reclaim"
     """Idle version slots freed under dip_table pressure."""
+    AFFINITY = "affinity"
+    """affinity_table entries pinning clients of affinity VIPs."""
     WATCH = "watch"
     """The periodic check that the switch still holds what was written."""
 
@@ -50,8 +53,23 @@ class ErrorKind(Enum):
     UNKNOWN = "unknown"
 
 
-# What an operation is about, for its owner: a connection, a dip_table write, a DIP name.
-Tag = ConnKey | DipWrite | str | None
+# What an operation is about, for its owner: a connection, a client's pin, a dip_table write, a
+# version_config step, a DIP name.
+Tag = ConnKey | AffinityKey | DipWrite | VersionStep | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultEntry:
+    """A table's default action as read back: the action's name (without its control's prefix,
+    as the contract names it) and its parameter values."""
+
+    action: str
+    params: tuple[int, ...]
+
+    @classmethod
+    def read(cls, action: str, params: Sequence[int]) -> DefaultEntry:
+        """From a target's answer, whose action name may be qualified (`LbIngress.set_versions`)."""
+        return cls(action.rsplit(".", 1)[-1], tuple(int(p) for p in params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,7 @@ class DefaultActionSet:
     table: str
     action: str
     params: tuple[str, ...]
+    tag: Tag = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,36 +137,12 @@ class EntryTimeoutSet:
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterReset:
-    """Set every cell of a register array to zero."""
+class DefaultActionRead:
+    """Read the default action of a table (the outcome's `entry`)."""
 
     owner: Owner
-    slot: int
-    """The version slot whose Bloom filter this is."""
-
-    @property
-    def register(self) -> str:
-        """The register's name."""
-        return bloom_register(self.slot)
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterWrite:
-    """Write one register cell."""
-
-    owner: Owner
-    register: str
-    index: int
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterRead:
-    """Read one register cell (the outcome's `value`)."""
-
-    owner: Owner
-    register: str
-    index: int
+    table: str
+    tag: Tag = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +190,8 @@ SwitchOp = (
     | TableDelete
     | TableClear
     | DefaultActionSet
+    | DefaultActionRead
     | EntryTimeoutSet
-    | RegisterReset
-    | RegisterWrite
-    | RegisterRead
     | EntryCount
     | TableRead
 )
@@ -207,16 +200,17 @@ Op = SwitchOp | JournalWrite
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How one operation ended: `handle` of an insert, `value` of a read, or the error."""
+    """How one operation ended: `handle` of an insert, `value` of a count, `entry` of a default
+    read, `entries` of a table read, or the error."""
 
     op: Op
     ok: bool
     handle: int | None = None
     value: int | None = None
+    entry: DefaultEntry | None = None
     error: ErrorKind | None = None
     detail: str = ""
     entries: tuple[ReadEntry, ...] = ()
-    """The entries a TableRead found."""
 
     @classmethod
     def done(
@@ -225,15 +219,16 @@ class Outcome:
         *,
         handle: int | None = None,
         value: int | None = None,
+        entry: DefaultEntry | None = None,
         entries: tuple[ReadEntry, ...] = (),
     ) -> Outcome:
         """A success."""
-        return cls(op, True, handle, value, entries=entries)
+        return cls(op, True, handle=handle, value=value, entry=entry, entries=entries)
 
     @classmethod
     def failed(cls, op: Op, error: ErrorKind, detail: str) -> Outcome:
         """A failure of the given kind (`detail` is for logs and records only)."""
-        return cls(op, False, None, None, error, detail)
+        return cls(op, False, error=error, detail=detail)
 
 
 def describe(op: Op) -> str:
@@ -250,12 +245,8 @@ def describe(op: Op) -> str:
         return f"{op.table} clear"
     if isinstance(op, DefaultActionSet):
         return f"{op.table} default => {op.action}({', '.join(op.params)})"
-    if isinstance(op, RegisterReset):
-        return f"reset {op.register}"
-    if isinstance(op, RegisterWrite):
-        return f"{op.register}[{op.index}] = {op.value}"
-    if isinstance(op, RegisterRead):
-        return f"read {op.register}[{op.index}]"
+    if isinstance(op, DefaultActionRead):
+        return f"read {op.table} default"
     if isinstance(op, EntryCount):
         return f"count {op.table}"
     if isinstance(op, TableRead):

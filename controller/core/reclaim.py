@@ -4,9 +4,10 @@ A rollout writes the next slot `s` as a diff against what `s` held, so every oth
 entries until its own turn comes. When the table cannot hold the new version next to them, the
 rollout would abort on TABLE_FULL for good. `RoomCheck` pre-computes that from the shadow and
 the table size (and says when a version can never fit next to the active one); `choose_slots`
-picks the slots to free, and `Reclaim` drives freeing them: `register_reset(bloom_r)`, and only
-after that is acknowledged, deletion of every entry of `r`. (The rollout's own target needs no
-reclaim: the rollout resets its filter first and replaces its entries by the diff.)
+picks the slots to free, and `Reclaim` drives freeing them: one version_config write giving every
+chosen slot a fresh epoch, and only after that is acknowledged, deletion of every entry of those
+slots. (The rollout's own target needs no reclaim: the rollout gives it a fresh epoch first and
+replaces its entries by the diff.)
 
 Why no live connection depends on a reclaimed slot `r`. `r` is chosen only when it is neither the
 active slot nor the rollout's target, has no connection learned under it whose conn_table entry
@@ -14,25 +15,27 @@ is still unacknowledged, and it left the active position and its last new_conn d
 more than `quiet_period` ago (the very conditions under which a rollout may reuse a slot,
 `SlotLedger.blocker`). Which packets read dip_table version `r`?
 - Packets of a connection whose conn_table entry is installed never reach dip_table (an entry
-  removed later, idle or torn down, ends the connection for every slot alike).
+  removed later, idle or torn down, ends the connection for every slot alike). Packets that hit
+  affinity_table never reach version selection either.
 - A connection that chose `r` raised a new_conn digest with its first packet. If that packet came
   while `r` was active, or as a Bloom match more than the worst digest delay (< quiet_period) ago,
   its digest has arrived, so the connection is counted under `r` until its entry is acknowledged:
   pending = 0 means it is installed.
-- Version selection picks the oldest slot whose Bloom filter matches, else the active slot. Only
-  the active slot gains bits, so `bloom_r` changes after `r` left the active position only by a
-  reset, and resetting it changes the choice only of packets for which `r` is the oldest match:
-  packets of connections that chose `r` (installed, see above) and first packets of brand-new
-  connections that falsely match `bloom_r`. Connections of other slots keep their slot. After the
-  reset no packet matches `r` and `r` is not active, so nothing reads its entries and they can be
-  deleted. The deletes are issued only once the reset is acknowledged (a packet that read the
-  filter before the reset would have to stay in the switch for a controller round trip to meet
-  a deleted entry); a failed reset deletes nothing.
-The one exposure is the reset itself: a new connection whose first packet falsely matched `bloom_r`
-in the last (digest delay + reset latency) and whose next packet comes after the reset follows
-the active slot instead. That is the residual risk `rollout` documents for the reset of every
-rollout, and reclaiming does not add to it: it moves `r`'s one reset per cycle earlier (when the
-rollout reaches `r`, its filter is still empty, since `r` was not active in between).
+- Version selection picks the oldest slot holding the key (cells equal to the slot's epoch), else
+  the active slot. Only the active slot's cells are tagged, so what `r` holds changes after `r`
+  left the active position only by a fresh epoch, and that changes the choice only of packets
+  for which `r` is the oldest holder: packets of connections that chose `r` (installed, see
+  above) and first packets of brand-new connections that falsely match `r`. Connections of
+  other slots keep their slot. With the fresh epoch no cell matches `r` (epochs never repeat),
+  and `r` is not active, so nothing reads its entries and they can be deleted. The deletes are
+  issued only once the epoch write is acknowledged (a packet that read the old epoch would have
+  to stay in the switch for a controller round trip to meet a deleted entry); a failed write
+  deletes nothing.
+The one exposure is the epoch change itself: a new connection whose first packet falsely matched
+`r` in the last (digest delay + write latency) and whose next packet comes after it follows the
+active slot instead. That is the residual risk `rollout` documents for the fresh epoch of every
+rollout, and reclaiming does not add to it: it moves `r`'s one fresh epoch per cycle earlier
+(when the rollout reaches `r` it gives `r` another one, matching nothing either way).
 """
 
 from __future__ import annotations
@@ -40,11 +43,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from controller.core.epochs import FreshEpochs
 from controller.core.shadow import DipWrite, WriteKind
-from controller.core.steps import ResetBloom
-from p4src.contract import bloom_register
 
-ReclaimStep = ResetBloom | DipWrite
+ReclaimStep = FreshEpochs | DipWrite
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,9 @@ def choose_slots(shortfall: int, candidates: Sequence[tuple[int, int]]) -> tuple
 
 @dataclass(frozen=True)
 class ReclaimPlan:
-    """Slots to free and the deletes of each (issued after that slot's Bloom reset)."""
+    """Slots to free: the write of their fresh epochs, then the deletes of each."""
 
+    fresh: FreshEpochs
     deletes: Mapping[int, tuple[DipWrite, ...]]
     decided_at: float
 
@@ -124,10 +127,10 @@ class ReclaimPlan:
 
 @dataclass(frozen=True)
 class ReclaimOutcome:
-    """How a reclaim ended: the slots whose filter was reset and the entries deleted."""
+    """How a reclaim ended: the slots that got fresh epochs and the entries deleted."""
 
     plan: ReclaimPlan
-    reset: tuple[int, ...]
+    freshened: tuple[int, ...]
     deleted: int
     failures: tuple[str, ...]
     finished_at: float
@@ -139,7 +142,7 @@ class ReclaimOutcome:
 
 
 class Reclaim:
-    """Drives one reclaim: reset each slot's Bloom filter, then delete that slot's entries."""
+    """Drives one reclaim: fresh epochs for its slots, then delete those slots' entries."""
 
     def __init__(self, plan: ReclaimPlan) -> None:
         assert all(
@@ -147,24 +150,25 @@ class Reclaim:
         ), "a reclaim plan only deletes entries of its own slots"
         self.plan = plan
         self._outstanding = 0
-        self._reset: list[int] = []
+        self._freshened: list[int] = []
         self._deleted = 0
         self._failures: list[str] = []
         self.outcome: ReclaimOutcome | None = None
 
     def begin(self, now: float) -> list[ReclaimStep]:
-        """The first steps: one Bloom reset per slot (and nothing else)."""
-        self._outstanding = len(self.plan.deletes)
-        if not self._outstanding:
+        """The first step: one version_config write with every slot's fresh epoch."""
+        if not self.plan.deletes:
             self._finish(now)
-        return [ResetBloom(slot) for slot in self.plan.deletes]
+            return []
+        self._outstanding = 1
+        return [self.plan.fresh]
 
     def step_done(self, now: float, step: ReclaimStep) -> list[ReclaimStep]:
-        """A step was acknowledged; returns the next steps (a reset releases its slot's deletes)."""
+        """A step was acknowledged; returns the next steps (the epochs release the deletes)."""
         self._outstanding -= 1
-        if isinstance(step, ResetBloom):
-            self._reset.append(step.slot)
-            deletes = list(self.plan.deletes[step.slot])
+        if isinstance(step, FreshEpochs):
+            self._freshened.extend(step.slots)
+            deletes = [w for slot in step.slots for w in self.plan.deletes[slot]]
             self._outstanding += len(deletes)
             self._check(now)
             return list(deletes)
@@ -173,10 +177,11 @@ class Reclaim:
         return []
 
     def step_failed(self, now: float, step: ReclaimStep, error: str) -> list[ReclaimStep]:
-        """A step failed: a failed reset keeps every entry of its slot (never delete unreset)."""
+        """A step failed: a failed epoch write keeps every entry (never delete what a packet may
+        still select)."""
         self._outstanding -= 1
-        if isinstance(step, ResetBloom):
-            self._failures.append(f"register_reset({bloom_register(step.slot)}): {error}")
+        if isinstance(step, FreshEpochs):
+            self._failures.append(f"fresh epochs for slots {step.slots}: {error}")
         else:
             self._failures.append(f"dip_table delete (slot {step.slot}): {error}")
         self._check(now)
@@ -188,5 +193,5 @@ class Reclaim:
 
     def _finish(self, now: float) -> None:
         self.outcome = ReclaimOutcome(
-            self.plan, tuple(self._reset), self._deleted, tuple(self._failures), now
+            self.plan, tuple(self._freshened), self._deleted, tuple(self._failures), now
         )

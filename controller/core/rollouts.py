@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from controller.config import ControllerSettings
+from controller.core.epochs import FlipVersion, ReadVersions, VersionConfig
 from controller.core.journal import Journal, SlotWeights, UnsettledConnection
 from controller.core.layout import Content, version_content
 from controller.core.learning import ConnectionLearner
@@ -33,7 +34,7 @@ from controller.core.rollout import CommitProtocol, RolloutCounters, RolloutOutc
 from controller.core.room import DipRoom
 from controller.core.shadow import DipShadow, DipWrite, WriteKind
 from controller.core.slots import SlotLedger, SlotTable, skip_reason
-from controller.core.steps import FlipVersion, ReadActive, Step, op_step, step_op
+from controller.core.steps import Step, op_step, step_op
 from p4src.contract import DIP_TABLE
 
 VERIFY_RETRY = 0.5
@@ -97,14 +98,24 @@ class Rollouts:
     # -- attaching to a switch
 
     def attach_cold(
-        self, now: float, active: int, desired: Mapping[int, Sequence[int]]
+        self,
+        now: float,
+        config: VersionConfig,
+        desired: Mapping[int, Sequence[int]],
+        last_epoch: int,
     ) -> list[Op]:
-        """A clean switch: write the initial version into `active` and flip to it."""
-        self.table.attach(SlotLedger(self.table.slots, active, now))
-        return self._start(now, active, self._content(desired))
+        """A clean switch: fresh epochs for every slot, the initial version in the active slot,
+        and version_config written with it (epochs above `last_epoch` and the switch's own)."""
+        self.table.attach(SlotLedger(self.table.slots, config, now, last_epoch=last_epoch))
+        return self._start(now, config.active, self._content(desired))
 
     def attach_warm(
-        self, now: float, active: int, journal: Journal | None, dip_entries: int
+        self,
+        now: float,
+        config: VersionConfig,
+        journal: Journal | None,
+        dip_entries: int,
+        last_epoch: int,
     ) -> list[Op]:
         """A switch that kept its state: adopt what dip_table really holds, or reclaim it after
         the hold when there is no journal to say which weights are behind it.
@@ -121,7 +132,7 @@ class Rollouts:
             hold = now + min(self.settings.restart_hold, self.settings.quiet_period + 2 * downtime)
         if not dip_entries:
             hold = now
-        ledger = SlotLedger(self.table.slots, active, now, hold_until=hold)
+        ledger = SlotLedger(self.table.slots, config, now, hold_until=hold, last_epoch=last_epoch)
         ledger.deactivated_at = [now] * self.table.slots
         self.table.attach(ledger)
         if journal is None:
@@ -183,12 +194,11 @@ class Rollouts:
 
     def switch_lost(self) -> None:
         """The switch restarted empty: once no commit or reclaim is in flight, start over as on
-        a cold start in slot 0, the slot a restarted switch runs (its registers start at zero).
+        a cold start from the version_config a restarted switch holds (slot 0 active, every
+        epoch 0, so no Bloom filter holds anything), with epochs above every one issued.
 
-        Not the slot that was active: packets arriving before the new version is live already
-        marked their 5-tuples in slot 0's Bloom filter, and the oldest-match rule would keep
-        them on slot 0 whatever slot is flipped to. Writing the version into slot 0 (its filter
-        reset first, as in every rollout) serves them and every later connection alike.
+        Packets of the gap used slot 0 and marked nothing (epoch 0 never matches), so they and
+        every later connection follow whatever version goes live.
         """
         self._reattach = True
 
@@ -209,9 +219,9 @@ class Rollouts:
         if self._reattach:
             self._reattach = False
             self._clear_at = None
-            self.table.attach(SlotLedger(self.table.slots, 0, now))
             self.table.forget()
-            return ops + self._start(now, 0, self._content(desired))
+            restarted = VersionConfig(0, (0,) * self.table.slots)
+            return ops + self.attach_cold(now, restarted, desired, ledger.epochs.last)
         slot = ledger.next_slot()
         if self._clear_at is not None:
             if now >= self._clear_at and self.table.blocker(now, slot, learner) is None:
@@ -241,7 +251,7 @@ class Rollouts:
             self._too_small(now, check)
             return ops
         wait, reclaiming = self.room.make_room(
-            now, check, self.table.reclaimable(now, slot, learner)
+            now, check, self.table.reclaimable(now, slot, learner), ledger
         )
         if wait is not None:
             if self.room.reclaim is None:
@@ -297,7 +307,17 @@ class Rollouts:
             return []
         writes = tuple(self.table.shadow.plan(slot, content))
         weights_by_pool = {p: tuple(w.values()) for p, w in staged.items()}
-        plan = RolloutPlan(slot, self.counters.rollouts + 1, writes, weights_by_pool, now)
+        # The initial version of a cold switch empties every slot; a rollout only its target.
+        fresh = ledger.epochs.fresh(range(self.table.slots) if initial else (slot,))
+        plan = RolloutPlan(
+            slot,
+            self.counters.rollouts + 1,
+            fresh,
+            writes,
+            ledger.epochs.flip(slot),
+            weights_by_pool,
+            now,
+        )
         self._staged = staged
         self._initial = initial
         self.commit = CommitProtocol(plan, ledger.active)
@@ -343,6 +363,11 @@ class Rollouts:
         commit = self.commit
         if step is None or commit is None:
             return []
+        read = None
+        if isinstance(step, ReadVersions) and outcome.ok:
+            read = self._read_versions(now, outcome)
+            if read is None:
+                outcome = Outcome.failed(op, ErrorKind.INVALID, "unreadable version_config")
         if isinstance(step, DipWrite):
             if outcome.ok:
                 self.table.shadow.applied(step, outcome.handle)
@@ -356,11 +381,11 @@ class Rollouts:
                 )
                 self._resync_due = self._resync_due or contradicts
         if outcome.ok:
-            steps = commit.step_done(now, step, outcome.value)
+            steps = commit.step_done(now, step, read)
         else:
             self.counters.write_failures += 1
             steps = commit.step_failed(now, step, outcome.detail)
-        if isinstance(step, ReadActive) and not outcome.ok:
+        if isinstance(step, ReadVersions) and not outcome.ok:
             self._deferred.extend((now + VERIFY_RETRY, s) for s in steps)
             steps = []
         ops = self._issue(steps)
@@ -384,6 +409,22 @@ class Rollouts:
             f"a write contradicted the dip_table shadow: read back {self.table.shadow.size()} "
             f"entries (shadow had {before}); {matching} of {self.table.slots} slots unchanged",
         )
+
+    def _read_versions(self, now: float, outcome: Outcome) -> VersionConfig | None:
+        """What a ReadVersions found, adopted as the switch's config (None if unreadable)."""
+        ledger = self.table.ledger
+        assert ledger is not None
+        entry = outcome.entry
+        try:
+            if entry is None:
+                raise ValueError("no entry in the outcome")
+            read = VersionConfig.from_entry(entry.action, entry.params, self.table.slots)
+        except ValueError as exc:
+            self._records.fault(now, "version_config", str(exc))
+            return None
+        if read.active == ledger.active:
+            ledger.epochs.confirm(read)  # a flip to the target is confirmed by `flipped` instead
+        return read
 
     def _cleared(self, now: float, outcome: Outcome) -> list[Op]:
         """Warm start without a usable journal: dip_table cleared, roll out a known version."""
@@ -423,7 +464,7 @@ class Rollouts:
             return journal
         self.initial_done = self.initial_done or initial
         self.counters.rollouts += 1
-        ledger.flipped(slot, now)
+        ledger.flipped(outcome.plan.flip.config, now)
         self.table.weights[slot] = self._staged
         self._records.add(
             now,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from controller.core.epochs import FlipVersion, ReadVersions
 from controller.core.ops import ErrorKind, Op, Outcome, Owner
 from controller.core.reclaim import (
     Reclaim,
@@ -25,7 +26,8 @@ from controller.core.reclaim import (
 from controller.core.records import FaultThrottle, RecordLog
 from controller.core.rollout import RolloutCounters
 from controller.core.shadow import DipShadow, DipWrite, WriteKind
-from controller.core.steps import FlipVersion, ReadActive, op_step, step_op
+from controller.core.slots import SlotLedger
+from controller.core.steps import op_step, step_op
 
 RECLAIM_RECORD_INTERVAL = 10.0
 
@@ -66,14 +68,14 @@ class DipRoom:
         )
 
     def make_room(
-        self, now: float, check: RoomCheck, reclaimable: Sequence[int]
+        self, now: float, check: RoomCheck, reclaimable: Sequence[int], ledger: SlotLedger
     ) -> tuple[str | None, list[Op]]:
         """(None, []) if the rollout may go now; else why it waits, and the first operations of
         a reclaim if one was started.
 
         `reclaimable` are the slots that may be freed, oldest deactivation first; slots are
         reclaimed only when the table lacks room for the rollout, at most once per
-        `min_interval`.
+        `min_interval`. The ledger issues the reclaimed slots' fresh epochs.
         """
         shortfall = check.shortfall
         if shortfall == 0:
@@ -81,7 +83,7 @@ class DipRoom:
         candidates = [(s, len(self.shadow.entries(s))) for s in reclaimable]
         chosen = choose_slots(shortfall, candidates)
         if chosen and now - self._last >= self.min_interval:
-            ops = self._start(now, chosen, check)
+            ops = self._start(now, chosen, check, ledger)
             return f"reclaiming slots {', '.join(map(str, chosen))}", ops
         wait = "the reclaim rate limit" if chosen else "idle slots (quiet period, pending installs)"
         return f"dip_table full: {check.describe()}; waiting for {wait}", []
@@ -110,8 +112,11 @@ class DipRoom:
             self.size = shadow.size()
             self._records.fault(now, "dip_table_full", detail)
 
-    def _start(self, now: float, slots: Sequence[int], check: RoomCheck) -> list[Op]:
-        plan = ReclaimPlan({s: tuple(self.shadow.plan(s, {})) for s in slots}, now)
+    def _start(
+        self, now: float, slots: Sequence[int], check: RoomCheck, ledger: SlotLedger
+    ) -> list[Op]:
+        deletes = {s: tuple(self.shadow.plan(s, {})) for s in slots}
+        plan = ReclaimPlan(ledger.epochs.fresh(slots), deletes, now)
         self._last = now
         self._check = check
         self.reclaim = Reclaim(plan)
@@ -127,7 +132,7 @@ class DipRoom:
         """Apply a reclaim write's outcome to the shadow and drive the reclaim on."""
         reclaim = self.reclaim
         step = op_step(outcome.op)
-        if reclaim is None or step is None or isinstance(step, FlipVersion | ReadActive):
+        if reclaim is None or step is None or isinstance(step, FlipVersion | ReadVersions):
             return []
         if isinstance(step, DipWrite):
             if outcome.ok:
@@ -153,7 +158,7 @@ class DipRoom:
         before = "" if self._check is None else f" (before: {self._check.describe()})"
         slots = ", ".join(map(str, outcome.plan.slots))
         detail = (
-            f"slots {slots}: Bloom filters reset, {outcome.deleted} of {outcome.plan.entries} "
+            f"slots {slots}: fresh epochs, {outcome.deleted} of {outcome.plan.entries} "
             f"entries deleted{before}"
         )
         if not outcome.complete:

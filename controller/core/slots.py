@@ -1,7 +1,8 @@
 """The version slots of dip_table, pure: what each holds, which is active, which may be reused.
 
-`SlotLedger` knows the active slot and since when each other slot has been out of service, and
-says why a slot may not be reused yet (see controller.core.rollout for the rules). `SlotTable`
+`SlotLedger` knows the version_config the switch holds (active slot and epochs, with the epoch
+counter) and since when each other slot has been out of service, and says why a slot may not be
+reused yet (see controller.core.rollout for the rules). `SlotTable`
 adds what each slot holds (the dip_table shadow and the weights behind it) and the questions
 rollouts and reclaims ask of it.
 """
@@ -11,22 +12,35 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from controller.core.epochs import EpochCounter, VersionConfig
 from controller.core.journal import Journal, SlotWeights
 from controller.core.learning import ConnectionLearner
 from controller.core.shadow import DipShadow
 
 
 class SlotLedger:
-    """Which slot is active and since when each other slot has been out of service."""
+    """Which slot is active, each slot's epoch, and since when each other slot has been out of
+    service."""
 
     def __init__(
-        self, slots: int, active: int, now: float, *, hold_until: float | None = None
+        self,
+        slots: int,
+        config: VersionConfig,
+        now: float,
+        *,
+        hold_until: float | None = None,
+        last_epoch: int = 0,
     ) -> None:
         self.slots = slots
-        self.active = active
+        self.epochs = EpochCounter(config, last_epoch)
         # None = never active since this controller took over (its Bloom filter needs no grace).
         self.deactivated_at: list[float | None] = [None] * slots
         self.hold_until = hold_until
+
+    @property
+    def active(self) -> int:
+        """The active slot."""
+        return self.epochs.config.active
 
     def next_slot(self) -> int:
         """The slot a rollout writes."""
@@ -47,11 +61,11 @@ class SlotLedger:
             return f"slot {slot} quiet in {quiet_period - (now - max(since)):.2f} s"
         return None
 
-    def flipped(self, slot: int, now: float) -> None:
-        """The switch now uses `slot`; the previous active slot starts its quiet period."""
-        if slot != self.active:
+    def flipped(self, config: VersionConfig, now: float) -> None:
+        """The switch now holds `config`; the previous active slot starts its quiet period."""
+        if config.active != self.active:
             self.deactivated_at[self.active] = now
-        self.active = slot
+        self.epochs.confirm(config)
 
 
 def skip_reason(
@@ -121,7 +135,7 @@ class SlotTable:
         return dips
 
     def reclaimable(self, now: float, target: int, learner: ConnectionLearner) -> list[int]:
-        """Slots whose entries nobody can reach once their Bloom filter is reset, oldest first:
+        """Slots whose entries nobody can reach once they have a fresh epoch, oldest first:
         neither active nor `target`, and free to reuse (nothing pending, quiet period over)."""
         ledger = self.ledger
         assert ledger is not None
@@ -152,4 +166,5 @@ class SlotTable:
             self.shadow.copy(),
             tuple(weights),
             reporters=tuple(sorted(reporters)),
+            last_epoch=self.ledger.epochs.last,
         )

@@ -1,9 +1,14 @@
-"""Start-up writes, pure: routes, VIPs and the Bloom filters of idle slots.
+"""Start-up writes, pure: routes, VIPs and an empty affinity_table (version_config is the
+rollouts' to write).
 
-Written when the controller attaches to a switch, and again when the switch lost them. Each
-write is retried a few times; an entry that already exists counts as written (a warm switch
-kept it). The controller starts only when every one is settled; the first that keeps failing
-fails start-up with its reason (while reprogramming a running controller, it is recorded).
+Written when the controller attaches to a switch, and again when the switch lost them.
+affinity_table is cleared even on a warm switch: a previous controller's pins could never be
+deleted (their handles are unknown), and dropping them moves no connection (each has its
+conn_table entry, or is re-hashed with sport 0 into the slot that already holds its client).
+Each write is retried a few times; an entry that already exists counts as written (a warm
+switch kept it). The controller starts only when every one is settled; the first that keeps
+failing fails start-up with its reason (while reprogramming a running controller, it is
+recorded).
 """
 
 from __future__ import annotations
@@ -11,11 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.ops import ErrorKind, Op, Outcome, Owner, RegisterReset, TableInsert
+from controller.core.ops import DefaultEntry, ErrorKind, Op, Outcome, Owner, TableClear, TableInsert
 from controller.core.pools import BackendPool
 from controller.core.records import RecordLog
 from controller.routing import Route
-from p4src.contract import FORWARD, ROUTE_TABLE, SET_POOL, VIP_TABLE
+from p4src.contract import (
+    AFFINITY_CLIENT_IP,
+    AFFINITY_OFF,
+    AFFINITY_TABLE,
+    FORWARD,
+    ROUTE_TABLE,
+    SET_POOL,
+    VIP_TABLE,
+)
 
 ATTEMPTS = 5
 
@@ -24,7 +37,8 @@ ATTEMPTS = 5
 class SwitchView:
     """What the shell read from the switch before starting."""
 
-    active_version: int
+    versions: DefaultEntry
+    """version_config's default entry (controller.core.epochs reads it)."""
     conn_entries: int
     dip_entries: int
 
@@ -38,7 +52,8 @@ def vip_insert(pool: BackendPool) -> TableInsert:
     """The vip_table entry of a pool."""
     vip = pool.vip
     keys = (vip.ip, str(vip.port), str(vip.protocol_number))
-    return TableInsert(Owner.STARTUP, VIP_TABLE, keys, SET_POOL, (str(pool.pool_id),))
+    affinity = AFFINITY_CLIENT_IP if vip.pins_clients else AFFINITY_OFF
+    return TableInsert(Owner.STARTUP, VIP_TABLE, keys, SET_POOL, (str(pool.pool_id), str(affinity)))
 
 
 class StartUp:
@@ -52,15 +67,13 @@ class StartUp:
         self._records = records
         self._attempts: dict[Op, int] = {}
 
-    def program(
-        self, routes: Sequence[Route], pools: Sequence[BackendPool], blooms: Sequence[int]
-    ) -> list[Op]:
-        """Routes, every pool's VIP, and a reset of each Bloom filter in `blooms`."""
-        ops: list[Op] = [
+    def program(self, routes: Sequence[Route], pools: Sequence[BackendPool]) -> list[Op]:
+        """Routes, every pool's VIP, and a clear of affinity_table."""
+        ops: list[Op] = [TableClear(Owner.STARTUP, AFFINITY_TABLE)]
+        ops.extend(
             TableInsert(Owner.STARTUP, ROUTE_TABLE, r.keys(), FORWARD, r.params()) for r in routes
-        ]
+        )
         ops.extend(vip_insert(pool) for pool in pools)
-        ops.extend(RegisterReset(Owner.STARTUP, slot) for slot in blooms)
         for op in ops:
             self._attempts[op] = 1
         return ops

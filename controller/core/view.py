@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from controller.core.affinity import AffinityCounters
 from controller.core.connections import LearningCounters
 from controller.core.rollout import RolloutCounters
 from policy.autoscale import MemberState
@@ -44,6 +45,8 @@ class CoreView:
     backpressure: str | None
     learning: LearningCounters
     rollouts: RolloutCounters
+    affinity: AffinityCounters
+    affinity_entries: int
     digest_faults: Mapping[str, int]
     conn_entries: int
     conn_table_full: bool

@@ -31,7 +31,7 @@ from controller.routing import Route
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
-from p4src.contract import ACTIVE_VERSION, CONN_TABLE, DIP_TABLE, Settings, load_settings
+from p4src.contract import CONN_TABLE, DIP_TABLE, VERSION_CONFIG, Settings, load_settings
 
 log = logging.getLogger("controller")
 METRICS_INTERVAL = 1.0
@@ -139,15 +139,14 @@ class ControllerService:
 
     async def _read_view(self) -> SwitchView:
         try:
-            active = await self.switch.register_read(ACTIVE_VERSION, 0)
+            versions = await self.switch.table_get_default(VERSION_CONFIG)
             conns = await self.switch.table_num_entries(CONN_TABLE)
             dips = await self.switch.table_num_entries(DIP_TABLE)
         except SwitchError as exc:
             raise ControllerError(
                 f"cannot read the switch (is it up and reachable?): {exc}"
             ) from exc
-        value = active[0] if isinstance(active, list) else active
-        return SwitchView(int(value), conns, dips)
+        return SwitchView(versions, conns, dips)
 
     def _load_journal(self) -> object | None:
         """The journal's JSON document (the core checks it), or None."""
@@ -358,6 +357,17 @@ class ControllerService:
             for reason in ("malformed", "unknown_vip", "unknown_dip")
         )
         values.update(
+            (f"affinity_{name}_total", float(getattr(view.affinity, name)))
+            for name in (
+                "pinned",
+                "expired",
+                "retired",
+                "table_full",
+                "add_failures",
+                "delete_failures",
+            )
+        )
+        values.update(
             rollouts_total=rollouts.rollouts,
             rollouts_aborted_total=rollouts.rollouts_aborted,
             rollout_backpressure_total=rollouts.backpressure,
@@ -383,6 +393,7 @@ class ControllerService:
                 self._exported[name] = value
         self.metrics.set("conn_entries", float(view.conn_entries))
         self.metrics.set("conn_table_full", float(view.conn_table_full))
+        self.metrics.set("affinity_entries", float(view.affinity_entries))
         self.metrics.set("rollout_held", float(view.backpressure is not None))
         if view.active_slot is not None:
             self.metrics.set("active_version", float(view.active_slot))

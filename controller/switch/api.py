@@ -14,14 +14,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet import defer
 
-from controller.core.ops import ErrorKind, Outcome, SwitchOp
+from controller.core.ops import DefaultEntry, ErrorKind, Outcome, SwitchOp
 from p4src.contract import Digest
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
 
-__all__ = ["Digest", "ErrorKind", "SwitchClient", "SwitchError"]
+__all__ = ["DefaultEntry", "Digest", "ErrorKind", "SwitchClient", "SwitchError"]
 
 
 class SwitchError(Exception):
@@ -38,7 +38,11 @@ AgedCallback = Callable[[Sequence[int]], None]
 
 class SwitchClient(Protocol):
     """Asynchronous runtime API of one switch; every method raises `SwitchError` on failure,
-    except `apply`, which reports each operation's failure in its outcome."""
+    except `apply`, which reports each operation's failure in its outcome.
+
+    All control-plane state lives in tables (default actions included): there are no register
+    calls, since BMv2's P4Runtime server cannot read or write registers.
+    """
 
     async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
         """Carry out the core's operations in order; one outcome each, in the same order."""
@@ -76,16 +80,8 @@ class SwitchClient(Protocol):
         """Return the number of entries in `table`."""
         ...
 
-    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
-        """Read one cell, or the whole array when `index` is None."""
-        ...
-
-    async def register_write(self, name: str, index: int, value: int) -> None:
-        """Write one register cell."""
-        ...
-
-    async def register_reset(self, name: str) -> None:
-        """Set every cell of a register array to zero."""
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        """Return the default action of `table` and its parameter values."""
         ...
 
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:

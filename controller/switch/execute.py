@@ -12,16 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from controller.core.ops import (
+    DefaultActionRead,
     DefaultActionSet,
+    DefaultEntry,
     EntryCount,
     EntryTimeoutSet,
     ErrorKind,
     MatchValue,
     Outcome,
     ReadEntry,
-    RegisterRead,
-    RegisterReset,
-    RegisterWrite,
     SwitchOp,
     TableClear,
     TableDelete,
@@ -62,16 +61,8 @@ class RuntimeApi(Protocol):
         """Give an entry an idle timeout."""
         ...
 
-    def register_read(self, name: str, index: int | None = None) -> object:
-        """Read a register cell."""
-        ...
-
-    def register_write(self, name: str, index: int, value: int) -> object:
-        """Write a register cell."""
-        ...
-
-    def register_reset(self, name: str) -> object:
-        """Zero a register array."""
+    def table_get_default(self, table: str) -> tuple[str, Sequence[int]]:
+        """A table's default action: its name (maybe control-qualified) and parameter values."""
         ...
 
     def table_num_entries(self, table: str) -> object:
@@ -105,24 +96,18 @@ def perform(api: RuntimeApi, op: SwitchOp, kind_of: Callable[[Exception], ErrorK
             api.table_clear(op.table)
         elif isinstance(op, DefaultActionSet):
             api.table_set_default(op.table, op.action, list(op.params))
-        elif isinstance(op, RegisterReset):
-            api.register_reset(op.register)
-        elif isinstance(op, RegisterWrite):
-            api.register_write(op.register, op.index, op.value)
+        elif isinstance(op, DefaultActionRead):
+            action, params = api.table_get_default(op.table)
+            return Outcome.done(op, entry=DefaultEntry.read(action, params))
         elif isinstance(op, TableRead):
             rows = api.table_entries(op.table)
             return Outcome.done(op, entries=tuple(read_entry(row) for row in rows))
-        elif isinstance(op, EntryCount):
+        else:
+            assert isinstance(op, EntryCount)
             count = api.table_num_entries(op.table)
             if not isinstance(count, int):
                 raise SwitchError(f"table_num_entries returned {count!r}, not a count")
             return Outcome.done(op, value=count)
-        else:
-            assert isinstance(op, RegisterRead)
-            value = api.register_read(op.register, op.index)
-            if not isinstance(value, int):
-                raise SwitchError(f"register_read returned {value!r}, not a value")
-            return Outcome.done(op, value=value)
     except SwitchError as exc:
         return Outcome.failed(op, exc.kind, f"{describe(op)}: {exc}")
     except Exception as exc:

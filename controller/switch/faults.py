@@ -9,7 +9,7 @@ requests in arrival order):
   in the order they were issued, never reordered.
 - A failing write (probability `write_failure_rate`) raises `SwitchError` at that same moment
   and is NOT applied; later writes are unaffected.
-- Reads (`table_num_entries`, `register_read`) get no extra latency and never fail, but still
+- Reads (`table_num_entries`, `table_get_default`) get no extra latency and never fail, but still
   wait for earlier writes, so they see everything written before them.
 - Each digest is delivered after its own delay drawn from `digest_delay`; with `reorder=True`
   the delays are independent (digests may overtake each other), otherwise a digest is never
@@ -28,15 +28,16 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from controller.core.ops import (
+    DefaultActionRead,
     EntryCount,
     Outcome,
-    RegisterRead,
     SwitchOp,
     TableRead,
     describe,
 )
 from controller.switch.api import (
     AgedCallback,
+    DefaultEntry,
     Digest,
     DigestCallback,
     ErrorKind,
@@ -164,7 +165,7 @@ class FaultySwitch:
         return list(await defer.gatherResults([defer.ensureDeferred(self._one(op)) for op in ops]))
 
     async def _one(self, op: SwitchOp) -> Outcome:
-        write = not isinstance(op, RegisterRead | EntryCount | TableRead)
+        write = not isinstance(op, DefaultActionRead | EntryCount | TableRead)
         try:
             (outcome,) = await self._in_order(describe(op), write, lambda: self._inner.apply([op]))
         except SwitchError as exc:
@@ -216,20 +217,10 @@ class FaultySwitch:
         what = describe_call("table_num_entries", table)
         return await self._in_order(what, False, lambda: self._inner.table_num_entries(table))
 
-    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
-        """Read one cell, or the whole array when `index` is None."""
-        what = describe_call("register_read", name, index)
-        return await self._in_order(what, False, lambda: self._inner.register_read(name, index))
-
-    async def register_write(self, name: str, index: int, value: int) -> None:
-        """Write one register cell."""
-        what = describe_call("register_write", name, index, value)
-        await self._in_order(what, True, lambda: self._inner.register_write(name, index, value))
-
-    async def register_reset(self, name: str) -> None:
-        """Set every cell of a register array to zero."""
-        what = describe_call("register_reset", name)
-        await self._in_order(what, True, lambda: self._inner.register_reset(name))
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        """Return the default action of `table` and its parameter values."""
+        what = describe_call("table_get_default", table)
+        return await self._in_order(what, False, lambda: self._inner.table_get_default(table))
 
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
         """Subscribe to the inner client, delaying (and maybe reordering) each digest."""

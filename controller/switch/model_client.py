@@ -18,6 +18,7 @@ import p4model
 from controller.core.ops import Outcome, SwitchOp
 from controller.switch.api import (
     AgedCallback,
+    DefaultEntry,
     Digest,
     DigestCallback,
     ErrorKind,
@@ -120,18 +121,10 @@ class ModelSwitchClient:
         """Return the number of entries in `table`."""
         return int(self._call("table_num_entries", table))
 
-    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
-        """Read one cell, or the whole array when `index` is None."""
-        value = self._call("register_read", name, index)
-        return [int(v) for v in value] if isinstance(value, list) else int(value)
-
-    async def register_write(self, name: str, index: int, value: int) -> None:
-        """Write one register cell."""
-        self._call("register_write", name, index, value)
-
-    async def register_reset(self, name: str) -> None:
-        """Set every cell of a register array to zero."""
-        self._call("register_reset", name)
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        """Return the default action of `table` and its parameter values."""
+        action, params = self._call("table_get_default", table)
+        return DefaultEntry.read(action, params)
 
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
         """Deliver digests (next reactor turn) and aged handles (every sweep) to the callbacks."""

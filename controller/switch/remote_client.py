@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from controller.core.ops import Outcome, SwitchOp
 from controller.switch.api import (
     AgedCallback,
+    DefaultEntry,
     Digest,
     DigestCallback,
     ErrorKind,
@@ -127,18 +128,10 @@ class RemoteSwitchClient:
         """Return the number of entries in `table`."""
         return int(await self._call("table_num_entries", table))
 
-    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
-        """Read one cell, or the whole array when `index` is None."""
-        value = await self._call("register_read", name, index)
-        return [int(v) for v in value] if isinstance(value, list) else int(value)
-
-    async def register_write(self, name: str, index: int, value: int) -> None:
-        """Write one register cell."""
-        await self._call("register_write", name, index, value)
-
-    async def register_reset(self, name: str) -> None:
-        """Set every cell of a register array to zero."""
-        await self._call("register_reset", name)
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        """Return the default action of `table` and its parameter values."""
+        action, params = await self._call("table_get_default", table)
+        return DefaultEntry.read(action, params)
 
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
         """Start the digest-reading thread; deliveries happen in the reactor thread."""

@@ -1,7 +1,7 @@
 """`SwitchClient` for BMv2 `simple_switch` through p4-utils' `SimpleSwitchThriftAPI`.
 
 p4-utils wraps every runtime method in a decorator that prints the error and returns None, so a
-failed `table_delete` or `register_write` looks like success. Where the decorator kept the
+failed `table_delete` or `table_set_default` looks like success. Where the decorator kept the
 original function (`functools.wraps` sets `__wrapped__`) this client calls that function and sees
 the real exception; a value-returning call that still yields None is an error too. Either way the
 controller gets a `SwitchError` naming the call.
@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from controller.core.ops import Outcome, SwitchOp
 from controller.switch.api import (
     AgedCallback,
+    DefaultEntry,
     DigestCallback,
     ErrorKind,
     PollingThread,
@@ -174,6 +175,7 @@ class _CheckedApi:
         # The client's own checked calls (the client owns the API object and its thread).
         self._invoke = client._invoke
         self._read_entries = client._read_entries
+        self._read_default = client._read_default
 
     def table_add(
         self, table: str, action: str, keys: Sequence[str], params: Sequence[str], prio: int = 0
@@ -206,6 +208,10 @@ class _CheckedApi:
 
     def table_num_entries(self, table: str) -> object:
         return int(self._invoke(True, "table_num_entries", table))
+
+    def table_get_default(self, table: str) -> tuple[str, list[int]]:
+        entry = self._read_default(table)
+        return entry.action, list(entry.params)
 
     def table_entries(self, table: str) -> list[tuple[int, list[object], str, list[int]]]:
         rows = self._read_entries(table)
@@ -371,18 +377,37 @@ class ThriftSwitchClient:
         """Return the number of entries in `table`."""
         return int(await self._call(True, "table_num_entries", table))
 
-    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
-        """Read one cell, or the whole array when `index` is None."""
-        value = await self._call(True, "register_read", name, index)
-        return [int(v) for v in value] if isinstance(value, list) else int(value)
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        """Return the default action of `table` and its parameter values.
 
-    async def register_write(self, name: str, index: int, value: int) -> None:
-        """Write one register cell."""
-        await self._call(False, "register_write", name, index, value)
+        p4-utils has no call for it: this asks BMv2 directly (`bm_mt_get_default_entry`, as
+        runtime_CLI's table_dump does), through the API's own Thrift client and table names.
+        """
+        if self._closed:
+            what = describe_call("table_get_default", table)
+            raise SwitchError(f"{what}: client is closed", ErrorKind.UNAVAILABLE)
+        return await self._worker.run(self._read_default, table)
 
-    async def register_reset(self, name: str) -> None:
-        """Set every cell of a register array to zero."""
-        await self._call(False, "register_reset", name)
+    def _read_default(self, table: str) -> DefaultEntry:
+        api = self._require_api("table_get_default")
+        what = describe_call("table_get_default", table)
+        names = list(api.switch_info.tables)
+        found = [n for n in names if n == table or n.endswith("." + table)]
+        if len(found) != 1:
+            raise SwitchError(f"{self._address} {what}: unknown table", ErrorKind.INVALID)
+        try:
+            entry = api.client.bm_mt_get_default_entry(0, found[0])
+        except Exception as exc:
+            raise SwitchError(f"{self._address} {what}: {explain(exc)}", error_kind(exc)) from exc
+        if entry is None or not entry.action_name:
+            raise SwitchError(f"{self._address} {what}: no default action", ErrorKind.INVALID)
+        # Action data travels as big-endian byte strings, one per parameter (str on Thrift
+        # builds that map binary to str, as runtime_CLI's hexstr allows for).
+        params = [
+            int.from_bytes(d if isinstance(d, bytes) else str(d).encode("latin-1"), "big")
+            for d in entry.action_data
+        ]
+        return DefaultEntry.read(entry.action_name, params)
 
     # -- notifications ----------------------------------------------------------------------
 

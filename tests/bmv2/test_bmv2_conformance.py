@@ -14,7 +14,7 @@ import pytest
 from bmv2_harness import Bmv2Error, Bmv2Switch, Compiled, add_bmv2_python_path, compile_once
 
 from p4model.vectors import PacketCase, load_vector, play_vector
-from p4src.contract import load_settings
+from p4src.contract import EPOCH_BITS, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "p4src" / "loadbalancer.p4"
@@ -33,6 +33,8 @@ pytestmark = [
 TABLES = {
     "conn_table": (["exact"] * 5, {"rewrite_dst", "NoAction"}),
     "vip_table": (["exact"] * 3, {"set_pool", "NoAction"}),
+    "affinity_table": (["exact"] * 4, {"rewrite_dst", "NoAction"}),
+    "version_config": ([], {"set_versions"}),
     "dip_table": (["exact", "exact", "lpm"], {"rewrite_dst", "drop"}),
     "dip_reverse": (["exact"] * 3, {"rewrite_src", "NoAction"}),
     "ipv4_lpm": (["lpm"], {"forward", "drop"}),
@@ -80,12 +82,21 @@ def test_table_contract(program: dict[str, Any], table: str) -> None:
 
 
 def test_register_contract(program: dict[str, Any]) -> None:
-    """active_version and the Bloom slots have the contract widths and sizes."""
+    """The only registers are the Bloom slots, of epoch-wide cells, BLOOM_BITS each."""
     settings = load_settings()
     registers = {_short(r["name"]): (r["bitwidth"], r["size"]) for r in program["register_arrays"]}
-    assert registers["active_version"] == (2, 1)
-    for slot in range(settings.version_slots):
-        assert registers[f"bloom_{slot}"] == (1, settings.bloom_bits)
+    assert registers == {
+        f"bloom_{slot}": (EPOCH_BITS, settings.bloom_bits) for slot in range(settings.version_slots)
+    }
+
+
+def test_version_config_default_is_settable(program: dict[str, Any]) -> None:
+    """version_config's default action is set_versions and not const (the controller writes it)."""
+    tables = {_short(t["name"]): t for pipe in program["pipelines"] for t in pipe["tables"]}
+    table = tables["version_config"]
+    assert [_short(a) for a in table["actions"]] == ["set_versions"]
+    assert table["default_entry"]["action_const"] is False
+    assert len(table["default_entry"]["action_data"]) == 5
 
 
 def test_conn_table_supports_ageing(program: dict[str, Any]) -> None:
@@ -125,6 +136,6 @@ def test_harness_reports_bad_requests(switch: Bmv2Switch) -> None:
     """Unknown tables and duplicate entries raise Bmv2Error, as the model raises SwitchError."""
     with pytest.raises(Bmv2Error):
         switch.table_add("no_such_table", "drop", [], [])
-    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"])
+    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"])
     with pytest.raises(Bmv2Error):
-        switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["1"])
+        switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["1", "0"])

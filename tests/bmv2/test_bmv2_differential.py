@@ -4,7 +4,7 @@ the same frames and digests, packet by packet (skipped unless p4c and simple_swi
 The vectors check chosen cases; this explores the corners between them: TCP flags, UDP checksum
 0, TTL 0-2, IPv4 options and fragments, truncated and non-IPv4 frames, Ethernet trailers, bad
 checksums, conn_table hits and the return path, while the active version flips and Bloom bits
-accumulate.
+accumulate under changing epochs, and with an affinity VIP and an affinity_table entry.
 """
 
 from __future__ import annotations
@@ -34,16 +34,23 @@ pytestmark = [
 
 PACKETS = 400
 CLIENTS = ["10.0.1.2", "10.0.1.3", "10.0.3.7"]
-VIPS = [("10.0.0.100", 80, 6), ("10.0.0.100", 53, 17), ("10.0.0.101", 443, 6)]
+VIPS = [
+    ("10.0.0.100", 80, 6),
+    ("10.0.0.100", 53, 17),
+    ("10.0.0.101", 443, 6),
+    ("10.0.0.101", 80, 6),
+]
 DIPS = [("10.0.2.2", 8080), ("10.0.2.3", 8080), ("10.0.2.200", 9000)]
 SETUP: list[tuple[str, str, list[str], list[str]]] = [
     ("ipv4_lpm", "forward", ["10.0.1.0/24"], ["1", "00:01:0a:00:01:01", "00:00:0a:00:01:02"]),
     ("ipv4_lpm", "forward", ["10.0.2.0/24"], ["2", "00:01:0a:00:02:01", "00:00:0a:00:02:02"]),
     ("ipv4_lpm", "forward", ["10.0.2.128/25"], ["4", "00:01:0a:00:02:81", "00:00:0a:00:02:82"]),
     ("ipv4_lpm", "forward", ["10.0.0.0/24"], ["3", "00:01:0a:00:00:01", "00:00:0a:00:00:02"]),
-    ("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"]),
-    ("vip_table", "set_pool", ["10.0.0.100", "53", "17"], ["1"]),
-    ("vip_table", "set_pool", ["10.0.0.101", "443", "6"], ["2"]),  # pool 2 has no DIPs: drop
+    ("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"]),
+    ("vip_table", "set_pool", ["10.0.0.100", "53", "17"], ["1", "0"]),
+    ("vip_table", "set_pool", ["10.0.0.101", "443", "6"], ["2", "1"]),  # no DIPs: drop
+    ("vip_table", "set_pool", ["10.0.0.101", "80", "6"], ["0", "1"]),  # affinity, pool 0
+    ("affinity_table", "rewrite_dst", ["10.0.1.3", "10.0.0.101", "80", "6"], ["10.0.2.3", "8080"]),
     ("dip_table", "rewrite_dst", ["0", "0", "0x0000/1"], ["10.0.2.2", "8080"]),
     ("dip_table", "rewrite_dst", ["0", "0", "0x8000/1"], ["10.0.2.3", "8080"]),
     ("dip_table", "rewrite_dst", ["0", "0", "0xc000/2"], ["10.0.2.200", "9000"]),
@@ -153,11 +160,14 @@ def test_model_and_bmv2_agree_on_random_traffic(switch: Bmv2Switch, seed: int) -
             table, action, keys, list(params)
         )
     diffs: list[str] = []
+    epochs = [1, 2, 3, 4]
     for number in range(PACKETS):
         if rng.random() < 0.05:
-            version = rng.randrange(4)
-            model.register_write("active_version", 0, version)
-            switch.register_write("active_version", 0, version)
+            # A flip, sometimes with a fresh epoch (or 0) for one slot.
+            epochs[rng.randrange(4)] = rng.choice([0, rng.randrange(1, 1 << 32)])
+            params = [str(rng.randrange(4)), *map(str, epochs)]
+            model.table_set_default("version_config", "set_versions", params)
+            switch.table_set_default("version_config", "set_versions", params)
         frame, port = random_frame(rng), rng.choice([1, 2, 3])
         want = (model.process(port, frame), model.pop_digests())
         got = (switch.process(port, frame), switch.pop_digests())

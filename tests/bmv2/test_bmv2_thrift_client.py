@@ -23,7 +23,7 @@ from bmv2_harness import (
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from controller.switch.api import Digest, SwitchError
+from controller.switch.api import DefaultEntry, Digest, SwitchError
 from controller.switch.testing import ThreadedClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,8 +110,9 @@ def failed(d: defer.Deferred[Any]) -> BaseException:
     return result.value
 
 
-def test_tables_and_registers(client: tuple[Any, ThreadedClock], switch: Bmv2Switch) -> None:
-    """Entries and registers written through p4-utils read back from BMv2 and act on packets."""
+def test_tables_and_default_actions(client: tuple[Any, ThreadedClock], switch: Bmv2Switch) -> None:
+    """Entries and default actions written through p4-utils read back from BMv2 and act on
+    packets."""
     thrift, clock = client
     handle = ok(run(clock, thrift.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE)))
     assert isinstance(handle, int)
@@ -121,13 +122,12 @@ def test_tables_and_registers(client: tuple[Any, ThreadedClock], switch: Bmv2Swi
     assert [port for port, _ in switch.process(1, TO_SERVER)] == [3]  # the modified route
     ok(run(clock, thrift.table_clear("ipv4_lpm")))
     assert ok(run(clock, thrift.table_num_entries("ipv4_lpm"))) == 0
-    ok(run(clock, thrift.register_write("active_version", 0, 3)))
-    assert ok(run(clock, thrift.register_read("active_version", 0))) == 3
-    ok(run(clock, thrift.register_write("bloom_2", 65535, 1)))
-    cells = ok(run(clock, thrift.register_read("bloom_2")))
-    assert len(cells) == 65536 and sum(cells) == 1 and cells[-1] == 1
-    ok(run(clock, thrift.register_reset("bloom_2")))
-    assert sum(ok(run(clock, thrift.register_read("bloom_2")))) == 0
+    initial = ok(run(clock, thrift.table_get_default("version_config")))
+    assert initial == DefaultEntry("set_versions", (0, 0, 0, 0, 0))
+    params = ["3", "1", "4294967295", "0", "77"]
+    ok(run(clock, thrift.table_set_default("version_config", "set_versions", params)))
+    read = ok(run(clock, thrift.table_get_default("version_config")))
+    assert read == DefaultEntry("set_versions", (3, 1, 4294967295, 0, 77))
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_digests_arrive_through_the_ctypes_socket_and_are_acknowledged(
     digests: list[Digest] = []
     setup = [
         thrift.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], ROUTE),
-        thrift.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"]),
+        thrift.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"]),
         thrift.table_add("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.0.2.3", "8080"]),
     ]
     for call in setup:

@@ -185,6 +185,11 @@ class VectorFile:
     def add(self, table: str, keys: Sequence[str], action: str, params: Sequence[str]) -> None:
         self.lines.append(f"add {table} {' '.join(keys)} {action}({', '.join(params)})")
 
+    def set_versions(self, active: int, epochs: Sequence[int]) -> None:
+        self.lines.append(
+            f"setdefault version_config set_versions({', '.join(map(str, (active, *epochs)))})"
+        )
+
     def register_write(self, name: str, index: int, value: int) -> None:
         self.lines.append(f"register_write {name} {index} {value}")
 
@@ -319,7 +324,7 @@ def vip_tcp() -> VectorFile:
         "TCP to a VIP: the DIP of the flow hash's longest bucket prefix, new_conn digest.",
     )
     v.routes()
-    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0"])
+    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0", "0"])
     entries = _pool0_buckets()
     _add_buckets(v, 0, 0, entries)
     for sport, dip in _ports_covering(entries, 80, 6, per_dip=2):
@@ -340,10 +345,10 @@ def vip_tcp() -> VectorFile:
     v.comment("the same flow again (no conn_table entry yet): same DIP, same version")
     v.packet(frame, [forwarded(frame, dst=_dip(dip))], [new_conn(frame, 0, _dip(dip))])
     v.comment("a VIP whose pool has no buckets: dropped, no digest")
-    v.add("vip_table", ["10.0.0.101", "80", "6"], "set_pool", ["7"])
+    v.add("vip_table", ["10.0.0.101", "80", "6"], "set_pool", ["7", "0"])
     v.packet(tcp(CLIENT, "10.0.0.101", 40000, 80))
     v.comment("a balanced packet whose DIP has no route: dropped, but the digest is still sent")
-    v.add("vip_table", ["10.0.0.102", "80", "6"], "set_pool", ["3"])
+    v.add("vip_table", ["10.0.0.102", "80", "6"], "set_pool", ["3", "0"])
     _add_buckets(v, 0, 3, [(0, 0, "172.16.0.1:80")])
     frame = tcp(CLIENT, "10.0.0.102", 40000, 80)
     v.packet(frame, [], [new_conn(frame, 0, ("172.16.0.1", 80))])
@@ -356,7 +361,7 @@ def vip_tcp() -> VectorFile:
 def vip_udp() -> VectorFile:
     v = VectorFile("vip_udp", "UDP to a VIP, including a datagram without checksum (0 stays 0).")
     v.routes()
-    v.add("vip_table", [VIP, "53", "17"], "set_pool", ["1"])
+    v.add("vip_table", [VIP, "53", "17"], "set_pool", ["1", "0"])
     entries = [(0x0000, 1, "10.0.2.5:5353"), (0x8000, 1, "10.0.2.6:5353")]
     _add_buckets(v, 0, 1, entries)
     for sport, dip in _ports_covering(entries, 53, 17, per_dip=2):
@@ -379,8 +384,8 @@ def conn_table() -> VectorFile:
         "conn_table", "conn_table hits override the buckets; FIN and RST raise teardown digests."
     )
     v.routes()
-    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0"])
-    v.add("vip_table", [VIP, "53", "17"], "set_pool", ["1"])
+    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0", "0"])
+    v.add("vip_table", [VIP, "53", "17"], "set_pool", ["1", "0"])
     entries = _pool0_buckets()
     _add_buckets(v, 0, 0, entries)
     sport, bucket_dip = _ports_covering(entries, 80, 6, per_dip=1)[0]
@@ -455,7 +460,7 @@ def return_path() -> VectorFile:
 def not_balanced() -> VectorFile:
     v = VectorFile("not_balanced", "Traffic that is routed but never balanced.")
     v.routes()
-    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0"])
+    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0", "0"])
     _add_buckets(v, 0, 0, [(0, 0, "10.0.2.2:8080")])
     v.comment("the VIP address on a port that is not a VIP: routed to the VIP subnet, untouched")
     frame = tcp(CLIENT, VIP, 40000, 443)
@@ -497,19 +502,20 @@ def not_balanced() -> VectorFile:
     return v
 
 
-def _set_bits(v: VectorFile, slot: int, indices: Sequence[int]) -> None:
+def _tag(v: VectorFile, slot: int, indices: Sequence[int], epoch: int) -> None:
     for index in indices:
-        v.register_write(f"bloom_{slot}", index, 1)
+        v.register_write(f"bloom_{slot}", index, epoch)
 
 
 @generator
 def bloom_versions() -> VectorFile:
     v = VectorFile(
         "bloom_versions",
-        "Version selection: oldest matching Bloom slot in order a+1, a+2, a+3, a; else a + insert.",
+        "Version selection: oldest slot holding the key (cells == its epoch, epoch != 0) in order"
+        " a+1, a+2, a+3, a; else a + insert of epoch_a.",
     )
     v.routes()
-    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0"])
+    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0", "0"])
     dips = {version: ("10.0.2." + str(10 + version), 8080) for version in range(4)}
     for version, (ip, port) in dips.items():
         v.add("dip_table", [str(version), "0", "0/0"], "rewrite_dst", [ip, str(port)])
@@ -522,60 +528,152 @@ def bloom_versions() -> VectorFile:
             frame, [forwarded(frame, dst=dips[version])], [new_conn(frame, version, dips[version])]
         )
 
-    v.comment("active 0, empty filters: version 0, the 5-tuple is inserted into bloom_0")
+    epochs = [7, 11, 13, 17]
+    v.comment("active 0, epochs 7, 11, 13, 17, empty filters: version 0; the key's cells of")
+    v.comment("bloom_0 now hold epoch 7")
+    v.set_versions(0, epochs)
     frame, (h0, h1) = flow(50000)
     expect(frame, 0)
-    v.expect_register("bloom_0", h0, 1)
-    v.expect_register("bloom_0", h1, 1)
+    v.expect_register("bloom_0", h0, 7)
+    v.expect_register("bloom_0", h1, 7)
     v.expect_register("bloom_1", h0, 0)
-    v.comment("after a flip to 1 the same flow still matches bloom_0 only: version 0")
-    v.register_write("active_version", 0, 1)
+    v.comment("after a flip to 1 the same flow still matches bloom_0 only: version 0, no insert")
+    v.set_versions(1, epochs)
     expect(frame, 0)
     v.expect_register("bloom_1", h0, 0)
-    v.comment("a new flow under active 1 goes to version 1 and lands in bloom_1")
+    v.comment("a new flow under active 1 goes to version 1; its cells of bloom_1 hold epoch 11")
     frame, (g0, g1) = flow(50001)
     expect(frame, 1)
-    v.expect_register("bloom_1", g0, 1)
-    v.expect_register("bloom_1", g1, 1)
+    v.expect_register("bloom_1", g0, 11)
+    v.expect_register("bloom_1", g1, 11)
+    v.comment("slot 0 gets a fresh epoch (19): its old cells (7) no longer match: the first flow")
+    v.comment("now goes to the active slot 1 and is inserted there")
+    epochs = [19, 11, 13, 17]
+    v.set_versions(1, epochs)
+    frame, (h0, h1) = flow(50000)
+    expect(frame, 1)
+    v.expect_register("bloom_1", h0, 11)
+    v.expect_register("bloom_0", h0, 7)
 
-    v.comment("active 2; a flow whose bits are in bloom_0 (its own slot), and falsely in the newer")
-    v.comment("bloom_1 and bloom_2: order from oldest is 3, 0, 1, 2, so slot 0 wins, no insertion")
-    v.register_write("active_version", 0, 2)
+    v.comment("epoch mismatch: cells of an older epoch (5) in bloom_3 do not hold the key")
     frame, (h0, h1) = flow(50002)
+    _tag(v, 3, (h0, h1), 5)
+    expect(frame, 1)
+    v.comment("epoch 0 never holds: slot 2 with epoch 0 and zeroed cells is skipped (no match on")
+    v.comment("0 == 0); the active slot 1 takes the key")
+    v.set_versions(1, [19, 11, 0, 17])
+    frame, (h0, h1) = flow(50003)
+    expect(frame, 1)
+    v.comment("epoch 0 as the active slot: insertion writes 0, which never matches later")
+    v.set_versions(2, [19, 11, 0, 17])
+    frame, (h0, h1) = flow(50004)
+    expect(frame, 2)
+    v.expect_register("bloom_2", h0, 0)
+    expect(frame, 2)
+
+    epochs = [23, 29, 31, 37]
+    v.comment("active 2, epochs 23, 29, 31, 37; a flow whose cells hold its own slot's epoch in")
+    v.comment("bloom_0 and, falsely, bloom_1 and bloom_2: order 3, 0, 1, 2, so slot 0 wins")
+    v.set_versions(2, epochs)
+    frame, (h0, h1) = flow(50005)
     for slot in (0, 1, 2):
-        _set_bits(v, slot, (h0, h1))
+        _tag(v, slot, (h0, h1), epochs[slot])
     expect(frame, 0)
     v.expect_register("bloom_3", h0, 0)
 
-    v.comment("half a match (one of two bits) is no match: version 2, inserted into bloom_2")
-    frame, (h0, h1) = flow(50003)
-    _set_bits(v, 3, (h0,))
-    _set_bits(v, 0, (h1,))
+    v.comment("half a match (one of two cells) is no match: version 2, both cells := 31")
+    frame, (h0, h1) = flow(50006)
+    _tag(v, 3, (h0,), epochs[3])
+    _tag(v, 0, (h1,), epochs[0])
     expect(frame, 2)
-    v.expect_register("bloom_2", h0, 1)
-    v.expect_register("bloom_2", h1, 1)
-    v.comment("after a flip to 3 (order 0, 1, 2, 3) only bloom_2 holds both bits: version 2")
-    v.register_write("active_version", 0, 3)
+    v.expect_register("bloom_2", h0, 31)
+    v.expect_register("bloom_2", h1, 31)
+    v.comment("after a flip to 3 (order 0, 1, 2, 3) only bloom_2 holds the key: version 2")
+    v.set_versions(3, epochs)
     expect(frame, 2)
 
-    v.comment(
-        "wrap-around: active 0, bits in bloom_3 and bloom_1: order 1, 2, 3, 0, so slot 1 wins"
-    )
-    v.register_write("active_version", 0, 0)
-    frame, (h0, h1) = flow(50004)
-    _set_bits(v, 3, (h0, h1))
-    _set_bits(v, 1, (h0, h1))
+    v.comment("wrap-around: active 0, the key in bloom_3 and bloom_1: order 1, 2, 3, 0: slot 1")
+    v.set_versions(0, epochs)
+    frame, (h0, h1) = flow(50007)
+    _tag(v, 3, (h0, h1), epochs[3])
+    _tag(v, 1, (h0, h1), epochs[1])
     expect(frame, 1)
-    v.comment("active 1, bits in bloom_3 and bloom_0: order 2, 3, 0, 1, so slot 3 wins")
-    v.register_write("active_version", 0, 1)
-    frame, (h0, h1) = flow(50005)
-    _set_bits(v, 0, (h0, h1))
-    _set_bits(v, 3, (h0, h1))
+    v.comment("active 1, the key in bloom_3 and bloom_0: order 2, 3, 0, 1, so slot 3 wins")
+    v.set_versions(1, epochs)
+    frame, (h0, h1) = flow(50008)
+    _tag(v, 0, (h0, h1), epochs[0])
+    _tag(v, 3, (h0, h1), epochs[3])
     expect(frame, 3)
-    v.comment("a match in the active slot only: the active slot")
-    frame, (h0, h1) = flow(50006)
-    _set_bits(v, 1, (h0, h1))
+    v.comment("the key in the active slot only: the active slot")
+    frame, (h0, h1) = flow(50009)
+    _tag(v, 1, (h0, h1), epochs[1])
     expect(frame, 1)
+    return v
+
+
+@generator
+def affinity() -> VectorFile:
+    v = VectorFile(
+        "affinity",
+        "Client-IP affinity: sport 0 in the Bloom key and flow hash, affinity_table hits (255).",
+    )
+    v.routes()
+    v.add("vip_table", [VIP, "80", "6"], "set_pool", ["0", "1"])
+    v.add("vip_table", [VIP, "81", "6"], "set_pool", ["0", "0"])
+    entries = _pool0_buckets()
+    for slot in (0, 1):
+        _add_buckets(v, slot, 0, entries)
+    epochs = [3, 5, 0, 0]
+    v.set_versions(0, epochs)
+    pinned_dip = owner(entries, flow_hash(CLIENT, VIP, 0, 80, 6))
+    v.comment(f"affinity VIP: the flow hash takes sport 0 ({pinned_dip} for {CLIENT}), whatever")
+    v.comment("the real sport; the digest carries the real sport")
+    sports = (40000, 40001, 51234)
+    assert len({owner(entries, flow_hash(CLIENT, VIP, sp, 80, 6)) for sp in sports}) > 1
+    for sport in sports:
+        frame = tcp(CLIENT, VIP, sport, 80)
+        v.packet(
+            frame, [forwarded(frame, dst=_dip(pinned_dip))], [new_conn(frame, 0, _dip(pinned_dip))]
+        )
+    h0, h1 = bloom_indices(CLIENT, VIP, 0, 80, 6)
+    v.comment("the Bloom key is the 5-tuple with sport 0: its cells of bloom_0 hold epoch 3")
+    v.expect_register("bloom_0", h0, 3)
+    v.expect_register("bloom_0", h1, 3)
+    v.comment("after a flip to 1 the client still holds in slot 0 (every sport): version 0")
+    v.set_versions(1, epochs)
+    frame = tcp(CLIENT, VIP, 40002, 80)
+    v.packet(
+        frame, [forwarded(frame, dst=_dip(pinned_dip))], [new_conn(frame, 0, _dip(pinned_dip))]
+    )
+    v.comment("the plain VIP (port 81) hashes the real sport: these sports reach several DIPs")
+    for sport, dip in _ports_covering(entries, 81, 6, per_dip=1):
+        frame = tcp(CLIENT, VIP, sport, 81)
+        v.packet(frame, [forwarded(frame, dst=_dip(dip))], [new_conn(frame, 1, _dip(dip))])
+    v.comment("an affinity_table entry for the client: a hit rewrites to its DIP (not the bucket)")
+    v.comment("and raises new_conn with version 255")
+    other = "10.0.2.3:8080" if pinned_dip != "10.0.2.3:8080" else "10.0.2.4:8080"
+    v.add("affinity_table", [CLIENT, VIP, "80", "6"], "rewrite_dst", list(other.split(":")))
+    for sport in (40003, 40004):
+        frame = tcp(CLIENT, VIP, sport, 80, flags="S")
+        v.packet(frame, [forwarded(frame, dst=_dip(other))], [new_conn(frame, 255, _dip(other))])
+    v.comment("affinity miss: another client of the affinity VIP is balanced (sport 0)")
+    client2 = "10.0.1.3"
+    dip2 = owner(entries, flow_hash(client2, VIP, 0, 80, 6))
+    frame = tcp(client2, VIP, 40005, 80)
+    v.packet(frame, [forwarded(frame, dst=_dip(dip2))], [new_conn(frame, 1, _dip(dip2))])
+    v.comment("the affinity entry does not apply to the plain VIP (port 81): a flow seen before")
+    v.comment("still holds in slot 1 and keeps its bucket")
+    sport, dip = _ports_covering(entries, 81, 6, per_dip=1)[0]
+    frame = tcp(CLIENT, VIP, sport, 81)
+    v.packet(frame, [forwarded(frame, dst=_dip(dip))], [new_conn(frame, 1, _dip(dip))])
+    v.comment("conn_table still wins over affinity_table; FIN on it raises teardown")
+    v.add("conn_table", [CLIENT, VIP, "40003", "80", "6"], "rewrite_dst", ["10.0.2.200", "9000"])
+    frame = tcp(CLIENT, VIP, 40003, 80, flags="FA")
+    v.packet(
+        frame,
+        [forwarded(frame, dst=("10.0.2.200", 9000))],
+        [teardown(frame, ("10.0.2.200", 9000))],
+    )
     return v
 
 

@@ -147,7 +147,7 @@ def install(remote: RemoteSwitch, hosts: dict[int, Host]) -> None:
     for h in hosts.values():
         remote.table_add("ipv4_lpm", "forward", [f"{h.ip}/32"], [str(h.port), h.gateway_mac, h.mac])
     dip = hosts[2].ip
-    remote.table_add("vip_table", "set_pool", [VIP, str(VPORT), "6"], ["0"])
+    remote.table_add("vip_table", "set_pool", [VIP, str(VPORT), "6"], ["0", "0"])
     for bucket in ("0x0000/1", "0x8000/1"):
         remote.table_add("dip_table", "rewrite_dst", ["0", "0", bucket], [dip, str(DPORT)])
     remote.table_add("dip_reverse", "rewrite_src", [dip, str(DPORT), "6"], [VIP, str(VPORT)])

@@ -112,7 +112,7 @@ def wait_for_counter(remote: RemoteSwitch, name: str, value: int) -> dict[str, A
 def install_vip(remote: RemoteSwitch) -> None:
     remote.table_add("ipv4_lpm", "forward", [f"{DIP}/32"], ["2", GW2, H2])
     remote.table_add("ipv4_lpm", "forward", [f"{CLIENT}/32"], ["1", GW1, H1])
-    remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["0"])
+    remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["0", "0"])
     remote.table_add("dip_table", "rewrite_dst", ["0", "0", "0x0000/1"], [DIP, "8080"])
     remote.table_add("dip_table", "rewrite_dst", ["0", "0", "0x8000/1"], [DIP, "8080"])
 
@@ -145,15 +145,17 @@ def test_switch_errors_carry_the_servers_message(served: Served, call: Any, mess
 
 
 def test_duplicate_entry_is_an_error(served: Served) -> None:
-    served.remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["0"])
+    served.remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["0", "0"])
     with pytest.raises(SwitchError):
-        served.remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["1"])
+        served.remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["1", "0"])
 
 
-def test_registers_are_written_and_read(served: Served) -> None:
+def test_registers_and_default_actions_are_written_and_read(served: Served) -> None:
     remote = served.remote
-    remote.register_write("active_version", 0, 2)
-    assert remote.register_read("active_version", 0) == 2
+    remote.table_set_default("version_config", "set_versions", ["2", "9", "0", "0", "7"])
+    assert remote.table_get_default("version_config") == ("LbIngress.set_versions", [2, 9, 0, 0, 7])
+    remote.register_write("bloom_0", 3, 2)
+    assert remote.register_read("bloom_0", 3) == 2
     remote.register_write("bloom_1", [10, 13], 1)
     cells = remote.register_read("bloom_1")
     assert isinstance(cells, list)
@@ -257,7 +259,7 @@ def test_process_serves_then_exits_cleanly_on_sigterm() -> None:
         fields = dict(item.split("=", 1) for item in line[2:])
         with RemoteSwitch(fields["control"], fields["digests"]) as remote:
             assert remote.info()["digests"] == fields["digests"]
-            remote.register_write("active_version", 0, 1)
+            remote.register_write("bloom_0", 0, 1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30.0) == 0
     finally:

@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 import p4model
-from controller.switch.api import Digest, SwitchError
+from controller.switch.api import DefaultEntry, Digest, SwitchError
 from controller.switch.remote_client import RemoteSwitchClient
 from controller.switch.testing import ThreadedClock
 
@@ -71,14 +71,17 @@ def make_client() -> tuple[RemoteSwitchClient, FakeRemoteSwitch, ThreadedClock]:
 def test_calls_run_in_order_on_one_worker_thread() -> None:
     client, remote, clock = make_client()
     calls: list[defer.Deferred[int | None]] = [
-        defer.ensureDeferred(client.register_write("active_version", 0, v)) for v in (1, 2, 3)
+        defer.ensureDeferred(
+            client.table_set_default("version_config", "set_versions", [str(v), "1", "1", "1", "1"])
+        )
+        for v in (1, 2, 3)
     ]
     calls.append(defer.ensureDeferred(client.table_add("ipv4_lpm", "drop", ["10.9.0.0/16"], [])))
-    read = defer.ensureDeferred(client.register_read("active_version", 0))
+    read = defer.ensureDeferred(client.table_get_default("version_config"))
     count = defer.ensureDeferred(client.table_num_entries("ipv4_lpm"))
     clock.run_from_threads(6)
     assert [sync.successResultOf(c) for c in calls[:3]] == [None, None, None]
-    assert sync.successResultOf(read) == 3
+    assert sync.successResultOf(read) == DefaultEntry("set_versions", (3, 1, 1, 1, 1))
     assert sync.successResultOf(count) == 1
     assert len(remote.threads) == 1
     assert threading.current_thread().name not in remote.threads

@@ -66,7 +66,7 @@ def recv_frame(sock: socket.socket) -> bytes:
 
 def install_vip(remote: RemoteSwitch) -> None:
     remote.table_add("ipv4_lpm", "forward", [f"{DIP}/32"], ["2", GW2, H2])
-    remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["0"])
+    remote.table_add("vip_table", "set_pool", [VIP, "80", "6"], ["0", "0"])
     remote.table_add("dip_table", "rewrite_dst", ["0", "0", "0x0000/0"], [DIP, "8080"])
 
 

@@ -74,7 +74,7 @@ def target() -> Iterator[Target]:
 
 def vip(n: int, pool: int = 1) -> TableInsert:
     keys = (f"10.200.{n // 250}.{n % 250 + 1}", "80", "6")
-    return TableInsert(OWNER, VIP_TABLE, keys, SET_POOL, (str(pool),))
+    return TableInsert(OWNER, VIP_TABLE, keys, SET_POOL, (str(pool), "0"))
 
 
 def test_an_insert_gives_a_handle_and_a_duplicate_is_refused_as_one(target: Target) -> None:
@@ -92,7 +92,7 @@ def test_deleting_or_modifying_a_missing_entry_is_not_found(target: Target) -> N
     deleted, gone, modified = target.apply(
         TableDelete(OWNER, VIP_TABLE, added.handle),
         TableDelete(OWNER, VIP_TABLE, added.handle),
-        TableModify(OWNER, VIP_TABLE, added.handle, SET_POOL, ("2",)),
+        TableModify(OWNER, VIP_TABLE, added.handle, SET_POOL, ("2", "0")),
     )
     assert deleted.ok
     assert (gone.ok, gone.error) == (False, ErrorKind.NOT_FOUND)
@@ -100,7 +100,7 @@ def test_deleting_or_modifying_a_missing_entry_is_not_found(target: Target) -> N
 
 
 def test_a_malformed_request_is_invalid_and_later_operations_still_run(target: Target) -> None:
-    bad = TableInsert(OWNER, VIP_TABLE, ("10.200.9.9", "80"), SET_POOL, ("1",))  # a key short
+    bad = TableInsert(OWNER, VIP_TABLE, ("10.200.9.9", "80"), SET_POOL, ("1", "0"))  # a key short
     outcomes = target.apply(vip(3), bad, vip(4))
     assert [o.ok for o in outcomes] == [True, False, True]
     assert outcomes[1].error is ErrorKind.INVALID

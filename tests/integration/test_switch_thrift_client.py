@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from controller.switch import nanomsg
-from controller.switch.api import Digest, SwitchError
+from controller.switch.api import DefaultEntry, Digest, SwitchError
 from controller.switch.notifications import AgeingMessage, LearnMessage, encode_ageing, encode_learn
 from controller.switch.testing import ThreadedClock
 from controller.switch.thrift_client import ThriftSwitchClient
@@ -74,6 +74,11 @@ class FakeBmClient:
     def __init__(self) -> None:
         self.learning_timeouts: dict[int, int] = {}
         self.acked: list[tuple[int, int, int]] = []
+        self.defaults: dict[str, tuple[str, list[bytes]]] = {}
+
+    def bm_mt_get_default_entry(self, cxt_id: int, table: str) -> Any:
+        action, data = self.defaults.get(table, ("NoAction", []))
+        return types.SimpleNamespace(action_type=1, action_name=action, action_data=data)
 
     def bm_mgmt_get_info(self) -> Any:
         return types.SimpleNamespace(device_id=0, notifications_socket="ipc:///tmp/fake.ipc")
@@ -98,7 +103,8 @@ class FakeThriftAPI:
         self.entries: dict[str, dict[int, tuple[tuple[str, ...], str, tuple[str, ...]]]] = {
             t: {} for t in self.TABLES
         }
-        self.registers: dict[str, list[int]] = {"active_version": [0]}
+        names = [*self.TABLES, "version_config"]
+        self.switch_info = types.SimpleNamespace(tables={f"LbIngress.{t}": t for t in names})
         self.next_handle = 0
 
     def _table(self, name: str) -> dict[int, tuple[tuple[str, ...], str, tuple[str, ...]]]:
@@ -152,17 +158,13 @@ class FakeThriftAPI:
         return len(self._table(table_name))
 
     @handle_bad_input
-    def register_read(
-        self, register_name: str, index: int | None = None, show: bool = False
-    ) -> Any:
-        cells = self.registers[register_name]
-        return list(cells) if index is None else cells[index]
-
-    @handle_bad_input
-    def register_write(self, register_name: str, index: int, value: int) -> None:
-        if register_name not in self.registers:
-            raise UIn_Error(f"Unknown register {register_name}")
-        self.registers[register_name][index] = value
+    def table_set_default(
+        self, table_name: str, action_name: str, action_params: Sequence[str] = ()
+    ) -> None:
+        if f"LbIngress.{table_name}" not in self.switch_info.tables:
+            raise UIn_Error(f"Unknown table {table_name}")
+        data = [int(p).to_bytes(4, "big") for p in action_params]  # BMv2 sends bytes per param
+        self.client.defaults[f"LbIngress.{table_name}"] = (f"LbIngress.{action_name}", data)
 
 
 class FakeSubscriber:
@@ -250,9 +252,14 @@ def test_table_add_returns_the_handle_and_the_entry_exists() -> None:
             "INVALID_HANDLE",
         ),
         (
-            "write to unknown register",
-            lambda c: c.register_write("bloom_9", 0, 1),
-            "Unknown register bloom_9",
+            "default of an unknown table",
+            lambda c: c.table_set_default("bloom_9", "drop", []),
+            "Unknown table bloom_9",
+        ),
+        (
+            "read of an unknown table's default",
+            lambda c: c.table_get_default("bloom_9"),
+            "unknown table",
         ),
     ],
 )
@@ -285,16 +292,19 @@ def test_without_the_original_function_a_none_result_is_still_an_error() -> None
     assert "['10.0.0.0/8']" in str(failure.value)
 
 
-def test_registers_read_and_write_in_order() -> None:
+def test_default_actions_are_written_and_read_back_in_order() -> None:
     clock = ThreadedClock()
     client, _ = make_client(clock)
     writes = [
-        defer.ensureDeferred(client.register_write("active_version", 0, v)) for v in (1, 2, 3)
+        defer.ensureDeferred(
+            client.table_set_default("version_config", "set_versions", [str(v), "7", "0", "0", "9"])
+        )
+        for v in (1, 2, 3)
     ]
-    read = defer.ensureDeferred(client.register_read("active_version", 0))
+    read = defer.ensureDeferred(client.table_get_default("version_config"))
     clock.run_from_threads(4)
     assert all(sync.successResultOf(w) is None for w in writes)
-    assert sync.successResultOf(read) == 3
+    assert sync.successResultOf(read) == DefaultEntry("set_versions", (3, 7, 0, 0, 9))
 
 
 def test_an_unreachable_thrift_port_fails_every_call_with_a_clear_message() -> None:

@@ -364,7 +364,7 @@ def test_full_dip_table_reclaims_idle_slots_and_rollouts_resume(
     assert result.aborted == (0 if known else 1)  # a refused add teaches the size once
     assert sim.switch.table_num_entries("dip_table") <= 96
     faults = sim.faults()
-    assert "Bloom filters reset" in faults["dip_table_reclaim"][0]
+    assert "fresh epochs" in faults["dip_table_reclaim"][0]
     assert ("dip_table_full" in faults) == (not known)
     assert sim.service.unexpected_errors == 0
 

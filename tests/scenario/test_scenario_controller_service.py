@@ -57,7 +57,7 @@ def test_service_runs_rollouts_learns_and_writes_records_metrics_and_journal(
     for seq, cpus in enumerate([(0.9, 0.1), (0.1, 0.9), (0.5, 0.5)], start=1):
         report(service, clock, seq, cpus)
         clock.advance(1.0)
-    assert switch.register_read("active_version", 0) == 3
+    assert switch.table_get_default("version_config")[1][0] == 3
     assert metrics.value("rollouts_total") == 4  # the initial version and three rollouts
     frame = build_frame(
         "00:00:00:00:01:02",

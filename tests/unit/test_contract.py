@@ -16,6 +16,7 @@ _ALL = """
 #define DIP_TABLE_SIZE 0x100
 #define DIP_REVERSE_SIZE 16
 #define ROUTE_TABLE_SIZE 32
+#define AFFINITY_TABLE_SIZE 64
 #define HASH_BITS 12
 #define VERSION_SLOTS 4
 #define BLOOM_BITS 4096
@@ -42,15 +43,46 @@ def test_program_declares_every_name_of_the_contract() -> None:
         contract.DIP_TABLE,
         contract.DIP_REVERSE,
         contract.ROUTE_TABLE,
+        contract.AFFINITY_TABLE,
+        contract.VERSION_CONFIG,
         contract.REWRITE_DST,
         contract.REWRITE_SRC,
         contract.SET_POOL,
+        contract.SET_VERSIONS,
         contract.FORWARD,
         contract.DROP,
-        contract.ACTIVE_VERSION,
         *(contract.bloom_register(s) for s in range(load_settings().version_slots)),
     ]
     assert [n for n in names if n not in declared] == []
+
+
+def test_program_has_no_control_plane_register_and_epoch_wide_blooms() -> None:
+    """The only registers are the Bloom filters, each of epoch-wide cells (data plane only)."""
+    program = contract.PROGRAM_PATH.read_text(encoding="utf-8")
+    registers = re.findall(r"register<bit<(\d+)>>\((\w+)\)\s+(\w+);", program)
+    slots = load_settings().version_slots
+    expected = [
+        (str(contract.EPOCH_BITS), "BLOOM_BITS", contract.bloom_register(s)) for s in range(slots)
+    ]
+    assert registers == expected
+
+
+def test_action_parameters_and_constants_match_the_program() -> None:
+    """set_pool and set_versions take the contract's parameters; the affinity digest version."""
+    program = contract.PROGRAM_PATH.read_text(encoding="utf-8")
+
+    def params(action: str) -> list[tuple[str, str]]:
+        found = re.search(rf"action {action}\(([^)]*)\)", program)
+        assert found is not None, action
+        return re.findall(r"bit<(\d+)>\s+(\w+)", found.group(1))
+
+    assert params(contract.SET_POOL) == [("16", "pool"), ("1", "affinity")]
+    epochs = [(str(contract.EPOCH_BITS), f"epoch_{i}") for i in range(4)]
+    assert params(contract.SET_VERSIONS) == [("2", "active"), *epochs]
+    assert f"AFFINITY_VERSION = {contract.AFFINITY_VERSION};" in program
+    version_config = re.search(r"table version_config \{([^}]*)\}", program)
+    assert version_config is not None
+    assert "key" not in version_config.group(1) and "const" not in version_config.group(1)
 
 
 def test_digest_struct_matches_the_program() -> None:

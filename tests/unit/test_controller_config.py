@@ -78,6 +78,18 @@ def test_good_config_loads_every_field() -> None:
     assert [(d.weight, d.state) for d in web.dips] == [(2, "active"), (1, "standby")]
 
 
+def test_affinity_defaults_to_none_and_reads_client_ip_with_its_timeout() -> None:
+    plain = parse_config(vip(), policy_catalog=CATALOG).vips[0]
+    assert (plain.affinity, plain.affinity_timeout, plain.pins_clients) == ("none", 300.0, False)
+    text = vip(extra='affinity = "client_ip"\naffinity_timeout = 30')
+    pinned = parse_config(text, policy_catalog=CATALOG).vips[0]
+    assert (pinned.affinity, pinned.affinity_timeout, pinned.pins_clients) == (
+        "client_ip",
+        30.0,
+        True,
+    )
+
+
 def vip(dip: str = 'ip = "10.1.3.2"\nport = 8080', extra: str = "") -> str:
     return f'[[vip]]\nip = "10.0.0.1"\nport = 80\n{extra}\n[[vip.dip]]\n{dip}\n'
 
@@ -147,6 +159,9 @@ def vip(dip: str = 'ip = "10.1.3.2"\nport = 8080', extra: str = "") -> str:
         (vip() + vip(), "vip[1]: 10.0.0.1:80/tcp already used by vip[0]"),
         ("a = [", "TOML syntax"),
         ("surprise = 1\n" + vip(), "surprise: unknown key"),
+        (vip(extra='affinity = "cookie"'), "vip[0].affinity: 'cookie' is not one of"),
+        (vip(extra="affinity_timeout = 0"), "vip[0].affinity_timeout: 0 is not a number > 0.0"),
+        (vip(extra="affinity_timeout = 'long'"), "vip[0].affinity_timeout: 'long'"),
     ],
 )
 def test_bad_value_is_reported_with_its_location(text: str, expected: str) -> None:

@@ -12,14 +12,14 @@ from core_runner import CoreRunner
 import p4model
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
 from controller.core.controller_core import ControllerCore, SwitchView
+from controller.core.epochs import FlipVersion, FreshEpochs
 from controller.core.loadbook import DipLoad
 from controller.core.ops import (
+    DefaultActionSet,
+    DefaultEntry,
     EntryCount,
     JournalWrite,
     Op,
-    RegisterRead,
-    RegisterReset,
-    RegisterWrite,
     TableClear,
     TableDelete,
     TableInsert,
@@ -52,10 +52,18 @@ def config(**settings: Unpack[Overrides]) -> Config:
 
 
 def target(op: Op) -> str:
-    """The table or register an operation writes ("" for the journal)."""
-    if isinstance(op, RegisterReset | RegisterWrite | RegisterRead):
-        return op.register
+    """The table an operation writes ("" for the journal)."""
     return "" if isinstance(op, JournalWrite) else op.table
+
+
+def versions(switch: p4model.Switch) -> DefaultEntry:
+    """version_config's default entry, as the shell reads it at start."""
+    return DefaultEntry.read(*switch.table_get_default("version_config"))
+
+
+def active(switch: p4model.Switch) -> int:
+    """The active slot the switch holds."""
+    return versions(switch).params[0]
 
 
 def load(ip: str, cpu: float, now: float) -> DipLoad:
@@ -90,7 +98,7 @@ def started(capacity: int = 65536, **settings: Unpack[Overrides]) -> Runner:
     switch = p4model.Switch()
     core = new_core(config(**settings), capacity)
     runner = Runner(core, switch)
-    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    runner.feed(core.bootstrap(0.0, SwitchView(versions(switch), 0, 0)))
     runner.run()
     assert core.started
     return runner
@@ -122,19 +130,38 @@ def test_cold_start_balances_and_learns_a_connection() -> None:
     assert switch.pop_digests() == []  # a conn_table hit raises no new_conn digest
 
 
-def test_rollout_resets_then_writes_then_flips_last() -> None:
+def test_cold_start_gives_every_slot_a_fresh_epoch_then_writes_and_flips() -> None:
     runner = started()
+    sets = [op for op in runner.log if isinstance(op, DefaultActionSet)]
+    assert len(sets) == 2 and isinstance(sets[0].tag, FreshEpochs)
+    assert sets[0].tag.slots == (0, 1, 2, 3)
+    assert isinstance(sets[1].tag, FlipVersion)
+    assert runner.log.index(sets[0]) < min(
+        i for i, op in enumerate(runner.log) if target(op) == "dip_table"
+    )
+    params = versions(runner.switch).params
+    assert params[0] == 0 and sorted(params[1:]) == [1, 2, 3, 4]
+
+
+def test_rollout_gives_a_fresh_epoch_then_writes_then_flips_last() -> None:
+    runner = started()
+    before = versions(runner.switch).params
     runner.log.clear()
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
     methods = [(type(op), target(op)) for op in runner.log if not isinstance(op, EntryCount)]
-    assert methods[0] == (RegisterReset, "bloom_1")
-    assert methods[-1] == (RegisterWrite, "active_version")
+    assert methods[0] == methods[-1] == (DefaultActionSet, "version_config")
+    writes = [op for op in runner.log if not isinstance(op, EntryCount)]
+    fresh, flip = writes[0], writes[-1]
+    assert isinstance(fresh, DefaultActionSet) and isinstance(flip, DefaultActionSet)
+    # The fresh epoch changes slot 1's epoch only (to one never used), the flip only `active`.
+    assert fresh.params == ("0", str(before[1]), "5", str(before[3]), str(before[4]))
+    assert flip.params == ("1", *fresh.params[1:])
     assert {m for m in methods[1:-1]} <= {
         (TableInsert, "dip_table"),
         (TableModify, "dip_table"),
         (TableDelete, "dip_table"),
     }
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
     weights = runner.core.rollouts.table.weights[1]
     assert weights is not None and weights[0]["10.0.2.2:8080"] < weights[0]["10.0.3.2:8080"]
 
@@ -171,36 +198,37 @@ def test_connection_not_yet_installed_holds_its_slot() -> None:
 
 def test_failed_dip_write_aborts_and_keeps_the_active_version() -> None:
     runner = started()
+    runner.log.clear()
     runner.fail = lambda op: isinstance(op, TableInsert) and op.table == "dip_table"
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
     versions = runner.core.rollouts
     assert versions.counters.rollouts_aborted == 1
-    assert runner.switch.register_read("active_version", 0) == 0
+    assert active(runner.switch) == 0
     assert versions.ledger is not None and versions.ledger.active == 0
-    assert not any(isinstance(op, RegisterWrite) for op in runner.log[-5:])
+    assert not any(
+        isinstance(op, DefaultActionSet) and isinstance(op.tag, FlipVersion) for op in runner.log
+    )
     runner.fail = lambda op: False
     runner.tick(6.5, cpu=(0.9, 0.2, 0.2))
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
 
 
-@pytest.mark.parametrize(("read", "active"), [(1, 1), (0, 0)])
-def test_ambiguous_flip_is_settled_by_reading_the_register(read: int, active: int) -> None:
+@pytest.mark.parametrize(("read", "slot"), [(1, 1), (0, 0)])
+def test_ambiguous_flip_is_settled_by_reading_version_config(read: int, slot: int) -> None:
     runner = started()
     failed: list[Op] = []
 
     def flip_fails(op: Op) -> bool:
-        if isinstance(op, RegisterWrite) and not failed:
+        if isinstance(op, DefaultActionSet) and isinstance(op.tag, FlipVersion) and not failed:
             failed.append(op)
-            if read == 1:
-                runner.switch.register_write(
-                    "active_version", 0, 1
-                )  # applied, but the reply was lost
+            if read == 1:  # applied, but the reply was lost
+                runner.switch.table_set_default(op.table, op.action, list(op.params))
             return True
         return False
 
     runner.fail = flip_fails
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
-    assert runner.core.rollouts.ledger is not None and runner.core.rollouts.ledger.active == active
+    assert runner.core.rollouts.ledger is not None and runner.core.rollouts.ledger.active == slot
     assert runner.core.rollouts.commit is None
 
 
@@ -212,7 +240,7 @@ def test_full_conn_table_holds_rollouts_back() -> None:
     assert runner.core.learner.full
     runner.tick(5.0, cpu=(0.9, 0.2, 0.2))
     assert "conn_table full" in (runner.core.rollouts.backpressure or "")
-    assert runner.switch.register_read("active_version", 0) == 0
+    assert active(runner.switch) == 0
 
 
 def test_drained_member_gets_no_new_connections_and_leaves_once_idle() -> None:
@@ -235,13 +263,13 @@ def test_warm_start_adopts_a_matching_journal_and_holds_reuse() -> None:
     core = new_core(config(restart_hold=10.0))
     fresh = Runner(core, runner.switch)
     dip_entries = runner.switch.table_num_entries("dip_table")
-    fresh.feed(core.bootstrap(100.0, SwitchView(1, 0, dip_entries), journal))
+    fresh.feed(core.bootstrap(100.0, SwitchView(versions(runner.switch), 0, dip_entries), journal))
     fresh.run()
     assert core.started and core.rollouts.table.shadow.size() == dip_entries
     fresh.tick(105.0, cpu=(0.2, 0.9, 0.2))
     assert "restart hold" in (core.rollouts.backpressure or "")
     fresh.tick(111.0, cpu=(0.2, 0.9, 0.2))
-    assert runner.switch.register_read("active_version", 0) == 2
+    assert active(runner.switch) == 2
     assert runner.switch.table_num_entries("dip_table") == core.rollouts.table.shadow.size()
 
 
@@ -252,14 +280,17 @@ def test_warm_start_without_journal_reclaims_dip_table_after_the_hold() -> None:
     core = new_core(config(restart_hold=10.0))
     fresh = Runner(core, runner.switch)
     fresh.feed(
-        core.bootstrap(100.0, SwitchView(0, 1, runner.switch.table_num_entries("dip_table")))
+        core.bootstrap(
+            100.0,
+            SwitchView(versions(runner.switch), 1, runner.switch.table_num_entries("dip_table")),
+        )
     )
     fresh.run()
     fresh.tick(105.0)
-    assert not any(isinstance(op, TableClear) for op in fresh.log)
+    assert not any(isinstance(op, TableClear) and op.table == "dip_table" for op in fresh.log)
     fresh.tick(111.0)
     assert any(isinstance(op, TableClear) and op.table == "dip_table" for op in fresh.log)
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
     assert runner.switch.table_num_entries("dip_table") == core.rollouts.table.shadow.size()
     assert runner.switch.table_num_entries("conn_table") == 1  # connections are never cleared
     assert send(runner.switch, 40001, PSH | ACK) == dip
@@ -282,16 +313,14 @@ def test_autoscaling_activates_a_standby_member_under_load() -> None:
     switch = p4model.Switch()
     core = new_core(scaled)
     runner = Runner(core, switch)
-    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    runner.feed(core.bootstrap(0.0, SwitchView(versions(switch), 0, 0)))
     runner.run()
     weights = core.rollouts.table.weights[0]
     assert weights is not None and weights[0][f"{DIPS[2]}:8080"] == 0
     runner.tick(20.0, cpu=(0.95, 0.95, 0.0))
     assert core.pools[0].member(f"{DIPS[2]}:8080").state is MemberState.ACTIVE
     runner.tick(22.0, cpu=(0.95, 0.95, 0.0))
-    ledger = core.rollouts.ledger
-    assert ledger is not None
-    weights = core.rollouts.table.weights[ledger.active]
+    weights = core.rollouts.table.weights[core.rollouts.ledger.active]  # type: ignore[union-attr]
     assert weights is not None and weights[0][f"{DIPS[2]}:8080"] > 0
 
 
@@ -304,7 +333,7 @@ def test_a_busy_version_is_refreshed_even_with_unchanged_weights() -> None:
     runner.digests()
     runner.tick(6.0)
     assert runner.core.rollouts.counters.rollouts == 2
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
     runner.tick(7.5)
     assert runner.core.rollouts.counters.rollouts == 2  # the new version has taken nothing yet
 
@@ -316,7 +345,7 @@ def test_warm_start_with_an_empty_dip_table_programs_it_without_the_hold() -> No
     runner.switch.table_clear("dip_table")
     core = new_core(config(restart_hold=30.0))
     fresh = Runner(core, runner.switch)
-    fresh.feed(core.bootstrap(100.0, SwitchView(0, 1, 0)))
+    fresh.feed(core.bootstrap(100.0, SwitchView(versions(runner.switch), 1, 0)))
     fresh.run()
     fresh.tick(101.5)
     assert runner.switch.table_num_entries("dip_table") == core.rollouts.table.shadow.size() > 0
@@ -333,14 +362,42 @@ def test_clean_stop_journal_shortens_the_hold_and_carries_unsettled_connections(
     core = new_core(config(restart_hold=30.0))
     fresh = Runner(core, runner.switch)
     entries = runner.switch.table_num_entries("dip_table")
-    fresh.feed(core.bootstrap(10.5, SwitchView(0, 0, entries), journal.to_json()))
+    fresh.feed(
+        core.bootstrap(10.5, SwitchView(versions(runner.switch), 0, entries), journal.to_json())
+    )
     fresh.run()
     assert runner.switch.table_num_entries("conn_table") == 1  # re-learned from the journal
     assert send(runner.switch, 40001, PSH | ACK) == dip
     fresh.tick(11.0, cpu=(0.9, 0.2, 0.2))
     assert "restart hold" in (core.rollouts.backpressure or "")
     fresh.tick(13.0, cpu=(0.9, 0.2, 0.2))  # hold = quiet 1 s + 2 x downtime 0.5 s
-    assert runner.switch.register_read("active_version", 0) == 1
+    assert active(runner.switch) == 1
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_a_restarted_controller_never_reuses_an_epoch(journal: bool) -> None:
+    runner = started()
+    for t, cpu in enumerate([(0.9, 0.2, 0.2), (0.2, 0.9, 0.2), (0.2, 0.2, 0.9)]):
+        runner.tick(5.0 + 2 * t, cpu)
+    issued = runner.core.rollouts.table.journal(None, None, frozenset())
+    assert issued.last_epoch == 4 + 3  # four at the cold start, one per rollout
+    # With or without the journal, the new controller starts above every epoch it can see.
+    core = new_core(config(restart_hold=1.0))
+    fresh = Runner(core, runner.switch)
+    document = issued.to_json() if journal else None
+    entries = runner.switch.table_num_entries("dip_table")
+    fresh.feed(core.bootstrap(50.0, SwitchView(versions(runner.switch), 0, entries), document))
+    fresh.run()
+    fresh.tick(52.0, cpu=(0.9, 0.2, 0.2))
+    fresh.tick(54.0, cpu=(0.2, 0.9, 0.2))
+    epochs = [
+        int(e)
+        for op in runner.log + fresh.log
+        if isinstance(op, DefaultActionSet) and isinstance(op.tag, FreshEpochs)
+        for slot, e in enumerate(op.params[1:])
+        if slot in op.tag.slots
+    ]
+    assert len(epochs) == 4 + 3 + 2 and len(set(epochs)) == len(epochs)
 
 
 CPU_ROUNDS = [(0.9, 0.2, 0.2), (0.2, 0.9, 0.2), (0.2, 0.2, 0.9), (0.9, 0.5, 0.2), (0.5, 0.2, 0.9)]
@@ -353,15 +410,14 @@ def test_killed_at_a_net_zero_point_the_next_controller_adopts_what_the_switch_h
     switch = p4model.Switch()
     core = new_core(config(), journaling=True)
     runner = Runner(core, switch)
-    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    runner.feed(core.bootstrap(0.0, SwitchView(versions(switch), 0, 0)))
     runner.run()
     for n, cpu in enumerate(CPU_ROUNDS[:4]):  # every slot holds a version now; 0 is active
         runner.tick(5.0 + 2 * n, cpu)
-    assert switch.register_read("active_version", 0) == 0
+    assert active(switch) == 0
     runner.now = 20.0
-    first = core.tick(
-        20.0, {f"{ip}:8080": load(ip, c, 20.0) for ip, c in zip(DIPS, CPU_ROUNDS[4], strict=True)}
-    )
+    loads = {f"{ip}:8080": load(ip, c, 20.0) for ip, c in zip(DIPS, CPU_ROUNDS[4], strict=True)}
+    first = core.tick(20.0, loads)
     writes: list[Op] = []
     for op in first:
         for follow in core.on_outcome(20.0, runner.outcome(op)):
@@ -377,7 +433,8 @@ def test_killed_at_a_net_zero_point_the_next_controller_adopts_what_the_switch_h
     fresh_core = new_core(config(restart_hold=1.0), journaling=True)
     fresh = Runner(fresh_core, switch)
     entries = switch.table_num_entries("dip_table")
-    fresh.feed(fresh_core.bootstrap(21.0, SwitchView(0, 0, entries), journal.to_json()))
+    view = SwitchView(versions(switch), 0, entries)
+    fresh.feed(fresh_core.bootstrap(21.0, view, journal.to_json()))
     fresh.run()
     assert fresh_core.started
     assert fresh_core.rollouts.table.shadow.size() == entries

@@ -1,4 +1,4 @@
-"""Reclaiming a full dip_table: the room check, which slots, reset-before-delete, and the core
+"""Reclaiming a full dip_table: the room check, which slots, fresh-epoch-before-delete, and the core
 driving it against the model (never the active slot, never a slot with pending connections or
 within its quiet period, rollouts resuming, a table too small failing fast)."""
 
@@ -15,18 +15,18 @@ from hypothesis import strategies as st
 import p4model
 from controller.config import Config, ControllerSettings, DipConfig, VipConfig
 from controller.core.controller_core import ControllerCore, SwitchView
+from controller.core.epochs import EpochCounter, FlipVersion, FreshEpochs, VersionConfig
 from controller.core.loadbook import DipLoad
 from controller.core.ops import (
+    DefaultActionSet,
+    DefaultEntry,
     Op,
     Outcome,
-    RegisterReset,
-    RegisterWrite,
     TableDelete,
     TableInsert,
 )
 from controller.core.reclaim import Reclaim, ReclaimPlan, RoomCheck, choose_slots
 from controller.core.shadow import BucketKey, DipTarget, DipWrite, WriteKind
-from controller.core.steps import ResetBloom
 from controller.routing import Route
 from topo.frames import PSH, SYN, TCP, FlowKey, build_frame, read_flow
 
@@ -86,30 +86,46 @@ def deletes(slot: int, n: int) -> tuple[DipWrite, ...]:
     )
 
 
-def test_reclaim_resets_every_filter_first_and_deletes_a_slot_only_after_its_reset() -> None:
-    reclaim = Reclaim(ReclaimPlan({2: deletes(2, 2), 3: deletes(3, 3)}, decided_at=1.0))
-    assert reclaim.begin(1.0) == [ResetBloom(2), ResetBloom(3)]
-    released = reclaim.step_done(1.1, ResetBloom(3))
-    assert released == list(deletes(3, 3))  # slot 3's deletes only; slot 2 still unreset
-    assert reclaim.step_failed(1.2, ResetBloom(2), "switch down") == []  # slot 2 keeps all
-    for write in released:
+def plan_for(deleting: dict[int, tuple[DipWrite, ...]]) -> ReclaimPlan:
+    fresh = EpochCounter(VersionConfig(0, (1, 2, 3, 4))).fresh(list(deleting))
+    return ReclaimPlan(fresh, deleting, decided_at=1.0)
+
+
+def test_reclaim_gives_fresh_epochs_in_one_write_and_deletes_only_after_it() -> None:
+    plan = plan_for({2: deletes(2, 2), 3: deletes(3, 3)})
+    assert plan.fresh.config == VersionConfig(0, (1, 2, 5, 6)) and plan.fresh.slots == (2, 3)
+    reclaim = Reclaim(plan)
+    assert reclaim.begin(1.0) == [plan.fresh]
+    released = reclaim.step_done(1.1, plan.fresh)
+    assert released == [*deletes(2, 2), *deletes(3, 3)]
+    for write in released[:-1]:
         assert reclaim.outcome is None
         assert reclaim.step_done(1.3, write) == []
+    assert reclaim.step_failed(1.4, released[-1], "gone") == []
     outcome = reclaim.outcome
     assert outcome is not None and not outcome.complete
-    assert outcome.reset == (3,) and outcome.deleted == 3 and outcome.plan.entries == 5
-    assert "bloom_2" in outcome.failures[0]
+    assert outcome.freshened == (2, 3) and outcome.deleted == 4 and outcome.plan.entries == 5
+
+
+def test_failed_epoch_write_deletes_nothing() -> None:
+    plan = plan_for({2: deletes(2, 2)})
+    reclaim = Reclaim(plan)
+    reclaim.begin(1.0)
+    assert reclaim.step_failed(1.1, plan.fresh, "switch down") == []
+    outcome = reclaim.outcome
+    assert outcome is not None and outcome.deleted == 0 and outcome.freshened == ()
+    assert "slots (2,)" in outcome.failures[0]
 
 
 @given(
     st.dictionaries(st.integers(0, 3), st.integers(0, 4), min_size=1, max_size=3),
     st.lists(st.tuples(st.integers(0, 50), st.booleans()), min_size=40, max_size=40),
 )
-def test_reclaim_never_deletes_before_or_without_its_slots_reset(
+def test_reclaim_never_deletes_before_or_without_its_slots_fresh_epoch(
     sizes: dict[int, int], draws: list[tuple[int, bool]]
 ) -> None:
-    reclaim = Reclaim(ReclaimPlan({s: deletes(s, n) for s, n in sizes.items()}, decided_at=0.0))
-    outstanding = reclaim.begin(0.0)
+    reclaim = Reclaim(plan_for({s: deletes(s, n) for s, n in sizes.items()}))
+    outstanding: list[FreshEpochs | DipWrite] = list(reclaim.begin(0.0))
     reset_ok: set[int] = set()
     deleted = 0
     pool = deque(draws)
@@ -117,14 +133,14 @@ def test_reclaim_never_deletes_before_or_without_its_slots_reset(
         pick, ok = pool.popleft() if pool else (0, True)
         step = outstanding.pop(pick % len(outstanding))
         if isinstance(step, DipWrite):
-            assert step.slot in reset_ok  # released only by its own slot's acknowledged reset
+            assert step.slot in reset_ok  # released only by the acknowledged epoch write
             deleted += ok
         elif ok:
-            reset_ok.add(step.slot)
+            reset_ok.update(step.slots)
         outstanding += reclaim.step_done(1.0, step) if ok else reclaim.step_failed(1.0, step, "x")
     outcome = reclaim.outcome
     assert outcome is not None
-    assert set(outcome.reset) == reset_ok and outcome.deleted == deleted
+    assert set(outcome.freshened) == reset_ok and outcome.deleted == deleted
     assert outcome.complete == (deleted == sum(sizes.values()) and reset_ok == set(sizes))
 
 
@@ -142,9 +158,9 @@ def config(**settings: float) -> Config:
 
 class Checked(CoreRunner):
     """Runs the core's operations on a model with a small dip_table, checking each before it
-    runs: a Bloom reset (after start-up) only of a slot that is inactive, past its quiet period
-    and without pending connections; a dip_table delete only of an inactive slot whose filter
-    was reset since it was last active."""
+    runs: a fresh epoch (after start-up) only for a slot that is inactive, past its quiet period
+    and without pending connections; a dip_table delete only of an inactive slot that got a fresh
+    epoch since it was last active."""
 
     def __init__(self, size: int, believed: int | None = None, **settings: float) -> None:
         switch = p4model.Switch(replace(p4model.load_settings(), dip_table_size=size))
@@ -160,30 +176,33 @@ class Checked(CoreRunner):
         self.slot_of: dict[int, int] = {}  # dip_table handle -> slot
         self.resets: list[tuple[float, int]] = []
         self.deleted: list[int] = []  # slots of deleted dip_table entries
-        self.queue.extend(self.core.bootstrap(0.0, SwitchView(0, 0, 0)))
+        versions = DefaultEntry.read(*switch.table_get_default("version_config"))
+        self.queue.extend(self.core.bootstrap(0.0, SwitchView(versions, 0, 0)))
         self.run()
         self.booted = True
 
     def check_op(self, op: Op) -> None:
         if not self.booted:
             return
-        if isinstance(op, RegisterReset):
-            assert op.slot != self.active
-            assert self.now - self.left.get(op.slot, -1e9) > self.config.controller.quiet_period
-            assert self.core.learner.pending_count(op.slot) == 0
+        if isinstance(op, DefaultActionSet) and isinstance(op.tag, FreshEpochs):
+            for slot in op.tag.slots:
+                assert slot != self.active
+                assert self.now - self.left.get(slot, -1e9) > self.config.controller.quiet_period
+                assert self.core.learner.pending_count(slot) == 0
         if isinstance(op, TableDelete) and op.table == "dip_table":
             slot = self.slot_of[op.handle]
             assert slot != self.active and slot in self.reset_since_active
 
     def note_done(self, outcome: Outcome) -> None:
         op = outcome.op
-        if isinstance(op, RegisterReset) and self.booted:
-            self.reset_since_active.add(op.slot)
-            self.resets.append((self.now, op.slot))
-        elif isinstance(op, RegisterWrite) and op.register == "active_version":
-            if op.value != self.active:
+        tag = op.tag if isinstance(op, DefaultActionSet) else None
+        if isinstance(tag, FreshEpochs) and self.booted:
+            self.reset_since_active.update(tag.slots)
+            self.resets.extend((self.now, slot) for slot in tag.slots)
+        elif isinstance(tag, FlipVersion):
+            if tag.slot != self.active:
                 self.left[self.active] = self.now
-            self.active = op.value
+            self.active = tag.slot
             self.reset_since_active.discard(self.active)
         elif isinstance(op, TableInsert) and op.table == "dip_table":
             assert outcome.handle is not None
@@ -240,7 +259,7 @@ def test_a_table_for_two_versions_keeps_rolling_out_by_reclaiming_idle_slots() -
     shadow = checked.core.rollouts.table.shadow
     assert checked.switch.table_num_entries("dip_table") == shadow.size() <= 24
     assert checked.deleted  # the checker saw reclaim deletes, each after its slot's reset
-    assert any("Bloom filters reset" in d for d in checked.faults("dip_table_reclaim"))
+    assert any("fresh epochs" in d for d in checked.faults("dip_table_reclaim"))
 
 
 def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
@@ -252,7 +271,7 @@ def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
     assert checked.core.learner.pending_count(1) == 1
     mark = len(checked.resets)
     for n, t in enumerate((3.5, 4.0, 5.0, 5.5, 6.5, 7.0, 8.0, 8.5)):
-        checked.tick(t, LOADS[1 + n // 2 % 4])  # the checker refuses any reset of slot 1
+        checked.tick(t, LOADS[1 + n // 2 % 4])  # the checker refuses a fresh epoch for slot 1
         assert checked.send(40001, PSH) == dip  # still on slot 1's entries, via bloom_1
     assert 1 not in {slot for _, slot in checked.resets[mark:]}
     assert 1 not in checked.deleted
@@ -265,7 +284,7 @@ def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
 
 def test_slot_within_its_quiet_period_is_never_reclaimed() -> None:
     checked = Checked(24, quiet_period=2.5)  # longer than the rollout interval
-    run_phases(checked, 12)  # the checker refuses any reset before the quiet period is over
+    run_phases(checked, 12)  # the checker refuses a fresh epoch before the quiet period is over
     counters = checked.core.rollouts.counters
     assert counters.reclaims > 0 and counters.rollouts >= 4
     assert counters.rollouts_aborted == 0
@@ -290,7 +309,7 @@ def test_a_version_that_can_never_fit_fails_fast_and_keeps_the_active_one() -> N
     versions = checked.core.rollouts
     assert versions.counters.table_too_small == 2 and versions.counters.rollouts == 1
     assert versions.counters.rollouts_aborted == versions.counters.write_failures == 0
-    assert checked.switch.register_read("active_version", 0) == 0
+    assert checked.switch.table_get_default("version_config")[1][0] == 0
     assert "dip_table too small" in (versions.backpressure or "")
     (detail,) = checked.faults("dip_table_too_small")  # recorded once, with the numbers
     assert "of 14" in detail and "9 in the active version" in detail
@@ -301,7 +320,8 @@ def test_an_initial_version_that_cannot_fit_fails_start_up_with_the_numbers() ->
     switch = p4model.Switch(replace(p4model.load_settings(), dip_table_size=4))
     core = ControllerCore(config(), switch.settings, routes=ROUTES)
     runner = CoreRunner(core, switch)
-    runner.feed(core.bootstrap(0.0, SwitchView(0, 0, 0)))
+    versions = DefaultEntry.read(*switch.table_get_default("version_config"))
+    runner.feed(core.bootstrap(0.0, SwitchView(versions, 0, 0)))
     runner.run()
     assert not core.started and core.boot_settled
     assert core.boot_failure is not None and "of 4" in core.boot_failure

@@ -44,10 +44,14 @@ def _pin(switch: Switch) -> int:
 def test_full_and_short_names_both_work() -> None:
     """Tables, actions and registers answer to full names and unique suffixes."""
     switch = _switch()
-    switch.table_add("LbIngress.vip_table", "LbIngress.set_pool", ["10.0.0.100", "80", "6"], ["1"])
+    switch.table_add(
+        "LbIngress.vip_table", "LbIngress.set_pool", ["10.0.0.100", "80", "6"], ["1", "0"]
+    )
     assert switch.table_num_entries("vip_table") == 1
-    switch.register_write("LbIngress.active_version", 0, 2)
-    assert switch.register_read("active_version", 0) == 2
+    switch.register_write("LbIngress.bloom_2", 0, 2)
+    assert switch.register_read("bloom_2", 0) == 2
+    switch.table_set_default("LbIngress.version_config", "set_versions", ["1", "2", "3", "4", "5"])
+    assert switch.table_get_default("version_config") == ("LbIngress.set_versions", [1, 2, 3, 4, 5])
 
 
 @pytest.mark.parametrize(

@@ -83,20 +83,22 @@ def test_a_flow_keeps_its_first_version_across_three_flips(
     schedule: list[tuple[int, bool]],
 ) -> None:
     """With tiny Bloom filters (many false positives), every flow keeps the version of its first
-    packet while at most three flips happen (no slot is reused)."""
+    packet while at most three flips happen (no slot gets a fresh epoch)."""
     switch = Switch(dataclasses.replace(load_settings(), bloom_bits=16))
     switch.table_add("ipv4_lpm", "forward", ["10.0.0.0/8"], ["1", "0", "0"])
-    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"])
+    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"])
     for version in range(4):
         switch.table_add(
             "dip_table", "rewrite_dst", [str(version), "0", "0/0"], [f"10.0.2.{version}", "80"]
         )
+    epochs = ["101", "102", "103", "104"]
+    switch.table_set_default("version_config", "set_versions", ["0", *epochs])
     first_version: dict[int, int] = {}
     flips = 0
     for sport, flip in schedule:
         if flip and flips < 3:
             flips += 1
-            switch.register_write("active_version", 0, flips)
+            switch.table_set_default("version_config", "set_versions", [str(flips), *epochs])
         switch.process(1, _syn(sport))
         (digest,) = switch.pop_digests()
         assert digest.version == first_version.setdefault(sport, digest.version)
@@ -113,10 +115,11 @@ def _crc16_arc(data: bytes) -> int:
 
 @pytest.mark.parametrize("hashes", [2, 3])
 def test_insertion_sets_one_bit_per_hash_function(hashes: int) -> None:
-    """A new flow sets bloom_a at crc16(tuple), crc32(swapped) and, with 3, crc16(swapped)."""
+    """A new flow tags bloom_a with epoch_a at crc16(tuple), crc32(swapped) and, with 3,
+    crc16(swapped)."""
     switch = Switch(dataclasses.replace(load_settings(), bloom_hashes=hashes, bloom_bits=1 << 20))
-    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"])
-    switch.register_write("active_version", 0, 2)
+    switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"])
+    switch.table_set_default("version_config", "set_versions", ["2", "5", "6", "77", "8"])
     switch.process(1, _syn(4321))
     forward = bytes([10, 0, 1, 2, 10, 0, 0, 100]) + struct.pack("!HHB", 4321, 80, 6)
     swapped = bytes([10, 0, 0, 100, 10, 0, 1, 2]) + struct.pack("!HHB", 80, 4321, 6)
@@ -125,6 +128,5 @@ def test_insertion_sets_one_bit_per_hash_function(hashes: int) -> None:
         expected.add(_crc16_arc(swapped))
     cells = switch.register_read("bloom_2")
     assert isinstance(cells, list)
-    assert {i for i, bit in enumerate(cells) if bit} == expected
-    cells = switch.register_read("bloom_0")
-    assert isinstance(cells, list) and sum(cells) == 0
+    assert {i: tag for i, tag in enumerate(cells) if tag} == dict.fromkeys(expected, 77)
+    assert sum(switch.register_read("bloom_0")) == 0  # type: ignore[arg-type]

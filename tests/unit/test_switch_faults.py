@@ -13,7 +13,7 @@ from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
 from controller.core.ops import Outcome, SwitchOp
-from controller.switch.api import AgedCallback, Digest, DigestCallback, SwitchError
+from controller.switch.api import AgedCallback, DefaultEntry, Digest, DigestCallback, SwitchError
 from controller.switch.faults import FaultySwitch
 
 
@@ -22,7 +22,7 @@ class MemorySwitch:
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[int, tuple[str, tuple[str, ...], tuple[str, ...]]]] = {}
-        self.registers: dict[str, dict[int, int]] = {}
+        self.defaults: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.next_handle = 0
         self.on_digest: DigestCallback | None = None
         self.on_aged: AgedCallback | None = None
@@ -56,7 +56,7 @@ class MemorySwitch:
         self.tables[table] = {}
 
     async def table_set_default(self, table: str, action: str, params: Sequence[str]) -> None:
-        pass
+        self.defaults[table] = (action, tuple(params))
 
     async def table_set_timeout(self, table: str, handle: int, ms: int) -> None:
         pass
@@ -64,15 +64,9 @@ class MemorySwitch:
     async def table_num_entries(self, table: str) -> int:
         return len(self.tables.get(table, {}))
 
-    async def register_read(self, name: str, index: int | None = None) -> int | list[int]:
-        cells = self.registers.get(name, {})
-        return cells.get(index, 0) if index is not None else [cells.get(0, 0)]
-
-    async def register_write(self, name: str, index: int, value: int) -> None:
-        self.registers.setdefault(name, {})[index] = value
-
-    async def register_reset(self, name: str) -> None:
-        self.registers[name] = {}
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        action, params = self.defaults.get(table, ("NoAction", ()))
+        return DefaultEntry.read(action, [int(p) for p in params])
 
     async def subscribe(self, on_digest: DigestCallback, on_aged: AgedCallback) -> None:
         self.on_digest, self.on_aged = on_digest, on_aged
@@ -118,20 +112,22 @@ def test_writes_take_effect_in_issue_order_despite_random_latency() -> None:
     clock, inner = task.Clock(), MemorySwitch()
     switch = faulty(inner, clock, seed=7, write_latency=(0.01, 0.2))
     seen: list[int] = []
-    original = inner.register_write
+    original = inner.table_set_default
 
-    async def spy(name: str, index: int, value: int) -> None:
-        seen.append(value)
-        await original(name, index, value)
+    async def spy(table: str, action: str, params: Sequence[str]) -> None:
+        seen.append(int(params[0]))
+        await original(table, action, params)
 
-    inner.register_write = spy  # type: ignore[method-assign]
+    inner.table_set_default = spy  # type: ignore[method-assign]
     writes = [
-        defer.ensureDeferred(switch.register_write("active_version", 0, v)) for v in range(50)
+        defer.ensureDeferred(switch.table_set_default("version_config", "set_versions", [str(v)]))
+        for v in range(50)
     ]
+    read = defer.ensureDeferred(switch.table_get_default("version_config"))
     clock.pump([0.01] * 100)
     assert all(w.called for w in writes)
     assert seen == list(range(50))
-    assert inner.registers["active_version"][0] == 49
+    assert sync.successResultOf(read) == DefaultEntry("set_versions", (49,))
 
 
 def test_a_failed_write_raises_and_is_not_applied() -> None:
@@ -212,12 +208,12 @@ def test_aged_handles_pass_through() -> None:
 def test_close_waits_for_queued_writes_then_closes_the_inner_client() -> None:
     clock, inner = task.Clock(), MemorySwitch()
     switch = faulty(inner, clock, write_latency=(0.5, 0.5))
-    defer.ensureDeferred(switch.register_write("r", 0, 1))
+    defer.ensureDeferred(switch.table_set_default("t", "a", ["1"]))
     closed = defer.ensureDeferred(switch.close())
     assert not inner.closed
     clock.advance(0.5)
     assert closed.called and inner.closed
-    assert inner.registers["r"][0] == 1
+    assert inner.defaults["t"] == ("a", ("1",))
 
 
 @pytest.mark.parametrize(
@@ -251,16 +247,16 @@ def test_successful_writes_are_applied_exactly_once_in_issue_order(
         inner, clock, seed=seed, write_latency=(lo, hi), write_failure_rate=failure_rate
     )
     applied: list[int] = []
-    original = inner.register_write
+    original = inner.table_set_default
 
-    async def spy(name: str, index: int, value: int) -> None:
-        applied.append(value)
-        await original(name, index, value)
+    async def spy(table: str, action: str, params: Sequence[str]) -> None:
+        applied.append(int(params[0]))
+        await original(table, action, params)
 
-    inner.register_write = spy  # type: ignore[method-assign]
+    inner.table_set_default = spy  # type: ignore[method-assign]
     outcomes: dict[int, bool] = {}
     for value in range(count):
-        call = defer.ensureDeferred(switch.register_write("r", 0, value))
+        call = defer.ensureDeferred(switch.table_set_default("t", "a", [str(value)]))
         call.addCallbacks(
             lambda _, v=value: outcomes.__setitem__(v, True),
             lambda _, v=value: outcomes.__setitem__(v, False),
@@ -284,7 +280,7 @@ def test_wrapping_the_model_delays_its_digests() -> None:
     received: list[Digest] = []
     defer.ensureDeferred(switch.subscribe(received.append, lambda h: None))
     for table, action, keys, params in (
-        ("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"]),
+        ("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"]),
         ("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.1.3.2", "8080"]),
         ("ipv4_lpm", "forward", ["10.1.3.2/32"], ["3", "00:01:0a:01:03:02", "00:00:0a:01:03:02"]),
     ):

@@ -11,7 +11,7 @@ from scapy.layers.l2 import Ether
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
-from controller.switch.api import Digest, SwitchError
+from controller.switch.api import DefaultEntry, Digest, SwitchError
 from controller.switch.model_client import ModelSwitchClient
 from p4model import Switch
 
@@ -35,7 +35,7 @@ def done(call: Coroutine[Any, Any, T]) -> T:
 
 def balance_one_vip(client: ModelSwitchClient) -> None:
     """VIP 10.0.0.100:80/tcp → pool 0 → one DIP 10.1.3.2:8080 on port 3."""
-    done(client.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0"]))
+    done(client.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"]))
     done(client.table_add("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.1.3.2", "8080"]))
     done(client.table_add("ipv4_lpm", "forward", ["10.1.3.2/32"], ["3", SWITCH_MAC, SERVER_MAC]))
 
@@ -63,23 +63,22 @@ def test_table_writes_return_handles_and_are_visible() -> None:
     assert done(client.table_num_entries("ipv4_lpm")) == 0
 
 
-def test_registers_round_trip() -> None:
+def test_default_action_round_trip() -> None:
     client, _ = make_client()
-    done(client.register_write("active_version", 0, 2))
-    assert done(client.register_read("active_version", 0)) == 2
-    done(client.register_write("bloom_1", 5, 1))
-    cells = done(client.register_read("bloom_1"))
-    assert isinstance(cells, list) and cells[5] == 1 and sum(cells) == 1
-    done(client.register_reset("bloom_1"))
-    cells = done(client.register_read("bloom_1"))
-    assert isinstance(cells, list) and sum(cells) == 0
+    assert done(client.table_get_default("version_config")) == DefaultEntry(
+        "set_versions", (0, 0, 0, 0, 0)
+    )
+    done(client.table_set_default("version_config", "set_versions", ["2", "5", "6", "7", "8"]))
+    assert done(client.table_get_default("version_config")) == DefaultEntry(
+        "set_versions", (2, 5, 6, 7, 8)
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "call", "needle"),
     [
         ("unknown table", lambda c: c.table_add("nope", "forward", ["1"], []), "nope"),
-        ("unknown register", lambda c: c.register_write("bloom_9", 0, 1), "bloom_9"),
+        ("unknown table default", lambda c: c.table_get_default("bloom_9"), "bloom_9"),
         ("bad key", lambda c: c.table_add("ipv4_lpm", "forward", ["not-an-ip/8"], []), "ipv4_lpm"),
         ("missing handle", lambda c: c.table_delete("conn_table", 12345), "12345"),
     ],

@@ -30,6 +30,15 @@ def test_controller_toml_is_a_valid_config(udp: bool) -> None:
         [("10.0.0.100", 53, "udp")] if udp else []
     )
     assert [d.name for d in config.vips[0].dips] == list(make_plan().dips())
+    assert all(v.affinity == "none" for v in config.vips)
+
+
+def test_the_iperf_vip_pins_clients_to_servers_on_the_iperf_port() -> None:
+    text = controller_toml(_servers(), "ipc:///tmp/x/load.sock", iperf_vip=True)
+    config = parse_config(text, policy_catalog={"ratio": {}})
+    web, iperf = config.vips
+    assert (web.affinity, iperf.affinity, iperf.port) == ("none", "client_ip", 5201)
+    assert [d.name for d in iperf.dips] == list(make_plan().dips(5201))
 
 
 def test_server_argv_tags_responses_with_the_dip() -> None:
