@@ -32,7 +32,7 @@ from controller.core.reclaim import RoomCheck
 from controller.core.records import RecordLog
 from controller.core.rollout import CommitProtocol, RolloutCounters, RolloutOutcome, RolloutPlan
 from controller.core.room import DipRoom
-from controller.core.shadow import DipShadow, DipWrite, WriteKind
+from controller.core.shadow import DipWrite, WriteKind
 from controller.core.slots import SlotLedger, SlotTable, skip_reason
 from controller.core.steps import Step, op_step, step_op
 from p4src.contract import DIP_TABLE
@@ -149,7 +149,7 @@ class Rollouts:
         self._adopting = None
         self.initial_done = True
         if outcome.ok:
-            matching = self._take_switch_content(outcome, journal)
+            matching = self.table.take_read_back(outcome.entries, journal)
             self._records.add(
                 now,
                 "phase",
@@ -165,23 +165,6 @@ class Rollouts:
         else:
             self._records.fault(now, "journal", f"read back failed ({outcome.detail})")
             self._clear_at = hold
-
-    def _take_switch_content(self, outcome: Outcome, journal: Journal | None) -> int:
-        """Make the shadow what the switch holds; keep each slot's weights only where its
-        content is unchanged (from the journal's, or from the shadow's own). Returns how many
-        slots kept them."""
-        actual = DipShadow.from_entries(self.table.slots, outcome.entries)
-        known = journal.shadow if journal is not None else self.table.shadow
-        weights = list(journal.slot_weights) if journal is not None else list(self.table.weights)
-        matching = 0
-        for slot in range(self.table.slots):
-            if actual.content(slot) == known.content(slot):
-                matching += 1
-            else:
-                weights[slot] = None
-        self.table.shadow.assign(actual)
-        self.table.weights = weights
-        return matching
 
     def note_reporters(self, reporters: frozenset[str]) -> list[Op]:
         """The DIPs whose agents report changed: journal them (now, unless a commit is in
@@ -401,7 +384,7 @@ class Rollouts:
             self._records.fault(now, "resync", outcome.detail)
             return
         before = self.table.shadow.size()
-        matching = self._take_switch_content(outcome, None)
+        matching = self.table.take_read_back(outcome.entries, None)
         self.counters.resyncs += 1
         self._records.fault(
             now,

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from controller.core.epochs import EpochCounter, VersionConfig
 from controller.core.journal import Journal, SlotWeights
 from controller.core.learning import ConnectionLearner
+from controller.core.ops import ReadEntry
 from controller.core.shadow import DipShadow
 
 
@@ -111,6 +112,23 @@ class SlotTable:
         if journal is not None:
             self.shadow.assign(journal.shadow)
             self.weights = list(journal.slot_weights)
+
+    def take_read_back(self, entries: Sequence[ReadEntry], journal: Journal | None) -> int:
+        """Make the shadow what dip_table holds (its entries read back); keep each slot's
+        weights only where its content is unchanged (from the journal's, or from the shadow's
+        own). Returns how many slots kept them."""
+        actual = DipShadow.from_entries(self.slots, entries)
+        known = journal.shadow if journal is not None else self.shadow
+        weights = list(journal.slot_weights) if journal is not None else list(self.weights)
+        matching = 0
+        for slot in range(self.slots):
+            if actual.content(slot) == known.content(slot):
+                matching += 1
+            else:
+                weights[slot] = None
+        self.shadow.assign(actual)
+        self.weights = weights
+        return matching
 
     def forget(self) -> None:
         """dip_table was cleared: no slot holds anything."""
