@@ -20,6 +20,7 @@ import inspect
 import logging
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -49,6 +50,8 @@ from controller.switch.notifications import (
 )
 from p4src.contract import DIGEST_FIELDS
 
+RECONNECT_INTERVAL = 1.0
+"""Seconds between attempts to open a lost Thrift connection again."""
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
@@ -254,6 +257,8 @@ class ThriftSwitchClient:
         self._worker = worker or WorkerThread(reactor, "p4lb-thrift")
         self._api: Any = None
         self._connect_error = "not connected yet"
+        self._reconnect = (api_factory, probe, host, port, connect_timeout)
+        self._reconnect_at = 0.0
         self._subscriber: NotificationSocket | None = None
         self._poller: PollingThread | None = None
         self._on_digest: DigestCallback | None = None
@@ -295,11 +300,27 @@ class ThriftSwitchClient:
         await self._worker.run(self._require_api, "connect")
 
     def _require_api(self, what: str) -> Any:
+        """The API object (worker thread); a lost connection is opened again, at most once a
+        second (BMv2 restarted: the controller then notices its empty tables and reprograms)."""
+        if self._api is None and not self._closed and time.monotonic() >= self._reconnect_at:
+            self._reconnect_at = time.monotonic() + RECONNECT_INTERVAL
+            try:
+                self._connect(*self._reconnect)
+                log.info("BMv2 at %s: connected", self._address)
+            except SwitchError:
+                pass  # _connect_error says why
         if self._api is None:
             raise SwitchError(
                 f"{self._address} {what}: {self._connect_error}", ErrorKind.UNAVAILABLE
             )
         return self._api
+
+    def _lost(self, kind: ErrorKind, exc: BaseException) -> ErrorKind:
+        """Forget a connection a transport error broke (the next call opens a new one)."""
+        if kind is ErrorKind.UNAVAILABLE:
+            self._api = None
+            self._connect_error = f"connection lost ({explain(exc)})"
+        return kind
 
     # -- runtime calls (worker thread) ----------------------------------------------------------
 
@@ -309,7 +330,8 @@ class ThriftSwitchClient:
             result = undecorated(api, operation)(*args)
         except Exception as exc:
             what = describe_call(operation, *args)
-            raise SwitchError(f"{self._address} {what}: {explain(exc)}", error_kind(exc)) from exc
+            kind = self._lost(error_kind(exc), exc)
+            raise SwitchError(f"{self._address} {what}: {explain(exc)}", kind) from exc
         if expect_value and result is None:
             what = describe_call(operation, *args)
             raise SwitchError(f"{self._address} {what}: failed (p4-utils returned None)")
@@ -325,7 +347,8 @@ class ThriftSwitchClient:
             entries: list[Any] = api.client.bm_mt_get_entries(0, info.name)
         except Exception as exc:
             what = describe_call("table_entries", table)
-            raise SwitchError(f"{self._address} {what}: {explain(exc)}", error_kind(exc)) from exc
+            kind = self._lost(error_kind(exc), exc)
+            raise SwitchError(f"{self._address} {what}: {explain(exc)}", kind) from exc
         return entries
 
     async def _call(self, expect_value: bool, operation: str, *args: Any) -> Any:
@@ -398,7 +421,8 @@ class ThriftSwitchClient:
         try:
             entry = api.client.bm_mt_get_default_entry(0, found[0])
         except Exception as exc:
-            raise SwitchError(f"{self._address} {what}: {explain(exc)}", error_kind(exc)) from exc
+            kind = self._lost(error_kind(exc), exc)
+            raise SwitchError(f"{self._address} {what}: {explain(exc)}", kind) from exc
         if entry is None or not entry.action_name:
             raise SwitchError(f"{self._address} {what}: no default action", ErrorKind.INVALID)
         # Action data travels as big-endian byte strings, one per parameter (str on Thrift

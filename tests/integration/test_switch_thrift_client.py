@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from controller.switch import nanomsg
-from controller.switch.api import DefaultEntry, Digest, SwitchError
+from controller.switch.api import DefaultEntry, Digest, ErrorKind, SwitchError
 from controller.switch.notifications import AgeingMessage, LearnMessage, encode_ageing, encode_learn
 from controller.switch.testing import ThreadedClock
 from controller.switch.thrift_client import ThriftSwitchClient
@@ -483,3 +483,25 @@ def test_without_libnanomsg_subscribing_says_bmv2s_libnanomsg_is_needed(
     assert "BMv2's libnanomsg" in str(failure.value)
     assert "127.0.0.1:9090 subscribe" in str(failure.value)
     assert api.client.learning_timeouts == {1: 10}  # the switch side was set up first
+
+
+class TTransportException(Exception):  # noqa: N818 - Thrift's name
+    """What the Thrift runtime raises when the switch's socket goes away."""
+
+
+def test_a_broken_connection_is_opened_again_and_a_restarted_switch_answers() -> None:
+    clock = ThreadedClock()
+    client, made = make_client(clock)
+    added = run(clock, client.table_add("ipv4_lpm", "drop", ["10.0.0.0/8"], []))
+    assert sync.successResultOf(added) == 0
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise TTransportException("TSocket read 0 bytes")
+
+    made[0]._table = gone  # type: ignore[method-assign]  # the switch process died
+    failed = run(clock, client.table_add("ipv4_lpm", "drop", ["10.1.0.0/16"], []))
+    assert sync.failureResultOf(failed, SwitchError).value.kind is ErrorKind.UNAVAILABLE
+    # The switch is back (empty): the next call connects afresh and reaches the new process.
+    again = run(clock, client.table_add("ipv4_lpm", "drop", ["10.1.0.0/16"], []))
+    assert sync.successResultOf(again) == 0
+    assert len(made) == 2 and made[1].entries["ipv4_lpm"]
