@@ -42,7 +42,7 @@ from controller.core.epochs import VersionConfig
 from controller.core.journal import Journal, JournalError, UnsettledConnection
 from controller.core.learning import ConnectionLearner, ConnKey
 from controller.core.loadbook import DipLoad
-from controller.core.ops import Op, Outcome, Owner
+from controller.core.ops import Op, Outcome, Owner, TableRead
 from controller.core.pools import BackendPool, DrainFinished
 from controller.core.records import ActivityRecords, FaultThrottle, RecordEvent, RecordLog
 from controller.core.return_paths import ReturnPaths
@@ -301,7 +301,7 @@ class ControllerCore:
         ops: list[Op]
         if owner is Owner.LEARNING:
             self.learner.on_outcome(now, outcome)
-            ops = []
+            ops = self._refill(now) if isinstance(outcome.op, TableRead) else []
         elif owner is Owner.ROLLOUT:
             ops = self.rollouts.on_outcome(now, outcome)
         elif owner is Owner.RECLAIM:
@@ -319,16 +319,23 @@ class ControllerCore:
         return ops + self._flush(now)
 
     def _reprogram(self, now: float) -> list[Op]:
-        """The switch lost its state: write everything this controller knows again (routes,
-        VIPs, return paths, the active version, every connection it knows)."""
-        restored = self.learner.reinstall()
+        """The switch lost its state: write everything this controller knows again. First
+        conn_table is read back (`_refill` follows its outcome)."""
+        known = len(self.learner)
         self._records.add(
-            now, "phase", name=f"switch lost its state: reprogramming, {restored} connections"
+            now, "phase", name=f"switch lost its state: reprogramming ({known} connections known)"
         )
         self.startup.reprogramming = True
-        ops = self.startup.program(self.routes, self.pools)
-        ops.extend(self.return_paths.reprogram(self.pools))
         self.rollouts.switch_lost()
+        return self.learner.switch_lost()
+
+    def _refill(self, now: float) -> list[Op]:
+        """conn_table is known: every connection's entry goes in before the VIPs do (a switch
+        applies writes in order), so no packet of a known connection can meet a VIP without
+        its entry and be hashed afresh. Then routes, VIPs and return paths."""
+        ops = self.learner.due(now)
+        ops.extend(self.startup.program(self.routes, self.pools))
+        ops.extend(self.return_paths.reprogram(self.pools))
         return ops
 
     def take_records(self) -> list[RecordEvent]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address
 
 from controller.core.connections import Connection, ConnKey, ConnState, LearningCounters
 from controller.core.ops import (
@@ -24,8 +25,10 @@ from controller.core.ops import (
     Op,
     Outcome,
     Owner,
+    ReadEntry,
     TableDelete,
     TableInsert,
+    TableRead,
 )
 from controller.core.shadow import DipTarget
 from p4src.contract import AFFINITY_VERSION, CONN_TABLE, REWRITE_DST
@@ -73,6 +76,8 @@ class ConnectionLearner:
         self._in_use = 0
         self._out: list[Op] = []
         self._foreign_checks: dict[int, float] = {}
+        self._refilling = False
+        """The switch was lost and conn_table is being read back: handles are not to be used."""
         self._ended: list[ConnKey] = []
 
     # -- queries
@@ -152,6 +157,8 @@ class ConnectionLearner:
 
     def on_aged(self, now: float, handles: Iterable[int]) -> None:
         """The switch reports entries idle for longer than their timeout."""
+        if self._refilling:
+            return  # handles of the lost switch, or of entries not yet matched to connections
         for handle in handles:
             key = self._by_handle.get(handle)
             if key is None:
@@ -169,16 +176,30 @@ class ConnectionLearner:
                 self.counters.expired_idle += 1
                 self._schedule_delete(conn, now)
 
-    def reinstall(self) -> int:
-        """The switch lost conn_table: install every connection it held again (new handles).
+    def switch_lost(self) -> list[Op]:
+        """The switch lost conn_table: read back what it holds now (entries this controller
+        wrote to the restarted switch before noticing) before installing the rest again."""
+        self._refilling = True
+        return [TableRead(Owner.LEARNING, CONN_TABLE)]
 
-        Returns how many. Until reinstalled they count as pending against their slot again,
-        which holds that slot's reuse exactly as for a newly learned connection.
+    def _reinstall(self, present: Mapping[ConnKey, int]) -> int:
+        """Install again every installed connection the switch no longer holds (new handles);
+        one it holds keeps that entry's handle. Returns how many were installed again.
+
+        Until reinstalled they count as pending against their slot again, which holds that
+        slot's reuse exactly as for a newly learned connection.
         """
         restored = 0
+        self._refilling = False
+        self._by_handle.clear()
         for conn in self._conns.values():
             if conn.state is not ConnState.INSTALLED:
                 continue  # adds and deletes in flight settle on their own outcomes
+            handle = present.get(conn.key)
+            if handle is not None:
+                conn.handle = handle
+                self._by_handle[handle] = conn.key
+                continue
             conn.state = ConnState.PENDING
             conn.handle = None
             conn.delete_at = None
@@ -187,7 +208,6 @@ class ConnectionLearner:
             self._in_use -= 1
             self._ready.append(conn.key)
             restored += 1
-        self._by_handle.clear()
         self._foreign = 0
         self._foreign_checks.clear()
         self.adopt_unknown = False
@@ -197,9 +217,12 @@ class ConnectionLearner:
     # -- outcomes of writes
 
     def on_outcome(self, now: float, outcome: Outcome) -> None:
-        """The outcome of a write `due` asked for."""
+        """The outcome of a write `due` (or `switch_lost`) asked for."""
         op = outcome.op
-        if isinstance(op, TableInsert):
+        if isinstance(op, TableRead):
+            # Without a read-back every entry is written again (a duplicate is then adopted).
+            self._reinstall(conn_entries(outcome.entries) if outcome.ok else {})
+        elif isinstance(op, TableInsert):
             key = op.tag
             assert isinstance(key, ConnKey)
             if outcome.ok:
@@ -358,6 +381,11 @@ class ConnectionLearner:
         elif what == "delete" and conn.state is ConnState.INSTALLED and conn.delete_at is not None:
             if conn.delete_at > now:
                 return  # superseded by a later schedule; that timer is queued too
+            if self._refilling:
+                # Its handle is the lost switch's: the same number may name another entry on
+                # the new one. Wait for the read-back to say which handle is whose.
+                self._push(now + RETRY_BASE, "delete", conn.key)
+                return
             if conn.teardown_seen:
                 self.counters.expired_teardown += 1
             conn.state = ConnState.DELETING
@@ -378,6 +406,8 @@ class ConnectionLearner:
             self._push(now + self._idle_timeout(conn.key), "stale", conn.key)
 
     def _check_foreign(self, now: float, handle: int) -> None:
+        if self._refilling:
+            return  # the notice named a handle of the lost switch
         noticed = self._foreign_checks.get(handle)
         if noticed is None or handle in self._by_handle:
             self._foreign_checks.pop(handle, None)
@@ -391,3 +421,16 @@ class ConnectionLearner:
 
     def _idle_timeout(self, key: ConnKey) -> float:
         return self.tcp_idle_timeout if key.protocol == TCP else self.udp_idle_timeout
+
+
+def conn_entries(entries: Iterable[ReadEntry]) -> dict[ConnKey, int]:
+    """conn_table entries read back, by connection: (src, dst, sport, dport, proto) → handle."""
+    out: dict[ConnKey, int] = {}
+    for entry in entries:
+        values = [v for v in entry.match if isinstance(v, int)]
+        if len(values) != 5 or len(entry.match) != 5:
+            continue
+        src, dst, sport, dport, proto = values
+        key = ConnKey(str(IPv4Address(src)), str(IPv4Address(dst)), sport, dport, proto)
+        out[key] = entry.handle
+    return out

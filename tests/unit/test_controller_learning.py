@@ -218,3 +218,26 @@ def test_unknown_idle_handles_are_ignored_on_a_cold_start() -> None:
     book = learner()
     book.on_aged(1.0, [4])
     assert book.due(5.0) == []
+
+
+def test_no_old_handle_is_used_between_a_switch_loss_and_the_read_back() -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1), 0, DIP)
+    book.on_new_conn(0.0, key(2), 0, OTHER)
+    book.due(0.0)
+    add_done(book, 0.1, key(1), 5)
+    add_done(book, 0.1, key(2), 6)
+    book.due(0.1)
+    book.on_teardown(0.2, key(1))  # its delete (handle 5) falls due while the switch is lost
+    (read,) = book.switch_lost()
+    assert book.due(2.3) == []  # handle 5 may name another entry on the new switch
+    book.on_aged(2.4, [6])  # and so may an idle notice
+    assert book.due(2.4) == []
+    book.on_outcome(2.5, Outcome.done(read))  # the restarted switch holds neither entry
+    adds = book.due(2.5)
+    assert kinds(adds) == ["insert", "insert"] and book.counters.reinstalled == 2
+    add_done(book, 2.6, key(1), 5)  # the new switch hands out handles from 0 again
+    add_done(book, 2.6, key(2), 7)
+    book.due(2.6)
+    deletes = [op for op in book.due(4.7) if isinstance(op, TableDelete)]
+    assert [(op.tag, op.handle) for op in deletes] == [(key(1), 5)]  # after a fresh linger
