@@ -132,6 +132,8 @@ def error_kind(exc: BaseException) -> ErrorKind:
     label = _code_label(exc)
     if label is not None:
         return _TABLE_CODE_KINDS.get(label, ErrorKind.INVALID)
+    if any(cls.__name__.startswith("UIn_") for cls in type(exc).__mro__):
+        return ErrorKind.INVALID  # p4-utils refused the input itself (UIn_Error and kin)
     if isinstance(exc, OSError) or type(exc).__name__ in ("TTransportException", "EOFError"):
         return ErrorKind.UNAVAILABLE
     return ErrorKind.UNKNOWN

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 
 import pytest
 from twisted.internet import defer
@@ -23,6 +24,7 @@ from controller.core.ops import (
     TableDelete,
     TableInsert,
     TableModify,
+    TableRead,
 )
 from controller.switch.api import SwitchClient
 from controller.switch.connect import connect_switch
@@ -124,3 +126,14 @@ def test_a_full_table_refuses_an_insert_as_table_full(target: Target) -> None:
     outcomes = target.apply(*inserts)
     assert all(o.ok for o in outcomes[:-1])
     assert (outcomes[-1].ok, outcomes[-1].error) == (False, ErrorKind.TABLE_FULL)
+
+
+def test_a_table_read_back_gives_each_entry_as_numbers_with_its_handle(target: Target) -> None:
+    (added,) = target.apply(vip(5, pool=3))
+    (read,) = target.apply(TableRead(OWNER, VIP_TABLE))
+    assert read.ok
+    mine = [e for e in read.entries if e.handle == added.handle]
+    assert len(mine) == 1
+    (entry,) = mine
+    assert entry.match == (int(IPv4Address("10.200.0.6")), 80, 6)
+    assert (entry.action, entry.params) == (SET_POOL, (3, 0))
