@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # affinity e2e test).
 SYSTEM_PACKAGES := mininet bridge-utils iproute2 ethtool iputils-ping psmisc iperf3 python3-venv python3-dev
 
-.PHONY: setup test lint typecheck unit demo bench clean
+.PHONY: setup test lint typecheck unit demo docs-picture bench clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,9 @@ test: lint typecheck
 
 demo: setup
 	$(BIN)/p4lb-demo --out demo-out
+
+# Refresh the README's picture from a demo run (make demo itself changes no tracked file).
+docs-picture: demo
 	@mkdir -p docs && cp demo-out/loads.png docs/demo-loads.png
 
 bench: setup
