@@ -35,6 +35,9 @@ from p4src.contract import CONN_TABLE, DIP_TABLE, VERSION_CONFIG, Settings, load
 
 log = logging.getLogger("controller")
 METRICS_INTERVAL = 1.0
+SWITCH_RETRY_FIRST = 0.5
+"""Seconds before the first retry of an unreachable switch at start (doubling up to the max)."""
+SWITCH_RETRY_MAX = 8.0
 
 
 class ControllerError(Exception):
@@ -58,8 +61,10 @@ class ControllerService:
         dataplane: Settings | None = None,
         state_path: Path | None = None,
         tick_interval: float = 0.05,
+        switch_timeout: float = 0.0,
     ) -> None:
         self.reactor = reactor
+        self.switch_timeout = switch_timeout
         self.config = config
         self.switch = switch
         self.clock = clock or reactor.seconds
@@ -138,15 +143,29 @@ class ControllerService:
         return self._ticker is not None and self._ticker.running
 
     async def _read_view(self) -> SwitchView:
-        try:
-            versions = await self.switch.table_get_default(VERSION_CONFIG)
-            conns = await self.switch.table_num_entries(CONN_TABLE)
-            dips = await self.switch.table_num_entries(DIP_TABLE)
-        except SwitchError as exc:
-            raise ControllerError(
-                f"cannot read the switch (is it up and reachable?): {exc}"
-            ) from exc
-        return SwitchView(versions, conns, dips)
+        """What the switch holds; an unreachable switch is tried again with a doubling delay
+        (each try logged) until `switch_timeout` seconds have passed."""
+        started, delay = self.clock(), SWITCH_RETRY_FIRST
+        while True:
+            try:
+                versions = await self.switch.table_get_default(VERSION_CONFIG)
+                conns = await self.switch.table_num_entries(CONN_TABLE)
+                dips = await self.switch.table_num_entries(DIP_TABLE)
+                return SwitchView(versions, conns, dips)
+            except SwitchError as exc:
+                waited = self.clock() - started
+                if exc.kind is not ErrorKind.UNAVAILABLE or waited + delay > self.switch_timeout:
+                    raise ControllerError(
+                        f"cannot read the switch (is it up and reachable?): {exc}"
+                    ) from exc
+                log.warning(
+                    "event=switch_unreachable waited_s=%.1f retry_in_s=%.1f error=%s",
+                    waited,
+                    delay,
+                    exc,
+                )
+            await task.deferLater(self.reactor, delay, lambda: None)  # type: ignore[arg-type]
+            delay = min(delay * 2, SWITCH_RETRY_MAX)
 
     def _load_journal(self) -> object | None:
         """The journal's JSON document (the core checks it), or None."""

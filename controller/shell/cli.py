@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state", type=Path, metavar="FILE.json", help="state journal for restarts"
     )
+    parser.add_argument(
+        "--switch-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="keep trying an unreachable switch at start this long (default: %(default)s)",
+    )
     parser.add_argument("--min-rollout-interval", type=float, metavar="S")
     parser.add_argument("--quiet-period", type=float, metavar="S")
     parser.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint ('' disables)")
@@ -240,6 +247,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         metrics=metrics,
         routes=routes,
         state_path=args.state,
+        switch_timeout=args.switch_timeout,
     )
     settings = config.controller
     feed = LoadFeed(

@@ -16,6 +16,7 @@ from controller.core.ops import ErrorKind, Outcome, SwitchOp, TableInsert
 from controller.shell.app import ControllerError, ControllerService
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder, read_events
+from controller.switch.api import DefaultEntry, SwitchError
 from controller.switch.model_client import ModelSwitchClient
 from topo.frames import SYN, TCP, FlowKey, build_frame
 
@@ -121,3 +122,38 @@ def test_added_member_gets_a_return_path_and_then_weight() -> None:
         clock.advance(1.0)
     pool = service.core.view().pools[0]
     assert pool.active_weight("10.0.4.2:8080") > pool.active_weight("10.0.2.2:8080")
+
+
+class LateSwitch(ModelSwitchClient):
+    """A switch that answers nothing until `up_at` on the reactor's clock."""
+
+    up_at = 0.0
+
+    async def table_get_default(self, table: str) -> DefaultEntry:
+        if self._reactor.seconds() < self.up_at:
+            raise SwitchError(f"{table}: connection refused", ErrorKind.UNAVAILABLE)
+        return await super().table_get_default(table)
+
+
+def start_late(up_at: float, timeout: float) -> tuple[defer.Deferred[None], task.Clock]:
+    clock = task.Clock()
+    client = LateSwitch(p4model.Switch(clock=clock.seconds), clock)
+    client.up_at = up_at
+    service = ControllerService(clock, config(), client, switch_timeout=timeout)
+    started = defer.ensureDeferred(service.start())
+    for _ in range(200):
+        clock.advance(0.25)
+    return started, clock
+
+
+def test_a_switch_that_comes_up_late_is_waited_for_with_backoff() -> None:
+    started, _ = start_late(up_at=6.0, timeout=60.0)
+    assert started.called and started.result is None
+
+
+def test_a_switch_that_stays_away_past_the_timeout_fails_start_up_clearly() -> None:
+    started, _ = start_late(up_at=1e9, timeout=5.0)
+    failures: list[Failure] = []
+    started.addErrback(failures.append)
+    assert len(failures) == 1 and failures[0].check(ControllerError)
+    assert "is it up and reachable" in failures[0].getErrorMessage()
