@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ import zmq.auth
 from agent.parsing import SamplerError
 from agent.pusher import CurveClientKeys, ReportPusher
 from agent.report import ReportBuilder
-from agent.samplers import established_connections, make_scope, passive_opens
+from agent.samplers import established_connections, make_scope, passive_opens, probe_service
 from agent.wire import ProtocolError, encode_report, parse_dip
 
 log = logging.getLogger("p4lb.agent")
@@ -30,6 +31,12 @@ log = logging.getLogger("p4lb.agent")
 
 FLUSH_ON_EXIT = 1.0
 """Seconds queued reports may take to leave when the agent stops."""
+NEVER_REACHED_AFTER = 3
+"""Intervals after which an agent that never reached its controller warns."""
+NEVER_REACHED_REPEAT = 30.0
+"""Seconds between repeats of that warning."""
+PROBE_TIMEOUT_MAX = 1.0
+"""Longest wait for the service port to accept a probe connection."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         help="system | pid:N (process tree) | cgroup:PATH (usage ÷ quota)",
     )
     parser.add_argument("--state", choices=("up", "drain"), default="up")
+    parser.add_argument(
+        "--probe",
+        choices=("tcp", "none"),
+        default="tcp",
+        help="connect to the service's IP:PORT each interval and report down while it refuses "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--curve-server-key", type=Path, help="controller's public .key file")
     parser.add_argument("--curve-key", type=Path, help="this agent's .key_secret file")
     parser.add_argument(
@@ -91,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SamplerError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    builder = ReportBuilder(args.dip, scope, established_connections, passive_opens, args.state)
+    ip, port = parse_dip(args.dip)
+    timeout = min(args.interval / 2, PROBE_TIMEOUT_MAX)
+    probe = None if args.probe == "none" else functools.partial(probe_service, ip, port, timeout)
+    builder = ReportBuilder(
+        args.dip, scope, established_connections, passive_opens, args.state, probe=probe
+    )
     log.info(
         "reporting %s (cpu scope %s) to %s every %ss",
         args.dip,
@@ -103,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         run(builder, pusher, args.interval, args.count)
     finally:
         log.info(
-            "stopping: %d reports sent, %d superseded while unreachable, %d dropped",
-            pusher.sent,
+            "stopping: %d reports made, %d sent over a live connection, %d superseded while "
+            "unreachable (only the newest of those is kept), %d refused by ZeroMQ",
+            pusher.sent + pusher.dropped,
+            pusher.sent - pusher.superseded,
             pusher.superseded,
             pusher.dropped,
         )
@@ -156,8 +177,10 @@ def run(builder: ReportBuilder, pusher: ReportPusher, interval: float, count: in
     poller.register(pusher.monitor_socket, zmq.POLLIN)
     poller.register(wake_read, zmq.POLLIN)
     try:
-        builder.prime(time.monotonic())
-        next_tick = time.monotonic() + interval
+        started = time.monotonic()
+        builder.prime(started)
+        next_tick = started + interval
+        next_warning = started + NEVER_REACHED_AFTER * interval
         sent = 0
         while not stopping:
             timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
@@ -170,6 +193,15 @@ def run(builder: ReportBuilder, pusher: ReportPusher, interval: float, count: in
             next_tick = max(next_tick + interval, now)
             pusher.send(encode_report(builder.build(now, time.time())))
             sent += 1
+            if pusher.reachable is None and now >= next_warning:
+                # Connecting never finished (wrong address, firewall, CURVE keys): say so, and
+                # keep saying so, rather than sending into the void in silence.
+                log.warning(
+                    "controller %s not reached in %.0f s (reports are superseded meanwhile)",
+                    pusher.endpoint,
+                    now - started,
+                )
+                next_warning = now + NEVER_REACHED_REPEAT
             if count and sent >= count:
                 break
     finally:

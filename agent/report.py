@@ -21,7 +21,8 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 
 class ReportBuilder:
-    """Samples a CPU scope, the service port's connections and accepted-connection counter."""
+    """Samples a CPU scope, the service port's connections and accepted-connection counter, and
+    (with `probe`) whether the service still accepts connections."""
 
     def __init__(
         self,
@@ -30,6 +31,8 @@ class ReportBuilder:
         count_connections: Callable[[int], int],
         accepted_total: Callable[[], int] | None,
         state: ReportState = "up",
+        *,
+        probe: Callable[[], bool] | None = None,
     ) -> None:
         self.dip = dip
         self.port = parse_dip(dip)[1]
@@ -37,6 +40,10 @@ class ReportBuilder:
         self._scope = scope
         self._count_connections = count_connections
         self._accepted_total = accepted_total
+        self._probe = probe
+        self._refusing = False
+        self._probes_accepted = 0
+        """Probe connections the service accepted: its accept counter includes them."""
         self._seq = 0
         self._previous_cpu: CpuSample | None = None
         self._previous_accepts: tuple[float, int] | None = None
@@ -51,6 +58,8 @@ class ReportBuilder:
         """The next report: `now` is the monotonic time of the sample, `wall` its epoch time."""
         cpu = self._cpu()
         state: ReportState = self.state if cpu is not None else "down"
+        if self._probe is not None and not self._serving():
+            state = "down"  # a crashed server whose agent lives must stop getting connections
         conns = self._guard("connections", lambda: self._count_connections(self.port))
         report = LoadReport(
             dip=self.dip,
@@ -59,11 +68,21 @@ class ReportBuilder:
             cpu=0.0 if cpu is None else round(cpu, 4),
             conns=conns or 0,
             conn_rate=_rounded(self._accepts(now), 3),
-            memory=_rounded(self._guard("memory", self._scope.memory), 4),
             state=state,
         )
         self._seq += 1
         return report
+
+    def _serving(self) -> bool:
+        assert self._probe is not None
+        serving = self._probe()
+        self._probes_accepted += serving
+        if serving == self._refusing:  # log the changes only
+            (log.info if serving else log.warning)(
+                "service %s %s", self.dip, "accepts connections again" if serving else "refuses"
+            )
+        self._refusing = not serving
+        return serving
 
     def _cpu(self) -> float | None:
         current = self._guard("cpu", self._scope.sample)
@@ -79,6 +98,7 @@ class ReportBuilder:
         if total is None:
             self._previous_accepts = None
             return None
+        total -= self._probes_accepted  # the probes are not clients: keep them out of the rate
         previous, self._previous_accepts = self._previous_accepts, (now, total)
         return rate(previous, (now, total))
 

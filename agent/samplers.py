@@ -1,4 +1,4 @@
-"""The agent's I/O side of sampling: CPU scopes, connection counts and memory via psutil and /proc.
+"""The agent's I/O side of sampling: CPU scopes and connections (psutil, /proc), service probe.
 
 The arithmetic lives in `agent.parsing`; these classes only read counters. Each CPU scope's
 `sample()` returns a cumulative `CpuSample`; `agent.parsing.utilisation` turns two into 0-1.
@@ -7,6 +7,7 @@ The arithmetic lives in `agent.parsing`; these classes only read counters. Each 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -41,10 +42,6 @@ class CpuScope(Protocol):
         """Cumulative CPU use of the scope now; raises SamplerError."""
         ...
 
-    def memory(self) -> float | None:
-        """Memory utilisation 0-1 of the scope, or None if unknown."""
-        ...
-
 
 class SystemScope:
     """All CPUs of the machine (in Mininet every host sees the same machine-wide counters)."""
@@ -54,10 +51,6 @@ class SystemScope:
     def sample(self) -> CpuSample:
         """Busy and total CPU-seconds of all CPUs."""
         return system_sample(psutil.cpu_times()._asdict())
-
-    def memory(self) -> float | None:
-        """Used fraction of the machine's memory."""
-        return min(1.0, max(0.0, float(psutil.virtual_memory().percent) / 100.0))
 
 
 class ProcessTreeScope:
@@ -93,16 +86,6 @@ class ProcessTreeScope:
                 continue  # exited between listing and reading; its parent reaps it into children_*
             busy += t.user + t.system + t.children_user + t.children_system
         return CpuSample(busy=busy, clock=now, cpus=float(cpus))
-
-    def memory(self) -> float | None:
-        """Resident memory of the tree as a fraction of the machine's memory."""
-        rss = 0
-        for process in self._tree():
-            try:
-                rss += process.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return min(1.0, rss / float(psutil.virtual_memory().total))
 
 
 def _read(path: Path) -> str:
@@ -191,10 +174,6 @@ class CgroupScope:
         usage = parse_cpu_stat_usage(text) if self.version == 2 else parse_cpuacct_usage(text)
         return CpuSample(busy=usage, clock=now, cpus=self.quota())
 
-    def memory(self) -> float | None:
-        """Not measured for cgroups (None)."""
-        return None
-
 
 def make_scope(spec: str) -> CpuScope:
     """Build a scope from "system", "pid:N" or "cgroup:PATH"; raises SamplerError."""
@@ -224,3 +203,12 @@ def established_connections(port: int) -> int:
 def passive_opens() -> int:
     """Connections accepted so far in this network namespace (Tcp PassiveOpens, all ports)."""
     return parse_passive_opens(_read(Path("/proc/net/snmp")))
+
+
+def probe_service(ip: str, port: int, timeout: float) -> bool:
+    """Whether the service accepts a TCP connection at ip:port within `timeout` seconds."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -4,10 +4,11 @@ Wire form (schema version 1), keys in this order, unknown keys ignored so option
 added without a version bump::
 
     {"v": 1, "dip": "10.1.3.2:8080", "seq": 17, "ts": 1764216000.25, "cpu": 0.42,
-     "conns": 12, "conn_rate": 3.5, "memory": 0.31, "state": "up"}
+     "conns": 12, "conn_rate": 3.5, "state": "up"}
 
 `ts` is the agent's wall clock (seconds since the epoch) when the sample was taken; `seq` counts
-reports since the agent started (it restarts at 0). `conn_rate` and `memory` may be null.
+reports since the agent started (it restarts at 0). `conn_rate` may be null; keys
+the schema does not know (an older agent's `memory`) are ignored.
 """
 
 from __future__ import annotations
@@ -117,8 +118,6 @@ class LoadReport:
     """Established TCP connections on the service port."""
     conn_rate: float | None = None
     """New connections per second, or None if unknown."""
-    memory: float | None = None
-    """Memory utilisation 0-1, or None if unknown."""
     state: ReportState = "up"
     """What the server asks for: "up" (serve), "drain" (no new connections), "down"."""
 
@@ -136,8 +135,6 @@ class LoadReport:
         rate = self.conn_rate
         if rate is not None and (not _is_number(rate) or not 0.0 <= rate < math.inf):
             raise ProtocolError(f"conn_rate must be null or a finite number >= 0, got {rate!r}")
-        if self.memory is not None:
-            _check_fraction("memory", self.memory)
         if self.state not in REPORT_STATES:
             raise ProtocolError(f"state must be one of {REPORT_STATES}, got {self.state!r}")
 
@@ -153,7 +150,6 @@ def encode_report(report: LoadReport) -> bytes:
             "cpu": report.cpu,
             "conns": report.conns,
             "conn_rate": report.conn_rate,
-            "memory": report.memory,
             "state": report.state,
         },
         separators=(",", ":"),
@@ -203,7 +199,6 @@ def decode_report(data: bytes) -> LoadReport:
             cpu=obj["cpu"],
             conns=obj["conns"],
             conn_rate=obj.get("conn_rate"),
-            memory=obj.get("memory"),
             state=obj.get("state", "up"),
         )
     except ProtocolError:

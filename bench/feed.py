@@ -47,7 +47,7 @@ def _reports(dips: list[str], per_agent: int, first_seq: int) -> list[list[bytes
     """Pre-encoded reports, one list per round (one report of every agent per round)."""
     return [
         [
-            encode_report(LoadReport(dip, seq, 1e9 + seq, (seq % 100) / 100, seq % 50, 10.0, 0.5))
+            encode_report(LoadReport(dip, seq, 1e9 + seq, (seq % 100) / 100, seq % 50, 10.0))
             for dip in dips
         ]
         for seq in range(first_seq, first_seq + per_agent)

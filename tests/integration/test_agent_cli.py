@@ -70,10 +70,25 @@ def test_agent_reports_connections_and_exits_cleanly_on_sigterm(pull: zmq.Socket
 
 def test_agent_count_option_stops_after_n_reports(pull: zmq.Socket[Any]) -> None:
     endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
-    args = ["--controller", endpoint, "--dip", "127.0.0.1:9", "--interval", "0.02", "--count", "2"]
-    assert main([*args, "--cpu-scope", "system", "--state", "drain"]) == 0
+    with socket.create_server(("127.0.0.1", 0)) as service:  # the probe finds it serving
+        dip = f"127.0.0.1:{service.getsockname()[1]}"
+        args = ["--controller", endpoint, "--dip", dip, "--interval", "0.02", "--count", "2"]
+        assert main([*args, "--cpu-scope", "system", "--state", "drain"]) == 0
     reports = [_receive(pull, 2000) for _ in range(2)]
     assert [r.state for r in reports] == ["drain", "drain"]
+
+
+@pytest.mark.parametrize(("probe", "state"), [("tcp", "down"), ("none", "up")])
+def test_a_service_port_that_refuses_is_reported_down_unless_probing_is_off(
+    pull: zmq.Socket[Any], probe: str, state: str
+) -> None:
+    endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]  # free once closed: nothing listens there
+    args = ["--controller", endpoint, "--dip", f"127.0.0.1:{port}", "--interval", "0.02"]
+    assert main([*args, "--count", "2", "--cpu-scope", "system", "--probe", probe]) == 0
+    reports = [_receive(pull, 2000) for _ in range(2)]
+    assert [r.state for r in reports] == [state, state]
 
 
 def test_make_keys_writes_a_loadable_key_pair(

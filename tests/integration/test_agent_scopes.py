@@ -101,11 +101,6 @@ def test_system_scope_reads_the_whole_machine(processes: list[subprocess.Popen[b
     assert _measure(SystemScope(), all_busy) > 0.6  # every CPU busy: near 1.0
 
 
-def test_system_scope_memory_is_a_fraction() -> None:
-    memory = SystemScope().memory()
-    assert memory is not None and 0.0 < memory < 1.0
-
-
 @pytest.mark.parametrize("spec", ["bogus", "pid:x", "cgroup:", "cgroup:/no-such-group-p4lb"])
 def test_bad_scope_specs_are_rejected(spec: str) -> None:
     with pytest.raises(SamplerError):

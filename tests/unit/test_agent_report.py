@@ -24,9 +24,6 @@ class FakeScope:
             raise item
         return item
 
-    def memory(self) -> float | None:
-        return 0.25
-
 
 def test_reports_carry_increasing_seq_cpu_conns_and_rate() -> None:
     scope = FakeScope([CpuSample(0, 0, 2), CpuSample(1, 1, 2), CpuSample(3, 2, 2)])
@@ -36,7 +33,7 @@ def test_reports_carry_increasing_seq_cpu_conns_and_rate() -> None:
     first, second = builder.build(1.0, 1000.0), builder.build(2.0, 1001.0)
     assert (first.seq, first.cpu, first.conns, first.conn_rate) == (0, 0.5, 8, 10.0)
     assert (second.seq, second.cpu, second.conn_rate, second.ts) == (1, 1.0, 20.0, 1001.0)
-    assert first.memory == 0.25 and first.state == "up"
+    assert first.state == "up"
 
 
 def test_a_failing_cpu_scope_reports_down_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -62,3 +59,29 @@ def test_failing_connection_count_reports_zero() -> None:
     builder = ReportBuilder("10.0.0.1:80", FakeScope([CpuSample(0, 0, 1)] * 2), broken, None)
     builder.prime(0.0)
     assert builder.build(1.0, 0.0).conns == 0
+
+
+def test_a_service_that_refuses_connections_is_reported_down_until_it_accepts_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    scope = FakeScope([CpuSample(i, i, 1) for i in range(5)])
+    serving = iter([True, False, False, True])
+    builder = ReportBuilder(
+        "10.0.0.1:80", scope, lambda port: 0, None, state="drain", probe=lambda: next(serving)
+    )
+    builder.prime(0.0)
+    states = [builder.build(float(t), 1000.0 + t).state for t in range(1, 5)]
+    assert states == ["drain", "down", "down", "drain"]
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]  # each change once
+
+
+def test_probe_connections_are_kept_out_of_the_connection_rate() -> None:
+    scope = FakeScope([CpuSample(i, i, 1) for i in range(4)])
+    accepted = iter([100, 111, 122])  # ten clients a second plus the probe's own connection
+    builder = ReportBuilder(
+        "10.0.0.1:80", scope, lambda port: 0, lambda: next(accepted), probe=lambda: True
+    )
+    builder.prime(0.0)
+    rates = [builder.build(float(t), 1000.0 + t).conn_rate for t in (1, 2)]
+    assert rates == [10.0, 10.0]

@@ -31,7 +31,6 @@ VALID: dict[str, Any] = {
     "cpu": 0.42,
     "conns": 12,
     "conn_rate": 3.5,
-    "memory": 0.31,
     "state": "up",
 }
 
@@ -46,7 +45,6 @@ reports = st.builds(
     cpu=fractions,
     conns=st.integers(0, 10**9),
     conn_rate=st.none() | st.floats(min_value=0.0, max_value=1e9),
-    memory=st.none() | fractions,
     state=st.sampled_from(["up", "drain", "down"]),
 )
 
@@ -68,13 +66,14 @@ def test_encode_then_decode_returns_the_same_report(report: LoadReport) -> None:
 
 def test_valid_report_decodes_with_all_fields() -> None:
     report = decode_report(_encode())
-    assert report == LoadReport("10.1.3.2:8080", 7, 1764216000.25, 0.42, 12, 3.5, 0.31, "up")
+    assert report == LoadReport("10.1.3.2:8080", 7, 1764216000.25, 0.42, 12, 3.5, "up")
 
 
 def test_optional_fields_default_and_unknown_keys_are_ignored() -> None:
-    data = _encode(conn_rate=_MISSING, memory=_MISSING, state=_MISSING, extra={"x": 1})
+    # An older agent's "memory" is one such key.
+    data = _encode(conn_rate=_MISSING, state=_MISSING, extra={"x": 1}, memory=0.31)
     report = decode_report(data)
-    assert (report.conn_rate, report.memory, report.state) == (None, None, "up")
+    assert (report.conn_rate, report.state) == (None, "up")
 
 
 def test_integral_numbers_are_accepted_for_float_fields() -> None:
@@ -125,7 +124,6 @@ def test_integral_numbers_are_accepted_for_float_fields() -> None:
         ("float conns", _encode(conns=2.5), "bad_field"),
         ("negative conn_rate", _encode(conn_rate=-1), "bad_field"),
         ("conn_rate as bool", _encode(conn_rate=False), "bad_field"),
-        ("memory above 1", _encode(memory=2), "bad_field"),
         ("unknown state", _encode(state="sleeping"), "bad_field"),
         ("state as list", _encode(state=["up"]), "bad_field"),
     ],
