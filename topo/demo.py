@@ -101,6 +101,7 @@ def write_outputs(out: Path, plan: DemoPlan, data: RunData, mode: str) -> dict[s
         series_from_events(plotted),
         out / "loads.png",
         title=f"p4lb demo ({mode}): equal, then {plan.policy}",
+        labels={dip: f"{dip} ({cap:.0%} of a core)" for dip, cap in capacities.items()},
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

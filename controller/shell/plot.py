@@ -75,8 +75,43 @@ def series_from_events(events: Iterable[Mapping[str, Any]]) -> PlotData:
     return PlotData(data.utilisation, data.weight_share, data.conn_share, tuple(phases))
 
 
-def render(data: PlotData, out: str | Path, title: str | None = None) -> None:
-    """Draw the three panels to a PNG file."""
+SMOOTHING_WINDOW = 5.0
+"""Seconds of utilisation averaged into the drawn line (the raw samples are drawn faintly)."""
+
+
+def smoothed(times: list[float], values: list[float], window: float) -> list[float]:
+    """The mean of each sample and those of the `window` seconds before it."""
+    out: list[float] = []
+    first = 0
+    total = 0.0
+    for k, (t, v) in enumerate(zip(times, values, strict=True)):
+        total += v
+        while times[first] < t - window:
+            total -= values[first]
+            first += 1
+        out.append(total / (k - first + 1))
+    return out
+
+
+def phase_spans(
+    phases: tuple[tuple[float, str], ...], end: float
+) -> list[tuple[float, float, str]]:
+    """(start, end, name) of each phase: it lasts until the next one, the last until `end`."""
+    spans = []
+    for n, (t, name) in enumerate(phases):
+        stop = phases[n + 1][0] if n + 1 < len(phases) else end
+        spans.append((t, max(t, stop), name))
+    return spans
+
+
+def render(
+    data: PlotData,
+    out: str | Path,
+    title: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> None:
+    """Draw the three panels to a PNG file; `labels` names DIPs in the legend (e.g. with their
+    capacity)."""
     import matplotlib  # noqa: PLC0415 - heavy; only the plot command needs it
 
     matplotlib.use("Agg")
@@ -87,34 +122,49 @@ def render(data: PlotData, out: str | Path, title: str | None = None) -> None:
         (data.weight_share, "weight share"),
         (data.conn_share, "new-connection share"),
     )
-    figure, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(10, 8))
+    every = [t for series, _ in panels for times, _ in series.values() for t in times]
+    end = max(every, default=0.0)
+    figure, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(11, 8))
     colours: dict[str, Any] = {}
     palette = plt.get_cmap("tab10")
+    shades = ("#e8eef7", "#f5ede0")
     for axis, (series, label) in zip(axes, panels, strict=True):
+        for n, (start, stop, name) in enumerate(phase_spans(data.phases, end)):
+            axis.axvspan(start, stop, color=shades[n % len(shades)], zorder=0)
+            if axis is axes[0]:
+                axis.text(
+                    (start + stop) / 2,
+                    1.02,
+                    name,
+                    transform=axis.get_xaxis_transform(),
+                    ha="center",
+                    va="bottom",
+                    fontsize=9,
+                )
         for dip in sorted(series):
             colour = colours.setdefault(dip, palette(len(colours) % 10))
             times, values = series[dip]
-            axis.step(times, values, where="post", label=dip, color=colour)
-        for t, name in data.phases:
-            axis.axvline(t, color="grey", linestyle="--", linewidth=0.8)
-            if axis is axes[0]:
-                axis.annotate(
-                    name,
-                    (t, 1.0),
-                    xycoords=("data", "axes fraction"),
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                    fontsize=8,
+            name = (labels or {}).get(dip, dip)
+            if series is data.utilisation:
+                axis.step(times, values, where="post", color=colour, alpha=0.2, linewidth=0.8)
+                axis.plot(
+                    times, smoothed(times, values, SMOOTHING_WINDOW), color=colour, label=name
                 )
+                continue
+            if series is data.weight_share and times and times[-1] < end:
+                times, values = [*times, end], [*values, values[-1]]  # it holds until the end
+            axis.step(times, values, where="post", label=name, color=colour)
         axis.set_ylabel(label)
         axis.grid(True, alpha=0.3)
-        if series:
-            axis.legend(loc="upper right", fontsize=8)
+    handles, names = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, names = axes[1].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, names, loc="center right", fontsize=9, frameon=False)
     axes[-1].set_xlabel("time (s)")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0.0, 0.0, 0.8, 1.0))
     figure.savefig(str(out), dpi=100)
     plt.close(figure)
 

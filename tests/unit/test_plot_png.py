@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.shell.plot import main, series_from_events
+from controller.shell.plot import main, phase_spans, series_from_events, smoothed
 from controller.shell.record import Recorder
 
 
@@ -92,3 +92,13 @@ def test_a_record_without_series_is_an_error(
     assert main([str(record), "-o", str(tmp_path / "x.png")]) == 1
     assert "no load, weights or share events" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x.png")]) == 2
+
+
+def test_smoothing_averages_the_window_before_each_sample() -> None:
+    times = [0.0, 1.0, 2.0, 10.0]
+    assert smoothed(times, [0.0, 1.0, 0.5, 1.0], window=5.0) == [0.0, 0.5, 0.5, 1.0]
+
+
+def test_each_phase_lasts_until_the_next_and_the_last_until_the_end() -> None:
+    spans = phase_spans(((0.0, "equal"), (50.0, "ratio")), end=150.0)
+    assert spans == [(0.0, 50.0, "equal"), (50.0, 150.0, "ratio")]
