@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "BMv2 support needs p4-utils and BMv2's Python modules (bm_runtime, sswitch_runtime) "
-    "plus thrift: `pip install 'p4lb[bmv2]'`, then p4-utils from a checkout of "
+    "plus thrift: `.venv/bin/pip install -e '.[bmv2]'`, then p4-utils from a checkout of "
     "https://github.com/nsg-ethz/p4-utils with `pip install --no-deps .`"
 )
 LEARNING_TIMEOUT_MS = 10
