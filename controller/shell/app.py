@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from twisted.internet import defer, task
@@ -28,6 +28,7 @@ from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome, Owner, Swi
 from controller.core.records import FaultThrottle
 from controller.core.view import CoreView
 from controller.routing import Route
+from controller.shell.exports import declare, member_samples
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
@@ -84,12 +85,13 @@ class ControllerService:
         self.book = LoadBook(dips, config.controller.report_interval)
         self._ticker: task.LoopingCall | None = None
         self._booted: defer.Deferred[None] | None = None
-        self._exported: dict[str, float] = {}
+        self._exported: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._next_load_record = -math.inf
         self._next_export = -math.inf
         self.unexpected_errors = 0
         self._halted = False
         self._report_faults = FaultThrottle()
+        declare(self.metrics, self.counters())
 
     # -- life cycle
 
@@ -405,17 +407,26 @@ class ControllerService:
 
     def _export_metrics(self) -> None:
         view = self.core.view()
-        for name, value in self.counters(view).items():
-            delta = value - self._exported.get(name, 0.0)
-            if delta > 0:
-                self.metrics.inc(name, delta)
-                self._exported[name] = value
+        samples = member_samples(view, self.book.snapshot(self.clock()))
+        counters: list[tuple[str, float, Mapping[str, str]]] = [
+            (name, value, {}) for name, value in self.counters(view).items()
+        ]
+        counters += [(x.name, x.value, x.labels) for x in samples if x.name.endswith("_total")]
+        for name, value, labels in counters:
+            key = (name, tuple(sorted(labels.items())))
+            delta = value - self._exported.get(key, 0.0)
+            # A counter is there from the start (at 0) and never goes down, even when its
+            # source forgets (a removed member's count).
+            if delta > 0 or key not in self._exported:
+                self.metrics.inc(name, max(delta, 0.0), **labels)
+                self._exported[key] = max(value, self._exported.get(key, 0.0))
+        for sample in samples:
+            if not sample.name.endswith("_total"):
+                self.metrics.set(sample.name, sample.value, **sample.labels)
         self.metrics.set("conn_entries", float(view.conn_entries))
         self.metrics.set("conn_table_full", float(view.conn_table_full))
         self.metrics.set("affinity_entries", float(view.affinity_entries))
         self.metrics.set("rollout_held", float(view.backpressure is not None))
+        self.metrics.set("rollout_version", float(view.rollouts.rollouts))
         if view.active_slot is not None:
-            self.metrics.set("active_version", float(view.active_slot))
-        for pool in view.pools:
-            for member in pool.members:
-                self.metrics.set("weight", float(member.weight), pool=pool.name, dip=member.dip)
+            self.metrics.set("active_slot", float(view.active_slot))

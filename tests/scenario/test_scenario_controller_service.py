@@ -75,7 +75,7 @@ def test_service_runs_rollouts_learns_and_writes_records_metrics_and_journal(
     kinds = {event["kind"] for event in read_events(tmp_path / "run.jsonl")}
     assert {"rollout", "weights", "learn", "load", "share"} <= kinds
     assert metrics.value("learn_installed_total") == 1
-    assert metrics.value("active_version") == 3
+    assert metrics.value("active_slot") == 3
     journal = json.loads((tmp_path / "state.json").read_text())
     assert journal["active"] == 3 and journal["pending"] is None
 

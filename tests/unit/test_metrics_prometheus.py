@@ -6,10 +6,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
+from twisted.internet import defer, task
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
 
+from controller.config import Config, ControllerSettings, DipConfig, VipConfig
+from controller.shell.app import ControllerService
+from controller.shell.exports import help_text
 from controller.shell.metrics import (
     MAX_BODY,
     BoundedHTTPFactory,
@@ -20,6 +24,8 @@ from controller.shell.metrics import (
     metrics_site,
     parse_listen,
 )
+from controller.switch.model_client import ModelSwitchClient
+from p4model import Switch
 
 
 def test_rendering_follows_the_text_format() -> None:
@@ -187,3 +193,19 @@ def test_connections_beyond_the_cap_are_refused() -> None:
         factory.buildProtocol(None).makeConnection(StringTransport())
     assert factory.buildProtocol(None) is None
     assert factory.refused == 1
+
+
+def test_every_counter_explains_itself_and_per_dip_series_carry_vip_and_dip() -> None:
+    clock = task.Clock()
+    dips = (DipConfig("10.0.2.2", 8080, 1), DipConfig("10.0.3.2", 8080, 1))
+    config = Config(ControllerSettings(), (VipConfig("web", "10.0.0.100", 80, "tcp", dips),))
+    client = ModelSwitchClient(Switch(clock=clock.seconds), clock)
+    service = ControllerService(clock, config, client)
+    started = defer.ensureDeferred(service.start())
+    clock.advance(1.5)
+    assert started.called
+    assert [n for n in service.counters() if help_text(n) == n.replace("_", " ")] == []
+    text = service.metrics.render()
+    assert 'p4lb_dip_weight{dip="10.0.3.2:8080",vip="web"}' in text
+    assert 'p4lb_vip_new_connections_total{vip="web"} 0' in text  # there from the start
+    assert "p4lb_rollouts_aborted_total 0" in text
