@@ -61,6 +61,12 @@ class ControllerSettings:
     """An agent connection silent this long (ZeroMQ heartbeats included) is dropped."""
     metrics_listen: str = "127.0.0.1:9100"
     """HOST:PORT of the Prometheus endpoint; empty disables it."""
+    admin_listen: str = "127.0.0.1:9180"
+    """Where the admin API listens: HOST:PORT, or the absolute path of a Unix socket (created
+    0600: local users who can open it need no token); empty disables it."""
+    admin_token_file: str = ""
+    """File holding the bearer token for the admin API's changes (`p4lb-ctl --make-token FILE`
+    writes one); empty or missing: changes over TCP are refused."""
     min_weight_change: float = 0.02
     """Dead-band: roll out only if some weight moves by more than this fraction of the total."""
     drain_timeout: float = 300.0
@@ -162,7 +168,7 @@ def parse_config(
     return config
 
 
-def policy_params_problem(policy_name: str, params: Mapping[str, float]) -> str | None:
+def policy_params_problem(policy_name: str, params: Mapping[str, object]) -> str | None:
     """Why `params` are invalid for the named policy (None if valid or the policy is unknown)."""
     import policy  # noqa: PLC0415 - the parameter dataclasses validate their own values
     from policy.params import build_params  # noqa: PLC0415
@@ -175,6 +181,16 @@ def policy_params_problem(policy_name: str, params: Mapping[str, float]) -> str 
     except policy.PolicyError as exc:
         return str(exc)
     return None
+
+
+def policy_problem(policy_name: str, params: Mapping[str, object]) -> str | None:
+    """Why policy `policy_name` cannot run with `params` (None if it can): an unknown name, or
+    parameters refused as `[policy_params]` would be."""
+    import policy  # noqa: PLC0415
+
+    if policy_name not in policy.POLICIES:
+        return f"unknown policy {policy_name!r}; choose from {', '.join(sorted(policy.POLICIES))}"
+    return policy_params_problem(policy_name, params)
 
 
 def _catalog() -> dict[str, Mapping[str, float]]:
@@ -256,8 +272,14 @@ class _Checker(Problems):
                 ok = self.choice(where, value, self.catalog)
             elif key == "load_listen":
                 ok = self.zmq_endpoint(where, value)
-            else:  # metrics_listen
+            elif key == "metrics_listen":
                 ok = self.host_port(where, value, allow_empty=True)
+            elif key == "admin_listen":
+                ok = self.admin_address(where, value)
+            elif key == "admin_token_file":
+                ok = self.check(where, isinstance(value, str), f"{value!r} is not a path")
+            else:
+                ok = self.check(where, False, "no check for this key (a bug)")
             if ok:
                 values[key] = float(value) if key in _FLOAT_FIELDS else value
         return ControllerSettings(**values)

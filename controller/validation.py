@@ -99,6 +99,16 @@ class Problems:
             return self.check(where, False, f"{value!r} is not HOST:PORT")
         return True
 
+    def admin_address(self, where: str, value: Any) -> bool:
+        """HOST:PORT, an absolute Unix socket path, or empty (disabled)."""
+        if value == "" or (isinstance(value, str) and value.startswith("/")):
+            return True
+        try:
+            parse_host_port(value, low_port=0)
+        except ValueError:
+            return self.check(where, False, f"{value!r} is not HOST:PORT or /PATH of a socket")
+        return True
+
 
 def zmq_endpoint_ok(endpoint: str) -> bool:
     """Whether `endpoint` has the form of a ZeroMQ endpoint a socket can bind."""

@@ -1,8 +1,9 @@
 """The demo on a real network: Mininet hosts, ``p4lb-switch``, real agents and controller.
 
 Servers run in CPU-quota cgroups (their capacities), agents report those cgroups' load over a
-Unix socket, the controller starts with the ``equal`` policy and is restarted with the chosen
-policy part-way (a warm restart: the switch keeps its state); two clients offer a steady load
+Unix socket, the controller starts with the ``equal`` policy and is switched to the chosen policy
+part-way through its admin API (``PUT /v1/policy`` on a private Unix socket, as ``p4lb-ctl
+policy`` does: no restart, no slot reset); two clients offer a steady load
 through the VIP the whole time. Utilisation for the summary is measured from the cgroups' own
 CPU counters (ground truth, independent of the agents).
 """
@@ -10,6 +11,8 @@ CPU counters (ground truth, independent of the agents).
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,58 +68,77 @@ class _Sampler:
         return out
 
 
+def switch_policy(admin: Path, plan: DemoPlan) -> None:
+    """`PUT /v1/policy` on the controller's private admin socket (NetworkError if refused)."""
+    from controller.shell.ctl import AdminClient, CtlError  # noqa: PLC0415
+
+    body = {"name": plan.policy, "params": dict(plan.policy_params)}
+    try:
+        AdminClient(f"unix:{admin}").call("PUT", "/v1/policy", body)
+    except CtlError as exc:
+        raise NetworkError(f"cannot switch the controller's policy: {exc}") from None
+
+
 def run_real(plan: DemoPlan, workdir: Path, say: Callable[[str], None]) -> RunData:
     """Run the demo on Mininet; returns what it observed (clean-up is complete on return)."""
+    # A short path (AF_UNIX paths are limited to ~100 bytes), private to this run.
+    admin = Path(tempfile.gettempdir()) / f"p4lb-demo-admin-{os.getpid()}.sock"
     options = LabOptions(
         capacities=plan.capacities,
         work_ms=plan.work_ms,
-        knobs=dataclasses.replace(ControllerKnobs(), policy="equal"),
+        knobs=dataclasses.replace(ControllerKnobs(), policy="equal", admin_listen=str(admin)),
     )
     samples: list[UtilSample] = []
     phases: list[Phase] = []
     say("starting the network, servers, agents and the controller (policy 'equal')")
-    with Lab(workdir, options) as lab:
-        sampler = _Sampler(lab)
-        rate = plan.rate / len(lab.plan.clients)
-        clients = [
-            lab.client(
-                client.name,
-                rate,
-                plan.duration,
-                name=client.name,
-                extra=[
-                    *("--requests", str(plan.requests), "--lifetime", str(plan.lifetime)),
-                    *("--timeout", "60", "--seed", str(i + 1)),
-                ],
-            )
-            for i, client in enumerate(lab.plan.clients)
-        ]
-        start = time.time()
-        switch_at, end = start + plan.equal_duration, start + plan.duration
-        phases.append(Phase("equal", "equal", start, switch_at))
-        say(f"offering {plan.rate:g} conn/s for {plan.duration:g}s; equal weights first")
-        next_report = start + plan.progress_every
-        while any(c.proc.poll() is None for c in clients):
-            time.sleep(1.0)
-            now = time.time()
-            samples += sampler.sample()
-            lab.check_controller()
-            if len(phases) == 1 and now >= switch_at:
-                lab.start_controller(plan.policy, plan.policy_params)
-                phases.append(Phase("policy", plan.policy, now, end))
-                say(f"[{now - start:5.0f}s] restarted the controller with policy {plan.policy!r}")
-            if now >= next_report:
-                next_report += plan.progress_every
-                records = read_records([c.log for c in clients], strict=False)
-                say(_progress(now - start, phases[-1].policy, records, samples))
-            if now > end + 120:
-                raise NetworkError("clients did not finish 120 s after the load ended")
-        events: list[dict[str, Any]] = []
-        for path, phase in zip(lab.records, phases, strict=False):
-            events.append({"t": phase.start, "kind": "phase", "name": phase.policy, "demo": True})
-            events += read_jsonl(path)
-        records = read_records([c.log for c in clients])
-        dips = tuple(lab.dips)
+    try:
+        with Lab(workdir, options) as lab:
+            sampler = _Sampler(lab)
+            rate = plan.rate / len(lab.plan.clients)
+            clients = [
+                lab.client(
+                    client.name,
+                    rate,
+                    plan.duration,
+                    name=client.name,
+                    extra=[
+                        *("--requests", str(plan.requests), "--lifetime", str(plan.lifetime)),
+                        *("--timeout", "60", "--seed", str(i + 1)),
+                    ],
+                )
+                for i, client in enumerate(lab.plan.clients)
+            ]
+            start = time.time()
+            switch_at, end = start + plan.equal_duration, start + plan.duration
+            phases.append(Phase("equal", "equal", start, switch_at))
+            say(f"offering {plan.rate:g} conn/s for {plan.duration:g}s; equal weights first")
+            next_report = start + plan.progress_every
+            while any(c.proc.poll() is None for c in clients):
+                time.sleep(1.0)
+                now = time.time()
+                samples += sampler.sample()
+                lab.check_controller()
+                if len(phases) == 1 and now >= switch_at:
+                    switch_policy(admin, plan)
+                    phases.append(Phase("policy", plan.policy, now, end))
+                    say(f"[{now - start:5.0f}s] policy {plan.policy!r} set live (PUT /v1/policy)")
+                if now >= next_report:
+                    next_report += plan.progress_every
+                    records = read_records([c.log for c in clients], strict=False)
+                    say(_progress(now - start, phases[-1].policy, records, samples))
+                if now > end + 120:
+                    raise NetworkError("clients did not finish 120 s after the load ended")
+            events: list[dict[str, Any]] = [
+                {"t": phase.start, "kind": "phase", "name": phase.policy, "demo": True}
+                for phase in phases
+            ]
+            for path in lab.records:
+                events += read_jsonl(path)
+            records = read_records([c.log for c in clients])
+            dips = tuple(lab.dips)
+    finally:
+        for leftover in (admin, admin.with_name(admin.name + ".lock")):
+            leftover.unlink(missing_ok=True)
     events.sort(key=lambda e: float(e.get("t", 0.0)))
     return RunData(
         dips=dips,

@@ -230,10 +230,12 @@ def run_simulated(plan: DemoPlan, workdir: Path, say: Callable[[str], None]) -> 
     while sim.clock.seconds() < end or sim.conns:
         now = sim.clock.seconds()
         if now >= switch_at and len(phases) == 1:
-            sim.start_controller(plan.policy)
+            # Live, as `PUT /v1/policy` does it: no restart, no slot reset.
+            assert sim.service is not None
+            sim.service.set_policy(plan.policy, dict(plan.policy_params))
             phases.append(Phase("policy", plan.policy, now, end))
             events.append({"t": now, "kind": "phase", "name": plan.policy, "demo": True})
-            say(f"[{now - start:5.0f}s] switched the controller to policy {plan.policy!r}")
+            say(f"[{now - start:5.0f}s] policy {plan.policy!r} set live")
         if now < end:
             owed += plan.rate * STEP
             while owed >= 1.0:

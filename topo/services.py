@@ -45,6 +45,8 @@ class ControllerKnobs:
     restart_hold: float = 3.0
     min_weight_change: float = 0.02
     metrics_listen: str = ""
+    admin_listen: str = ""
+    """The admin API's address or Unix socket (empty: none, so labs never collide on a port)."""
     policy_params: tuple[tuple[str, float], ...] = ()
     """``[policy_params]`` for ``policy`` (names from ``policy.policy_params``)."""
 

@@ -34,7 +34,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from controller.config import Config, DipConfig
+from controller.config import Config, DipConfig, policy_problem
 from controller.core.affinity import ClientAffinity
 from controller.core.autoscaling import PoolAutoscaling
 from controller.core.digests import VipKey, digest_problem
@@ -54,6 +54,7 @@ from controller.core.watch import SwitchWatch
 from controller.core.weighting import PoolWeighting
 from controller.routing import Route
 from p4src.contract import Digest, Settings
+from policy import PolicyError
 from policy.autoscale import MemberState
 
 __all__ = ["ControllerCore", "RecordEvent", "SwitchView"]
@@ -355,6 +356,7 @@ class ControllerCore:
         learning.by_dip = Counter(learning.by_dip)
         return CoreView(
             policy=self.weighting[0].policy_name if self.weighting else "",
+            policy_params=dict(self.weighting[0].params) if self.weighting else {},
             started=self.started,
             active_slot=None if ledger is None else ledger.active,
             backpressure=self.rollouts.backpressure,
@@ -398,14 +400,47 @@ class ControllerCore:
                 return pool.pool_id
         raise KeyError(dip)
 
-    def drain_member(self, now: float, dip: str, *, remove: bool) -> None:
+    def pool_named(self, vip: str) -> int:
+        """The pool of the VIP called `vip` in the configuration; KeyError if none."""
+        for pool in self.pools:
+            if pool.vip.name == vip:
+                return pool.pool_id
+        raise KeyError(vip)
+
+    def _member_pool(self, dip: str, pool: int | None) -> BackendPool:
+        # A DIP may serve a TCP and a UDP VIP alike: callers that know the VIP name its pool.
+        return self.pools[self.pool_of(dip) if pool is None else pool]
+
+    def drain_member(self, now: float, dip: str, *, remove: bool, pool: int | None = None) -> None:
         """Drain a member (weight 0 from the next rollout); with `remove` it leaves once drained."""
-        self.pools[self.pool_of(dip)].drain(now, dip, remove=remove)
+        self._member_pool(dip, pool).drain(now, dip, remove=remove)
         self._next_policy = now
 
-    def activate_member(self, now: float, dip: str) -> None:
+    def standby_member(self, now: float, dip: str, *, pool: int | None = None) -> None:
+        """Put a member on standby (draining first if it is active)."""
+        self._member_pool(dip, pool).standby(now, dip)
+        self._next_policy = now
+
+    def undrain_member(self, now: float, dip: str, *, pool: int | None = None) -> None:
+        """Return a draining or standby member to service."""
+        self._member_pool(dip, pool).undrain(now, dip)
+        self._next_policy = now
+
+    def activate_member(self, now: float, dip: str, *, pool: int | None = None) -> None:
         """Let a member take new connections."""
-        self.pools[self.pool_of(dip)].activate(now, dip)
+        self._member_pool(dip, pool).activate(now, dip)
+        self._next_policy = now
+
+    def set_policy(self, now: float, name: str, params: Mapping[str, float]) -> None:
+        """Switch every pool to policy `name` in place, each seeded with its current weights (no
+        slot is reset; weights move at the next rollouts, rate-limited and dead-banded as ever).
+        PolicyError, with nothing changed, for an unknown name or bad parameters."""
+        problem = policy_problem(name, params)
+        if problem is not None:
+            raise PolicyError(problem)
+        for weighting in self.weighting:
+            weighting.switch_policy(name, params)
+        self._records.add(now, "phase", name=f"policy {name}")
         self._next_policy = now
 
     def add_member(self, now: float, pool: int, dip: DipConfig) -> list[Op]:

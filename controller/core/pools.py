@@ -109,6 +109,28 @@ class BackendPool:
         self._members[i] = updated
         return updated
 
+    def standby(self, now: float, dip: str) -> PoolMember:
+        """Take a member out of service but keep it: an active member drains first (and turns
+        standby once drained), a pending removal is cancelled, a down member turns standby."""
+        i = self.index(dip)
+        member = self._members[i]
+        if member.state is MemberState.ACTIVE:
+            updated = replace(member, state=MemberState.DRAINING, since=now)
+        elif member.state is MemberState.DOWN:
+            updated = replace(member, state=MemberState.STANDBY, since=now)
+        else:
+            updated = replace(member, remove_when_drained=False)
+        self._members[i] = updated
+        return updated
+
+    def undrain(self, now: float, dip: str) -> PoolMember:
+        """Return a draining or standby member to service (a down member needs `activate`:
+        an operator took it out on purpose)."""
+        member = self.member(dip)
+        if member.state is MemberState.DOWN:
+            raise PoolError(f"{dip!r} is down; activate it explicitly")
+        return self.activate(now, dip)
+
     def activate(self, now: float, dip: str) -> PoolMember:
         """Let a standby, draining or down member take new connections again."""
         i = self.index(dip)

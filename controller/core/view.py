@@ -4,7 +4,7 @@ into the core's state."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.core.affinity import AffinityCounters
 from controller.core.connections import LearningCounters
@@ -54,3 +54,5 @@ class CoreView:
     switch_losses: int
     """Times the switch was found to have lost its state (and was reprogrammed)."""
     pools: tuple[PoolView, ...]
+    policy_params: Mapping[str, float] = field(default_factory=dict)
+    """The policy's parameters as given (defaults apply to those left out)."""

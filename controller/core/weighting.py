@@ -56,6 +56,19 @@ class PoolWeighting:
         self.generation = self.pool.generation
         self.desired = tuple(weights)
 
+    def switch_policy(self, policy_name: str, params: Mapping[str, float]) -> None:
+        """Replace the policy, seeded with the weights asked for now: nothing moves until the
+        new policy's next round, and then only through the rollout's rate limit and dead-band.
+        PolicyError (nothing changed) for an unknown name or bad parameters."""
+        seed = self.current()
+        previous = (self.policy_name, self.params)
+        self.policy_name, self.params = policy_name, dict(params)
+        try:
+            self._rebuild(seed)
+        except policy.PolicyError:
+            self.policy_name, self.params = previous
+            raise
+
     def current(self) -> tuple[int, ...]:
         """The desired weights in the pool's current member order (0 for a member added since
         the last update; a removed member's weight left out), so a rollout between a membership

@@ -205,13 +205,27 @@ class ControllerService:
         self.book.add_dip(dip.name)
         self._guard(lambda: self._run(self.core.add_member(self.clock(), pool, dip)))
 
-    def drain_member(self, dip: str, *, remove: bool) -> None:
+    def drain_member(self, dip: str, *, remove: bool, pool: int | None = None) -> None:
         """Drain a DIP; with `remove` it leaves the pool once its connections are gone."""
-        self.core.drain_member(self.clock(), dip, remove=remove)
+        self.core.drain_member(self.clock(), dip, remove=remove, pool=pool)
 
-    def activate_member(self, dip: str) -> None:
+    def standby_member(self, dip: str, *, pool: int | None = None) -> None:
+        """Put a DIP on standby (an active one drains first)."""
+        self.core.standby_member(self.clock(), dip, pool=pool)
+
+    def undrain_member(self, dip: str, *, pool: int | None = None) -> None:
+        """Return a draining or standby DIP to service."""
+        self.core.undrain_member(self.clock(), dip, pool=pool)
+
+    def activate_member(self, dip: str, *, pool: int | None = None) -> None:
         """Let a standby, draining or down member take new connections again."""
-        self.core.activate_member(self.clock(), dip)
+        self.core.activate_member(self.clock(), dip, pool=pool)
+
+    def set_policy(self, name: str, params: Mapping[str, float]) -> None:
+        """Switch every pool's policy in place (PolicyError, nothing changed, if refused)."""
+        self.core.set_policy(self.clock(), name, params)
+        log.info("event=policy_changed policy=%s params=%s", name, dict(params))
+        self._flush_records()
 
     def tick(self) -> None:
         """One periodic step of the core (the LoopingCall calls this; it never raises, or the

@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet-period", type=float, metavar="S")
     parser.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint ('' disables)")
     parser.add_argument(
+        "--admin",
+        metavar="HOST:PORT|/PATH",
+        help="admin API address or Unix socket (overrides admin_listen; '' disables)",
+    )
+    parser.add_argument(
         "--load-listen", metavar="ENDPOINT", help="ZeroMQ endpoint for load reports"
     )
     parser.add_argument(
@@ -182,6 +187,9 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.metrics is not None:
         checks.host_port("--metrics", args.metrics, allow_empty=True)
         changes["metrics_listen"] = args.metrics
+    if args.admin is not None:
+        checks.admin_address("--admin", args.admin)
+        changes["admin_listen"] = args.admin
     if args.load_listen is not None:
         checks.zmq_endpoint("--load-listen", args.load_listen)
         changes["load_listen"] = args.load_listen
@@ -268,6 +276,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     async def start() -> None:
         # Listen first: a bad address must fail before anything is written to the switch.
         _listen(rx, feed, metrics, config.controller)
+        _listen_admin(rx, service, config.controller)
         await service.start()
 
     def failed(failure: Any) -> None:
@@ -311,6 +320,24 @@ def _descriptor_budget(wanted: int) -> int:
             "event=load_connections_capped wanted=%d allowed=%d nofile=%d", wanted, budget, soft
         )
     return budget
+
+
+def _listen_admin(rx: Any, service: Any, settings: ControllerSettings) -> None:
+    """Serve the admin API (if enabled), turning bind errors into one clear line."""
+    from twisted.internet.error import CannotListenError  # noqa: PLC0415
+
+    from controller.shell.admin import listen_admin  # noqa: PLC0415
+    from controller.shell.app import ControllerError  # noqa: PLC0415
+
+    where = settings.admin_listen
+    if not where:
+        return
+    token = Path(settings.admin_token_file) if settings.admin_token_file else None
+    try:
+        listen_admin(rx, service, where, token)
+    except (CannotListenError, ValueError) as exc:
+        raise ControllerError(f"cannot serve the admin API on {where!r}: {exc}") from exc
+    log.info("event=admin_listening address=%s token_file=%s", where, token or "-")
 
 
 def _listen(rx: Any, feed: Any, metrics: Any, settings: ControllerSettings) -> None:

@@ -151,6 +151,8 @@ class BoundedRequest(Request):
     """A request whose body is kept in memory up to MAX_BODY; beyond it: 413 and hang up."""
 
     too_large = False
+    refusal: bytes = _TOO_LARGE
+    """The whole response sent for an oversize body (subclasses give it a body)."""
 
     def gotLength(self, length: int | None) -> None:
         """Never spool to a temporary file (the default beyond 100 kB)."""
@@ -176,7 +178,7 @@ class BoundedRequest(Request):
     def _refuse(self) -> None:
         self.too_large = True
         transport: Any = self.channel.transport
-        transport.write(_TOO_LARGE)
+        transport.write(self.refusal)
         transport.loseConnection()
 
 
@@ -227,13 +229,23 @@ class BoundedHTTPFactory(WrappingFactory):
         return super().buildProtocol(addr)
 
 
+def bounded_site(
+    reactor: Any,
+    resource: Resource,
+    limits: HTTPLimits = HTTPLimits(),
+    request_factory: type[BoundedRequest] = BoundedRequest,
+) -> BoundedHTTPFactory:
+    """`resource` served behind every bound: body size, idle timeout, deadline, connection cap."""
+    site = Site(resource, timeout=limits.idle_timeout, reactor=reactor)
+    site.requestFactory = request_factory
+    return BoundedHTTPFactory(site, reactor, limits)
+
+
 def metrics_site(
     reactor: Any, metrics: Metrics, limits: HTTPLimits = HTTPLimits()
 ) -> BoundedHTTPFactory:
     """The bounded HTTP factory serving `metrics` on every path."""
-    site = Site(MetricsResource(metrics), timeout=limits.idle_timeout, reactor=reactor)
-    site.requestFactory = BoundedRequest
-    return BoundedHTTPFactory(site, reactor, limits)
+    return bounded_site(reactor, MetricsResource(metrics), limits)
 
 
 class TCPReactor(Protocol):
@@ -259,7 +271,7 @@ def parse_listen(address: str) -> tuple[str, int]:
             f"127.0.0.1{address}" if address.startswith(":") else address, low_port=0
         )
     except ValueError:
-        raise ValueError(f"metrics address {address!r} is not HOST:PORT") from None
+        raise ValueError(f"address {address!r} is not HOST:PORT") from None
     return host, port
 
 

@@ -59,6 +59,12 @@ def write(tmp_path: Path, content: str | bytes) -> str:
         ),
         pytest.param(
             VIP,
+            ["--admin", "admin.sock"],
+            "--admin: 'admin.sock' is not HOST:PORT or /PATH of a socket",
+            id="admin",
+        ),
+        pytest.param(
+            VIP,
             ["--load-listen", "tcp://"],
             "--load-listen: 'tcp://' is not a ZeroMQ endpoint",
             id="load-listen",
