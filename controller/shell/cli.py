@@ -22,6 +22,7 @@ from controller.config import (
     policy_params_problem,
 )
 from controller.validation import Problems, load_exposure_problem
+from policy import POLICIES
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
@@ -33,14 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p4lb-controller", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="controller TOML file")
     parser.add_argument("--check-config", type=Path, metavar="FILE", help="validate FILE and exit")
-    parser.add_argument("--policy", help="policy name (overrides [controller] policy)")
+    parser.add_argument(
+        "--policy",
+        help=f"one of {', '.join(sorted(POLICIES))} (overrides [controller] policy, default "
+        "ratio); with --check-config, the configuration is checked against it",
+    )
     parser.add_argument(
         "--switch",
         default="model",
-        help="model | thrift://HOST:PORT | tcp://HOST:PORT (p4lb-switch)",
+        help="model | thrift://HOST:PORT | tcp://HOST:PORT (p4lb-switch) (default: %(default)s)",
     )
     parser.add_argument("--topology", type=Path, help="p4-utils topology.json for ipv4_lpm routes")
-    parser.add_argument("--switch-name", default="s1", help="the switch's node in the topology")
+    parser.add_argument(
+        "--switch-name", default="s1", help="the switch's node in the topology (default: s1)"
+    )
     parser.add_argument(
         "--record", type=Path, metavar="FILE.jsonl", help="write the time series here"
     )
