@@ -4,8 +4,9 @@ PYTHON_SYS ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo 
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: Mininet and friends for the real-network tier and the demo (iperf3: the
-# affinity e2e test).
-SYSTEM_PACKAGES := mininet bridge-utils iproute2 ethtool iputils-ping psmisc iperf3 python3-venv python3-dev
+# affinity e2e test; prometheus: the scrape test, which starts its own server on loopback).
+SYSTEM_PACKAGES := mininet bridge-utils iproute2 ethtool iputils-ping psmisc iperf3 prometheus \
+	python3-venv python3-dev
 
 .PHONY: setup test lint typecheck unit demo docs-picture bench clean
 
