@@ -3,8 +3,11 @@
 `Rollouts` owns the ROLLOUT operations: it decides (rate limit, dead-band, the slot reuse rules,
 a full conn_table, room in dip_table) when the desired weights become a new version, builds the
 version (`controller.core.layout`), runs `CommitProtocol` by emitting one operation per step and
-reading each outcome back, and journals what dip_table holds right before each flip and after
-each commit or abort. Under table pressure it lets `DipRoom` (owner RECLAIM) free idle slots.
+reading each outcome back, and journals what dip_table holds: the intent before a rollout's
+first write, right before each flip, and after each commit or abort. A warm start adopts
+dip_table from a read-back, and a write that contradicts the shadow has the table read back
+too; a switch found empty is written afresh as on a cold start. Under table pressure it lets
+`DipRoom` (owner RECLAIM) free idle slots.
 """
 
 from __future__ import annotations
