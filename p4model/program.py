@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from p4model.hashes import HashAlgorithm, compute_hash, csum16
-from p4model.packet import IPV4_LEN, Packet
+from p4model.hashes import HashAlgorithm, compute_hash
+from p4model.packet import ETH_LEN, IPV4_LEN, L4_OFFSET, UDP_LEN, Packet
 from p4model.registers import Register
 from p4model.tables import ActionSpec, Entry, KeyField, MatchKind, Table
 from p4model.versions import SLOTS, version_select_entries
@@ -29,10 +29,7 @@ VERSION_SELECT_SIZE = SLOTS << SLOTS
 EXACT, LPM = MatchKind.EXACT, MatchKind.LPM
 # {src, dst, sport, dport, protocol}: byte-aligned widths, so BMv2's bit-packing is plain bytes.
 _TUPLE = struct.Struct("!IIHHB")
-_PSEUDO = struct.Struct("!IIBBH")
-_PORTS = struct.Struct("!HH")
-_UDP_FIELDS = struct.Struct("!HHH")
-_U16 = struct.Struct("!H")
+_IPV4_TTL = ETH_LEN + 8
 
 _REWRITE = (("ip", 32), ("port", 16))
 NO_ACTION = ActionSpec("NoAction")
@@ -307,22 +304,37 @@ def raise_digest(p: Packet, kind: int, version: int) -> None:
 
 
 def lb_compute_checksum(p: Packet) -> None:
-    """LbComputeChecksum: full IPv4 and TCP/UDP checksums when the balancer rewrote the packet."""
+    """LbComputeChecksum: full IPv4 and TCP/UDP checksums when the balancer rewrote the packet.
+
+    Computed as the full recompute's ones'-complement sum, without packing the fields: 2**16 is
+    1 modulo 0xFFFF, so every 16-bit word (and a 32-bit address) adds its value to the sum
+    wherever it sits, and the received header words the program may have written are replaced
+    by their present values. This is RFC 1624's update applied to a sum taken over the received
+    bytes, not to the received checksum: BMv2 repairs a wrong incoming checksum, so must we.
+    Both sums cover a non-zero word (version 4; the protocol), so the "negative zero" case
+    cannot arise and the checksum is -sum modulo 0xFFFF.
+    """
     if not p.rewritten:
         return
+    frame = p.frame
+    src, dst, protocol = p.ipv4_src_addr, p.ipv4_dst_addr, p.ipv4_protocol
     if p.ipv4_valid:
-        p.ipv4_hdr_checksum = csum16(p.ipv4_header_fields())
+        # version_ihl .. flags_frag as received (four words), ttl+protocol, the addresses
+        total = int.from_bytes(frame[ETH_LEN:_IPV4_TTL], "big") + (p.ipv4_ttl << 8) + protocol
+        p.ipv4_hdr_checksum = -(total + src + dst) % 0xFFFF
+    pseudo = src + dst + protocol
     if p.tcp_valid:
-        p.tcp_checksum = csum16(
-            _PSEUDO.pack(p.ipv4_src_addr, p.ipv4_dst_addr, 0, p.ipv4_protocol, p.l4_len)
-            + _PORTS.pack(p.tcp_src_port, p.tcp_dst_port)
-            + p.tcp_middle
-            + _U16.pack(p.tcp_urgent_ptr)
-            + p.payload
-        )
+        # seq_no .. urgent_ptr and the payload as received, minus the received checksum
+        total = _word_sum(frame[L4_OFFSET + 4 :]) - p.tcp_checksum
+        total += pseudo + p.l4_len + p.tcp_src_port + p.tcp_dst_port
+        p.tcp_checksum = -total % 0xFFFF
     if p.udp_valid and p.udp_checksum != 0:
-        p.udp_checksum = csum16(
-            _PSEUDO.pack(p.ipv4_src_addr, p.ipv4_dst_addr, 0, p.ipv4_protocol, p.udp_length)
-            + _UDP_FIELDS.pack(p.udp_src_port, p.udp_dst_port, p.udp_length)
-            + p.payload
-        )
+        total = _word_sum(frame[L4_OFFSET + UDP_LEN :])
+        total += pseudo + 2 * p.udp_length + p.udp_src_port + p.udp_dst_port
+        p.udp_checksum = -total % 0xFFFF
+
+
+def _word_sum(data: bytes) -> int:
+    """A number congruent to the sum of `data`'s 16-bit words modulo 0xFFFF (an odd length is
+    padded with a zero byte, as the checksum does)."""
+    return int.from_bytes(data, "big") << 8 * (len(data) & 1)
