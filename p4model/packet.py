@@ -79,11 +79,7 @@ class Packet:
     active = 0
     epochs: tuple[int, ...] = (0, 0, 0, 0)  # version_config's epoch_0 .. epoch_3
     dg_kind = 0
-    dg_src_addr = 0
-    dg_dst_addr = 0
-    dg_src_port = 0
-    dg_dst_port = 0
-    dg_protocol = 0
+    dg_tuple = (0, 0, 0, 0, 0)  # src_addr, dst_addr, src_port, dst_port, protocol
     dg_version = 0
     dg_dip_addr = 0
     dg_dip_port = 0
