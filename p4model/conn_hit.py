@@ -14,7 +14,6 @@ property test holds the two to the same bytes wherever this path answers.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from p4model.packet import (
     ETH_LEN,
@@ -50,12 +49,9 @@ _U16 = struct.Struct("!H")
 _UDP_LENGTH_CHECKSUM = struct.Struct("!HH")
 
 
-class ConnHit(NamedTuple):
-    """A packet the path forwarded: egress port, the frame that leaves, the conn_table entry."""
-
-    port: int
-    frame: bytes
-    handle: int
+ConnHit = tuple[int, bytes, int]
+"""A packet the path forwarded: egress port, the frame that leaves, the conn_table handle
+(a plain tuple: a NamedTuple costs a Python-level constructor per packet)."""
 
 
 class ConnHitPath:
@@ -109,4 +105,4 @@ class ConnHitPath:
                     frame, src=src, dst=dst, length=length, sport=sport, dport=dport
                 )
                 _U16.pack_into(out, UDP_CHECKSUM_OFFSET, checksum)
-        return ConnHit(port, bytes(out), hit.handle)
+        return port, bytes(out), hit.handle

@@ -221,8 +221,9 @@ class LbIngress:
         """The program's bloom_insert_0 .. bloom_insert_3 actions (one per slot there, since a P4
         register array cannot be chosen at run time): tag the slot's cells with its epoch."""
         bloom = self.blooms[slot]
-        for index in indices:
-            bloom.write(index, epoch)
+        cells, epoch = bloom.cells, epoch & bloom.mask
+        for index in indices:  # in bounds: see bloom_lookup
+            cells[index] = epoch
 
     def bloom_lookup(self, key: bytes, p: Packet) -> tuple[list[int], int]:
         """The `bloom_lookup` action: the Bloom indices and the holding mask (bit i: slot i).
@@ -347,7 +348,7 @@ def ipv4_checksum(frame: bytes, ttl: int, protocol: int, src: int, dst: int) -> 
 def tcp_checksum(frame: bytes, *, src: int, dst: int, l4_len: int, sport: int, dport: int) -> int:
     """The TCP checksum over the pseudo-header and the segment as received with these ports."""
     # seq_no .. urgent_ptr and the payload as received, minus the received checksum
-    received = int.from_bytes(frame[TCP_CHECKSUM_OFFSET : TCP_CHECKSUM_OFFSET + 2], "big")
+    received = frame[TCP_CHECKSUM_OFFSET] << 8 | frame[TCP_CHECKSUM_OFFSET + 1]
     total = _word_sum(frame[L4_OFFSET + 4 :]) - received
     return -(total + src + dst + PROTO_TCP + l4_len + sport + dport) % 0xFFFF
 
@@ -359,6 +360,6 @@ def udp_checksum(frame: bytes, *, src: int, dst: int, length: int, sport: int, d
 
 
 def _word_sum(data: bytes) -> int:
-    """A number congruent to the sum of `data`'s 16-bit words modulo 0xFFFF (an odd length is
-    padded with a zero byte, as the checksum does)."""
-    return int.from_bytes(data, "big") << 8 * (len(data) & 1)
+    """The sum of `data`'s 16-bit words modulo 0xFFFF (an odd length is padded with a zero
+    byte, as the checksum does), reduced at once so that the rest is small-int arithmetic."""
+    return (int.from_bytes(data, "big") << 8 * (len(data) & 1)) % 0xFFFF

@@ -157,8 +157,9 @@ class Switch:
         frame = bytes(frame)
         hit = self._conn_hits.run(frame)
         if hit is not None:
-            self._last_hit[hit.handle] = self._clock()
-            return [(hit.port, hit.frame)]
+            port, out, handle = hit
+            self._last_hit[handle] = self._clock()
+            return [(port, out)]
         p = lb_parser(frame, ingress_port)
         self._ingress.apply(p)
         if p.conn_handle >= 0:

@@ -93,6 +93,8 @@ class Table:
         self.lookup: Callable[[tuple[int, ...]], Entry | None]
         if self.ternary:
             self.lookup = self._lookup_ternary
+        elif 0 <= self._lpm_index == len(keys) - 1:
+            self.lookup = self._lookup_lpm_last
         elif self._lpm_index >= 0:
             self.lookup = self._lookup_lpm
         else:
@@ -183,6 +185,15 @@ class Table:
         head, value, tail = key[:i], key[i], key[i + 1 :]
         for mask, bucket in self._lpm_levels:
             hit = bucket.get((*head, value & mask, *tail))
+            if hit is not None:
+                return hit
+        return None
+
+    def _lookup_lpm_last(self, key: tuple[int, ...]) -> Entry | None:
+        # the usual layout (ipv4_lpm, dip_table): exact fields first, the lpm one last
+        head, value = key[:-1], key[-1]
+        for mask, bucket in self._lpm_levels:
+            hit = bucket.get((*head, value & mask))
             if hit is not None:
                 return hit
         return None
