@@ -7,8 +7,9 @@ to the destination's width.
 
 from __future__ import annotations
 
-import struct
+import sys
 import zlib
+from array import array
 from collections.abc import Callable, Sequence
 from enum import Enum
 
@@ -50,7 +51,6 @@ def _crc16_arc_pair_table() -> tuple[int, ...]:
 
 
 _CRC16_PAIR_TABLE = _crc16_arc_pair_table()
-_U16_LE = struct.Struct("<H")
 
 
 def crc32(data: bytes) -> int:
@@ -63,7 +63,10 @@ def crc16(data: bytes) -> int:
     crc = 0
     pairs = _CRC16_PAIR_TABLE
     size = len(data)
-    for (word,) in _U16_LE.iter_unpack(data[: size & ~1]):
+    words = array("H", data[: size & ~1])  # machine order; pairs are little-endian
+    if sys.byteorder == "big":
+        words.byteswap()
+    for word in words:
         crc = pairs[crc ^ word]
     if size & 1:
         crc = (crc >> 8) ^ _CRC16_TABLE[(crc ^ data[-1]) & 0xFF]
