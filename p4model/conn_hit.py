@@ -26,6 +26,7 @@ from p4model.packet import (
     TCP_LEN,
     UDP_CHECKSUM_OFFSET,
     UDP_LEN,
+    mac_bytes,
 )
 from p4model.program import (
     DROP_PORT,
@@ -87,7 +88,7 @@ class ConnHitPath:
         port, src_mac, dst_mac = route.params
         ttl -= 1  # forward(); its incremental checksum update is overwritten below
         out = bytearray(frame)
-        _MACS.pack_into(out, 0, dst_mac.to_bytes(6, "big"), src_mac.to_bytes(6, "big"))
+        _MACS.pack_into(out, 0, mac_bytes(dst_mac), mac_bytes(src_mac))
         _TTL.pack_into(out, ETH_LEN + 8, ttl)
         checksum = ipv4_checksum(frame, ttl, protocol, src, dst)
         _CHECKSUM_ADDRS.pack_into(out, ETH_LEN + 10, checksum, src, dst)

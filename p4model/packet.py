@@ -9,6 +9,7 @@ frame with the writable fields (MACs, TTL, addresses, ports, checksums) stored o
 
 from __future__ import annotations
 
+import functools
 import struct
 
 ETHERTYPE_IPV4 = 0x0800
@@ -33,6 +34,12 @@ L4_OFFSET = ETH_LEN + IPV4_LEN
 """Where TCP or UDP starts: the parser only goes past IPv4 when IHL is 5."""
 TCP_CHECKSUM_OFFSET = L4_OFFSET + 16
 UDP_CHECKSUM_OFFSET = L4_OFFSET + 6
+
+
+@functools.lru_cache(maxsize=4096)
+def mac_bytes(mac: int) -> bytes:
+    """A 48-bit MAC as header bytes (cached: forward() takes its MACs from a few routes)."""
+    return mac.to_bytes(6, "big")
 
 
 class Packet:

@@ -20,6 +20,7 @@ from p4model.packet import (
     TCP_CHECKSUM_OFFSET,
     UDP_LEN,
     Packet,
+    mac_bytes,
 )
 from p4model.registers import Register
 from p4model.tables import ActionSpec, Entry, KeyField, MatchKind, Table
@@ -292,8 +293,8 @@ def set_versions(p: Packet, active: int, *epochs: int) -> None:
 def forward(p: Packet, port: int, src_mac: int, dst_mac: int) -> None:
     """`forward(port, src_mac, dst_mac)`: MACs, TTL decrement, RFC 1624 checksum update."""
     p.egress_spec = port
-    p.eth_src = src_mac.to_bytes(6, "big")
-    p.eth_dst = dst_mac.to_bytes(6, "big")
+    p.eth_src = mac_bytes(src_mac)
+    p.eth_dst = mac_bytes(dst_mac)
     p.ipv4_ttl = (p.ipv4_ttl - 1) & 0xFF
     total = (~p.ipv4_hdr_checksum & 0xFFFF) + 0xFEFF
     total = (total & 0xFFFF) + (total >> 16)
