@@ -44,7 +44,7 @@ from p4model.program import (
 _HEADERS = struct.Struct("!12xHBxH2xHBB2xIIHH")
 _MACS = struct.Struct("!6s6s")
 _TTL = struct.Struct("!B")
-_CHECKSUM_ADDRS = struct.Struct("!HII")
+_CHECKSUM_ADDRS = struct.Struct("!HII")  # not one struct with ttl: a pad byte would zero protocol
 _PORTS_AT = L4_OFFSET
 _U16 = struct.Struct("!H")
 _UDP_LENGTH_CHECKSUM = struct.Struct("!HH")

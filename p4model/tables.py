@@ -93,6 +93,8 @@ class Table:
         self.lookup: Callable[[tuple[int, ...]], Entry | None]
         if self.ternary:
             self.lookup = self._lookup_ternary
+        elif self._lpm_index == 0 and len(keys) == 1:
+            self.lookup = self._lookup_lpm_only
         elif 0 <= self._lpm_index == len(keys) - 1:
             self.lookup = self._lookup_lpm_last
         elif self._lpm_index >= 0:
@@ -185,6 +187,15 @@ class Table:
         head, value, tail = key[:i], key[i], key[i + 1 :]
         for mask, bucket in self._lpm_levels:
             hit = bucket.get((*head, value & mask, *tail))
+            if hit is not None:
+                return hit
+        return None
+
+    def _lookup_lpm_only(self, key: tuple[int, ...]) -> Entry | None:
+        # a routing table: the lpm field is the whole key
+        (value,) = key
+        for mask, bucket in self._lpm_levels:
+            hit = bucket.get((value & mask,))
             if hit is not None:
                 return hit
         return None
