@@ -45,7 +45,6 @@ _HEADERS = struct.Struct("!12xHBxH2xHBB2xIIHH")
 _MACS = struct.Struct("!6s6s")
 _TTL = struct.Struct("!B")
 _CHECKSUM_ADDRS = struct.Struct("!HII")  # not one struct with ttl: a pad byte would zero protocol
-_PORTS_AT = L4_OFFSET
 _U16 = struct.Struct("!H")
 _UDP_LENGTH_CHECKSUM = struct.Struct("!HH")
 
@@ -92,7 +91,7 @@ class ConnHitPath:
         _TTL.pack_into(out, ETH_LEN + 8, ttl)
         checksum = ipv4_checksum(frame, ttl, protocol, src, dst)
         _CHECKSUM_ADDRS.pack_into(out, ETH_LEN + 10, checksum, src, dst)
-        _U16.pack_into(out, _PORTS_AT + 2, dport)  # rewrite_dst leaves the source port
+        _U16.pack_into(out, L4_OFFSET + 2, dport)  # rewrite_dst leaves the source port
         if protocol == PROTO_TCP:
             l4_len = (total_len - IPV4_LEN) & 0xFFFF
             checksum = tcp_checksum(

@@ -82,7 +82,7 @@ class Table:
         self.default = Entry(-1, default[0], default[1])
         self._entries: dict[int, tuple[_Key, Entry]] = {}
         self._next_handle = 0
-        self._exact: dict[tuple[int, ...], Entry] = {}
+        self._exact: dict[tuple[int, ...], Entry] = {}  # never rebound: `lookup` is its get
         # lpm: prefix_len -> {(exact values..., masked lpm value): entry}
         self._lpm: dict[int, dict[tuple[int, ...], Entry]] = {}
         # (mask of the lpm field, bucket) from the longest prefix down: lookup's search order
