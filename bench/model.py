@@ -3,12 +3,22 @@
 In-process (`inprocess_rows`, here): conn_table hits, new connections through the Bloom/LPM
 path, and plain routing, on one core. Through `p4lb-switch` between veth pairs:
 `bench.model_veth.veth_rows` (root only; no rows otherwise).
+
+`--reference DIR` compares with another checkout of the repository (e.g. `git archive
+COMMIT | tar -x -C DIR`): its own `python -m bench model` runs in a subprocess, alternating
+round by round with this one, so both are measured in the same minutes on the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
 import struct
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +134,53 @@ def inprocess_rows(packets: int) -> list[dict[str, Any]]:
     return rows
 
 
+def checkout_rows(checkout: Path, packets: int) -> list[dict[str, Any]]:
+    """The in-process rows of the checkout at `checkout`, run by its own bench in a fresh
+    interpreter (both sides alike: a long-lived process's heap slows the garbage collector)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.json"
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        command = [sys.executable, "-m", "bench", "model", "--no-veth", "--packets", str(packets)]
+        subprocess.run(
+            [*command, "--json", str(out)],
+            cwd=checkout,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        rows: list[dict[str, Any]] = json.loads(out.read_text())["rows"]
+        return rows
+
+
+def comparison_rows(reference: Path, packets: int, rounds: int) -> list[dict[str, Any]]:
+    """Per case: median packets/s of the reference and of this checkout over alternating rounds,
+    their range, and the ratio of the medians."""
+    old: dict[str, list[float]] = {}
+    new: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for side, checkout in ((old, reference), (new, Path(__file__).resolve().parents[1])):
+            for row in checkout_rows(checkout, packets):
+                side.setdefault(row["case"], []).append(row["pkts_per_s"])
+    out = []
+    for case, new_rates in new.items():
+        old_rates = old.get(case, [])
+        if not old_rates:
+            continue
+        old_median, new_median = statistics.median(old_rates), statistics.median(new_rates)
+        out.append(
+            {
+                "case": case,
+                "rounds": rounds,
+                "old_pkts_per_s": old_median,
+                "old_range": f"{min(old_rates):,.0f}-{max(old_rates):,.0f}",
+                "new_pkts_per_s": new_median,
+                "new_range": f"{min(new_rates):,.0f}-{max(new_rates):,.0f}",
+                "speedup": new_median / old_median,
+            }
+        )
+    return out
+
+
 def main(argv: list[str]) -> int:
     """Run the model benchmark and print its table."""
     parser = argparse.ArgumentParser(prog="python -m bench model", description=__doc__)
@@ -132,7 +189,22 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     parser.add_argument("--no-veth", action="store_true", help="skip the p4lb-switch veth cases")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="a checkout to compare with: in-process cases only, old and new alternating",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating rounds with --reference (default 5)"
+    )
     args = parser.parse_args(argv)
+    if args.reference is not None:
+        rows = comparison_rows(args.reference.resolve(), args.packets, args.rounds)
+        emit(
+            f"p4model packets per second: {args.reference} (old) vs this checkout", rows, args.json
+        )
+        return 0
     rows = inprocess_rows(args.packets)
     if not args.no_veth:
         rows += veth_rows(min(args.packets, 20000))

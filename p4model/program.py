@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from operator import itemgetter
 
-from p4model.hashes import HashAlgorithm, compute_hash, csum16
-from p4model.packet import IPV4_LEN, Packet
+from p4model.hashes import HashAlgorithm, compute_hash
+from p4model.packet import (
+    ETH_LEN,
+    IPV4_LEN,
+    L4_OFFSET,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_CHECKSUM_OFFSET,
+    UDP_LEN,
+    Packet,
+    mac_bytes,
+)
 from p4model.registers import Register
 from p4model.tables import ActionSpec, Entry, KeyField, MatchKind, Table
 from p4model.versions import SLOTS, version_select_entries
@@ -29,10 +40,7 @@ VERSION_SELECT_SIZE = SLOTS << SLOTS
 EXACT, LPM = MatchKind.EXACT, MatchKind.LPM
 # {src, dst, sport, dport, protocol}: byte-aligned widths, so BMv2's bit-packing is plain bytes.
 _TUPLE = struct.Struct("!IIHHB")
-_PSEUDO = struct.Struct("!IIBBH")
-_PORTS = struct.Struct("!HH")
-_UDP_FIELDS = struct.Struct("!HHH")
-_U16 = struct.Struct("!H")
+_IPV4_TTL = ETH_LEN + 8
 
 _REWRITE = (("ip", 32), ("port", 16))
 NO_ACTION = ActionSpec("NoAction")
@@ -163,9 +171,10 @@ class LbIngress:
             return
         if p.tcp_valid or p.udp_valid:
             p.l4_len = (p.ipv4_total_len - IPV4_LEN) & 0xFFFF  # IHL is 5
-            digest_tuple(p)
             src, dst, proto = p.ipv4_src_addr, p.ipv4_dst_addr, p.ipv4_protocol
-            hit = self._apply(self.conn_table, (src, dst, p.l4_sport, p.l4_dport, proto), p)
+            # digest_tuple: the 5-tuple as received, in the order of conn_table's key
+            p.dg_tuple = (src, dst, p.l4_sport, p.l4_dport, proto)
+            hit = self._apply(self.conn_table, p.dg_tuple, p)
             if hit is not None:
                 p.conn_handle = hit.handle
                 if p.tcp_valid and p.tcp_flags & TCP_FIN_RST:
@@ -213,8 +222,9 @@ class LbIngress:
         """The program's bloom_insert_0 .. bloom_insert_3 actions (one per slot there, since a P4
         register array cannot be chosen at run time): tag the slot's cells with its epoch."""
         bloom = self.blooms[slot]
-        for index in indices:
-            bloom.write(index, epoch)
+        cells, epoch = bloom.cells, epoch & bloom.mask
+        for index in indices:  # in bounds: see bloom_lookup
+            cells[index] = epoch
 
     def bloom_lookup(self, key: bytes, p: Packet) -> tuple[list[int], int]:
         """The `bloom_lookup` action: the Bloom indices and the holding mask (bit i: slot i).
@@ -234,9 +244,12 @@ class LbIngress:
         ]
         if self.settings.bloom_hashes == 3:
             indices.append(compute_hash(HashAlgorithm.CRC16, 0, swapped, bits, 32))
+        # The indices are reduced modulo BLOOM_BITS, the registers' size: every read is in
+        # bounds, so the cells can be fetched together (BLOOM_HASHES >= 2: a tuple).
+        cells_at = itemgetter(*indices)
         match = 0
-        for slot, (bloom, epoch) in enumerate(zip(self.blooms, p.epochs, strict=True)):
-            if epoch != 0 and all(bloom.read(index, 0) == epoch for index in indices):
+        for slot, epoch in enumerate(p.epochs):
+            if epoch != 0 and cells_at(self.blooms[slot].cells) == (epoch,) * len(indices):
                 match |= 1 << slot
         return indices, match
 
@@ -280,21 +293,12 @@ def set_versions(p: Packet, active: int, *epochs: int) -> None:
 def forward(p: Packet, port: int, src_mac: int, dst_mac: int) -> None:
     """`forward(port, src_mac, dst_mac)`: MACs, TTL decrement, RFC 1624 checksum update."""
     p.egress_spec = port
-    p.eth_src = src_mac.to_bytes(6, "big")
-    p.eth_dst = dst_mac.to_bytes(6, "big")
+    p.eth_src = mac_bytes(src_mac)
+    p.eth_dst = mac_bytes(dst_mac)
     p.ipv4_ttl = (p.ipv4_ttl - 1) & 0xFF
     total = (~p.ipv4_hdr_checksum & 0xFFFF) + 0xFEFF
     total = (total & 0xFFFF) + (total >> 16)
     p.ipv4_hdr_checksum = ~total & 0xFFFF
-
-
-def digest_tuple(p: Packet) -> None:
-    """`digest_tuple`: the 5-tuple as received into the digest metadata."""
-    p.dg_src_addr = p.ipv4_src_addr
-    p.dg_dst_addr = p.ipv4_dst_addr
-    p.dg_src_port = p.l4_sport
-    p.dg_dst_port = p.l4_dport
-    p.dg_protocol = p.ipv4_protocol
 
 
 def raise_digest(p: Packet, kind: int, version: int) -> None:
@@ -307,22 +311,56 @@ def raise_digest(p: Packet, kind: int, version: int) -> None:
 
 
 def lb_compute_checksum(p: Packet) -> None:
-    """LbComputeChecksum: full IPv4 and TCP/UDP checksums when the balancer rewrote the packet."""
+    """LbComputeChecksum: full IPv4 and TCP/UDP checksums when the balancer rewrote the packet
+    (a UDP checksum of 0, "none", stays 0)."""
     if not p.rewritten:
         return
+    frame, src, dst = p.frame, p.ipv4_src_addr, p.ipv4_dst_addr
     if p.ipv4_valid:
-        p.ipv4_hdr_checksum = csum16(p.ipv4_header_fields())
+        p.ipv4_hdr_checksum = ipv4_checksum(frame, p.ipv4_ttl, p.ipv4_protocol, src, dst)
     if p.tcp_valid:
-        p.tcp_checksum = csum16(
-            _PSEUDO.pack(p.ipv4_src_addr, p.ipv4_dst_addr, 0, p.ipv4_protocol, p.l4_len)
-            + _PORTS.pack(p.tcp_src_port, p.tcp_dst_port)
-            + p.tcp_middle
-            + _U16.pack(p.tcp_urgent_ptr)
-            + p.payload
+        sport, dport = p.tcp_src_port, p.tcp_dst_port
+        p.tcp_checksum = tcp_checksum(
+            frame, src=src, dst=dst, l4_len=p.l4_len, sport=sport, dport=dport
         )
     if p.udp_valid and p.udp_checksum != 0:
-        p.udp_checksum = csum16(
-            _PSEUDO.pack(p.ipv4_src_addr, p.ipv4_dst_addr, 0, p.ipv4_protocol, p.udp_length)
-            + _UDP_FIELDS.pack(p.udp_src_port, p.udp_dst_port, p.udp_length)
-            + p.payload
+        sport, dport = p.udp_src_port, p.udp_dst_port
+        p.udp_checksum = udp_checksum(
+            frame, src=src, dst=dst, length=p.udp_length, sport=sport, dport=dport
         )
+
+
+# The three checksums are the full recompute's, computed without packing the fields: 2**16 is 1
+# modulo 0xFFFF, so every 16-bit word (and a 32-bit address) adds its value to the ones'-
+# complement sum wherever it sits, and the sum is taken over the received bytes with the words
+# the program may have written replaced by their present values. This is RFC 1624's update
+# applied to a sum of the received bytes, not to the received checksum: BMv2 repairs a wrong
+# incoming checksum, so must we. Every sum covers a non-zero word (version 4; the protocol), so
+# the "negative zero" case cannot arise and the checksum is -sum modulo 0xFFFF.
+
+
+def ipv4_checksum(frame: bytes, ttl: int, protocol: int, src: int, dst: int) -> int:
+    """The IPv4 header checksum with these ttl and addresses (IHL 5)."""
+    # version_ihl .. flags_frag as received (four words), ttl+protocol, the addresses
+    total = int.from_bytes(frame[ETH_LEN:_IPV4_TTL], "big") + (ttl << 8) + protocol
+    return -(total + src + dst) % 0xFFFF
+
+
+def tcp_checksum(frame: bytes, *, src: int, dst: int, l4_len: int, sport: int, dport: int) -> int:
+    """The TCP checksum over the pseudo-header and the segment as received with these ports."""
+    # seq_no .. urgent_ptr and the payload as received, minus the received checksum
+    received = frame[TCP_CHECKSUM_OFFSET] << 8 | frame[TCP_CHECKSUM_OFFSET + 1]
+    total = _word_sum(frame[L4_OFFSET + 4 :]) - received
+    return -(total + src + dst + PROTO_TCP + l4_len + sport + dport) % 0xFFFF
+
+
+def udp_checksum(frame: bytes, *, src: int, dst: int, length: int, sport: int, dport: int) -> int:
+    """The UDP checksum over the pseudo-header and the datagram as received with these ports."""
+    total = _word_sum(frame[L4_OFFSET + UDP_LEN :]) + 2 * length  # pseudo-header and header
+    return -(total + src + dst + PROTO_UDP + sport + dport) % 0xFFFF
+
+
+def _word_sum(data: bytes) -> int:
+    """The sum of `data`'s 16-bit words modulo 0xFFFF (an odd length is padded with a zero
+    byte, as the checksum does), reduced at once so that the rest is small-int arithmetic."""
+    return (int.from_bytes(data, "big") << 8 * (len(data) & 1)) % 0xFFFF

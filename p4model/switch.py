@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from p4model.conn_hit import ConnHitPath
 from p4model.errors import ErrorCode, SwitchError
 from p4model.keys import NameIndex, format_ipv4
 from p4model.packet import lb_deparser, lb_parser
@@ -30,6 +31,7 @@ class Switch:
         self.settings = settings if settings is not None else load_settings()
         self._clock = clock
         self._ingress = LbIngress(self.settings)
+        self._conn_hits = ConnHitPath(self._ingress)
         self._tables = {t.name: t for t in self._ingress.tables}
         self._registers = {r.name: r for r in self._ingress.registers}
         self._table_names = NameIndex("table", self._tables)
@@ -145,25 +147,36 @@ class Switch:
 
     # ---- data path ----------------------------------------------------------------------
     def process(self, ingress_port: int, frame: bytes) -> list[tuple[int, bytes]]:
-        """Run one frame through parser, ingress, checksums and deparser; the frames that leave."""
+        """Run one frame through parser, ingress, checksums and deparser; the frames that leave.
+
+        A conn_table hit takes the specialised path (p4model.conn_hit), everything else and
+        whatever that path declines the general pipeline.
+        """
         if not isinstance(ingress_port, int) or not 0 <= ingress_port <= MAX_PORT:
             raise SwitchError(f"ingress port must be in 0..{MAX_PORT}, got {ingress_port!r}")
-        p = lb_parser(bytes(frame), ingress_port)
+        frame = bytes(frame)
+        hit = self._conn_hits.run(frame)
+        if hit is not None:
+            port, out, handle = hit
+            self._last_hit[handle] = self._clock()
+            return [(port, out)]
+        p = lb_parser(frame, ingress_port)
         self._ingress.apply(p)
         if p.conn_handle >= 0:
             self._last_hit[p.conn_handle] = self._clock()
         if p.dg_kind:
+            src, dst, sport, dport, protocol = p.dg_tuple
             self._emit(
-                Digest(
-                    kind=KIND_CODES[p.dg_kind],
-                    src_ip=format_ipv4(p.dg_src_addr),
-                    dst_ip=format_ipv4(p.dg_dst_addr),
-                    src_port=p.dg_src_port,
-                    dst_port=p.dg_dst_port,
-                    protocol=p.dg_protocol,
-                    version=p.dg_version,
-                    dip_ip=format_ipv4(p.dg_dip_addr),
-                    dip_port=p.dg_dip_port,
+                Digest(  # positional, in the field order of digest_t (faster than keywords)
+                    KIND_CODES[p.dg_kind],
+                    format_ipv4(src),
+                    format_ipv4(dst),
+                    sport,
+                    dport,
+                    protocol,
+                    p.dg_version,
+                    format_ipv4(p.dg_dip_addr),
+                    p.dg_dip_port,
                 )
             )
         if p.egress_spec == DROP_PORT:

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -82,11 +82,25 @@ class Table:
         self.default = Entry(-1, default[0], default[1])
         self._entries: dict[int, tuple[_Key, Entry]] = {}
         self._next_handle = 0
-        self._exact: dict[tuple[int, ...], Entry] = {}
+        self._exact: dict[tuple[int, ...], Entry] = {}  # never rebound: `lookup` is its get
         # lpm: prefix_len -> {(exact values..., masked lpm value): entry}
         self._lpm: dict[int, dict[tuple[int, ...], Entry]] = {}
-        self._lpm_lengths: list[int] = []
+        # (mask of the lpm field, bucket) from the longest prefix down: lookup's search order
+        self._lpm_levels: list[tuple[int, dict[tuple[int, ...], Entry]]] = []
         self._ternary: list[tuple[_Key, Entry]] = []
+        # The matching entry for key values in the declared order, or None on a miss. Chosen
+        # once per table rather than per packet: an exact table is the dict's own `get`.
+        self.lookup: Callable[[tuple[int, ...]], Entry | None]
+        if self.ternary:
+            self.lookup = self._lookup_ternary
+        elif self._lpm_index == 0 and len(keys) == 1:
+            self.lookup = self._lookup_lpm_only
+        elif 0 <= self._lpm_index == len(keys) - 1:
+            self.lookup = self._lookup_lpm_last
+        elif self._lpm_index >= 0:
+            self.lookup = self._lookup_lpm
+        else:
+            self.lookup = self._exact.get
 
     # ---- control plane -------------------------------------------------------------------
     def add(
@@ -132,7 +146,7 @@ class Table:
         self._entries.clear()
         self._exact.clear()
         self._lpm.clear()
-        self._lpm_lengths = []
+        self._lpm_levels = []
         self._ternary = []
 
     def set_default(self, action: str, params: Sequence[str]) -> None:
@@ -168,20 +182,34 @@ class Table:
         self._index(key, entry)
 
     # ---- data plane ----------------------------------------------------------------------
-    def lookup(self, key: tuple[int, ...]) -> Entry | None:
-        """The matching entry, or None on a miss."""
-        if self._lpm_index < 0 and not self.ternary:
-            return self._exact.get(key)
-        if not self.ternary:
-            i = self._lpm_index
-            width = self.keys[i].width
-            value = key[i]
-            for length in self._lpm_lengths:
-                masked = (*key[:i], value & prefix_mask(length, width), *key[i + 1 :])
-                hit = self._lpm[length].get(masked)
-                if hit is not None:
-                    return hit
-            return None
+    def _lookup_lpm(self, key: tuple[int, ...]) -> Entry | None:
+        i = self._lpm_index
+        head, value, tail = key[:i], key[i], key[i + 1 :]
+        for mask, bucket in self._lpm_levels:
+            hit = bucket.get((*head, value & mask, *tail))
+            if hit is not None:
+                return hit
+        return None
+
+    def _lookup_lpm_only(self, key: tuple[int, ...]) -> Entry | None:
+        # a routing table: the lpm field is the whole key
+        (value,) = key
+        for mask, bucket in self._lpm_levels:
+            hit = bucket.get((value & mask,))
+            if hit is not None:
+                return hit
+        return None
+
+    def _lookup_lpm_last(self, key: tuple[int, ...]) -> Entry | None:
+        # the usual layout (ipv4_lpm, dip_table): exact fields first, the lpm one last
+        head, value = key[:-1], key[-1]
+        for mask, bucket in self._lpm_levels:
+            hit = bucket.get((*head, value & mask))
+            if hit is not None:
+                return hit
+        return None
+
+    def _lookup_ternary(self, key: tuple[int, ...]) -> Entry | None:
         for (_, values, masks), entry in self._ternary:
             if all(k & m == v for k, v, m in zip(key, values, masks, strict=True)):
                 return entry
@@ -254,7 +282,7 @@ class Table:
         elif self._lpm_index >= 0:
             if length not in self._lpm:
                 self._lpm[length] = {}
-                self._lpm_lengths = sorted(self._lpm, reverse=True)
+                self._sort_lpm_levels()
             self._lpm[length][values] = entry
         else:
             self._exact[values] = entry
@@ -268,6 +296,13 @@ class Table:
             del bucket[values]
             if not bucket:
                 del self._lpm[length]
-                self._lpm_lengths = sorted(self._lpm, reverse=True)
+                self._sort_lpm_levels()
         else:
             del self._exact[values]
+
+    def _sort_lpm_levels(self) -> None:
+        width = self.keys[self._lpm_index].width
+        self._lpm_levels = [
+            (prefix_mask(length, width), self._lpm[length])
+            for length in sorted(self._lpm, reverse=True)
+        ]

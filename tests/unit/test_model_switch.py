@@ -134,7 +134,7 @@ def test_ageing_follows_the_injected_clock() -> None:
 
 def test_dropped_packets_leave_nowhere_and_port_0_is_only_explicit() -> None:
     """Drops give no output; a packet leaves on port 0 only when a route says so."""
-    assert Packet(1).egress_spec == 0  # BMv2: no decision means port 0
+    assert Packet(b"", 1).egress_spec == 0  # BMv2: no decision means port 0
     switch = Switch()
     assert switch.process(1, CLIENT_TO_VIP) == []  # no route: default drop
     switch.table_add("ipv4_lpm", "forward", ["10.0.0.0/8"], ["0", "0", "0"])
