@@ -64,7 +64,7 @@ def test_failing_connection_count_reports_zero() -> None:
 def test_a_service_that_refuses_connections_is_reported_down_until_it_accepts_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="agent.report")
     scope = FakeScope([CpuSample(i, i, 1) for i in range(5)])
     serving = iter([True, False, False, True])
     builder = ReportBuilder(
