@@ -114,6 +114,8 @@ def test_forwarding_progresses_under_a_request_flood(
     finally:
         dealer.close(linger=0)
         context.term()
-    # Forwarding did not wait for the queue of requests to drain.
-    assert served_when_forwarded < flood / 2, served_when_forwarded
+    # Forwarding did not wait for the queue of requests to drain (a loop that served every
+    # queued request before packets would have served all of them). How many it served
+    # meanwhile depends on how the test's own thread was scheduled, so that is not asserted.
+    assert served_when_forwarded < flood, served_when_forwarded
     assert json.dumps(served.info())  # and the server still answers for itself
