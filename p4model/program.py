@@ -219,8 +219,9 @@ class LbIngress:
             raise_digest(p, DIGEST_NEW_CONN, version)
 
     def bloom_insert(self, slot: int, indices: list[int], epoch: int) -> None:
-        """The program's bloom_insert_0 .. bloom_insert_3 actions (one per slot there, since a P4
-        register array cannot be chosen at run time): tag the slot's cells with its epoch."""
+        """The program's bloom_insert_0, bloom_insert_1, bloom_insert_2 and bloom_insert_3 actions
+        (one per slot there, since a P4 register array cannot be chosen at run time): tag the
+        slot's cells with its epoch."""
         bloom = self.blooms[slot]
         cells, epoch = bloom.cells, epoch & bloom.mask
         for index in indices:  # in bounds: see bloom_lookup
