@@ -86,9 +86,8 @@ def declare(metrics: Metrics, counters: Iterable[str]) -> None:
     for name in counters:
         metrics.declare(name, "counter", help_text(name))
         metrics.inc(name, 0.0)
-    for name in HELP:
-        if not name.endswith("_total"):
-            metrics.declare(name, "gauge", HELP[name])
+    for name, text in HELP.items():  # the labelled ones too: their series come per DIP and VIP
+        metrics.declare(name, "counter" if name.endswith("_total") else "gauge", text)
 
 
 @dataclass(frozen=True)

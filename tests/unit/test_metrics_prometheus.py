@@ -208,4 +208,5 @@ def test_every_counter_explains_itself_and_per_dip_series_carry_vip_and_dip() ->
     text = service.metrics.render()
     assert 'p4lb_dip_weight{dip="10.0.3.2:8080",vip="web"}' in text
     assert 'p4lb_vip_new_connections_total{vip="web"} 0' in text  # there from the start
+    assert "# HELP p4lb_vip_new_connections_total Connections learned per VIP." in text
     assert "p4lb_rollouts_aborted_total 0" in text
