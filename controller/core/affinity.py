@@ -152,6 +152,16 @@ class ClientAffinity:
                 elif pin.state is PinState.UNPINNED:
                     self._forget(pin)
 
+    def switch_lost(self) -> None:
+        """The switch lost affinity_table (and start-up clears it): every pin is gone, and no
+        handle of the lost switch may be used on the new one (it hands the numbers out again).
+        Clients are pinned afresh on their next connection, as after a controller restart;
+        outcomes of writes still in flight find no pin and are ignored."""
+        self._pins.clear()
+        self._by_dip.clear()
+        self._held = 0
+        self._timers.clear()
+
     def on_outcome(self, now: float, outcome: Outcome) -> None:
         """The outcome of an add or delete this component asked for."""
         op = outcome.op

@@ -335,6 +335,7 @@ class ControllerCore:
         applies writes in order), so no packet of a known connection can meet a VIP without
         its entry and be hashed afresh. Then routes, VIPs and return paths."""
         ops = self.learner.due(now)
+        self.affinity.switch_lost()  # start-up clears affinity_table below
         ops.extend(self.startup.program(self.routes, self.pools))
         ops.extend(self.return_paths.reprogram(self.pools))
         return ops

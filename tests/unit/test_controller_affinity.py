@@ -259,3 +259,16 @@ def test_a_dip_reported_down_loses_its_pins() -> None:
     assert pinned is not None and runner.switch.table_num_entries("affinity_table") == 1
     runner.tick(0.6, down=pinned.split(":")[0])  # the next policy round reads the loads
     assert runner.switch.table_num_entries("affinity_table") == 0
+
+
+def test_a_lost_switch_takes_every_pin_and_no_old_handle_is_used_after() -> None:
+    pins, _ = affinity(timeout=1.0)
+    pins.on_new_conn(0.0, conn(40000), D1, eligible=True)
+    ack(pins, pins.due(0.0), handle=7)
+    pins.on_ended(0.5, [conn(40000)])  # its delete (handle 7) would fall due at 1.5
+    pins.switch_lost()
+    assert pins.entries == 0 and pins.pin(AffinityKey.of(conn(40000))) is None
+    assert pins.due(2.0) == []  # handle 7 may name another pin on the restarted switch
+    pins.on_new_conn(3.0, conn(40001), D2, eligible=True)  # pinned afresh
+    (add,) = pins.due(3.0)
+    assert isinstance(add, TableInsert) and add.params == ("10.0.3.2", "8080")
