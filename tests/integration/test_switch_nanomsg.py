@@ -3,13 +3,10 @@ when libnanomsg cannot be loaded)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -123,20 +120,10 @@ def test_closing_ends_a_receive_blocked_in_another_thread(
     assert len(outcome) == 1 and isinstance(outcome[0], SwitchError)
 
 
-def test_a_missing_library_is_a_switch_error_saying_bmv2s_libnanomsg_is_needed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def absent(name: str, *args: Any, **kwargs: Any) -> ctypes.CDLL:
-        raise OSError(f"{name}: cannot open shared object file")
-
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
-    monkeypatch.setattr(ctypes, "CDLL", absent)
-    nanomsg.load_library.cache_clear()
-    try:
-        with pytest.raises(SwitchError, match="BMv2's libnanomsg") as raised:
-            nanomsg.subscribe("ipc:///tmp/unused.ipc")
-    finally:
-        nanomsg.load_library.cache_clear()
+@pytest.mark.usefixtures("without_libnanomsg")
+def test_a_missing_library_is_a_switch_error_saying_bmv2s_libnanomsg_is_needed() -> None:
+    with pytest.raises(SwitchError, match="BMv2's libnanomsg") as raised:
+        nanomsg.subscribe("ipc:///tmp/unused.ipc")
     assert "libnanomsg5" in str(raised.value)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import json
 import queue
@@ -463,23 +461,13 @@ def test_the_default_notification_socket_is_nanomsg_through_ctypes() -> None:
         publisher.close()
 
 
-def test_without_libnanomsg_subscribing_says_bmv2s_libnanomsg_is_needed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def absent(name: str, *args: Any, **kwargs: Any) -> ctypes.CDLL:
-        raise OSError(f"{name}: cannot open shared object file")
-
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
-    monkeypatch.setattr(ctypes, "CDLL", absent)
-    nanomsg.load_library.cache_clear()
-    try:
-        clock = ThreadedClock()
-        client, (api,) = make_client(clock)
-        failure = sync.failureResultOf(
-            run(clock, client.subscribe(lambda d: None, lambda h: None)), SwitchError
-        )
-    finally:
-        nanomsg.load_library.cache_clear()
+@pytest.mark.usefixtures("without_libnanomsg")
+def test_without_libnanomsg_subscribing_says_bmv2s_libnanomsg_is_needed() -> None:
+    clock = ThreadedClock()
+    client, (api,) = make_client(clock)
+    failure = sync.failureResultOf(
+        run(clock, client.subscribe(lambda d: None, lambda h: None)), SwitchError
+    )
     assert "BMv2's libnanomsg" in str(failure.value)
     assert "127.0.0.1:9090 subscribe" in str(failure.value)
     assert api.client.learning_timeouts == {1: 10}  # the switch side was set up first
