@@ -89,25 +89,25 @@ class Problems:
         ok = isinstance(value, str) and zmq_endpoint_ok(value)
         return self.check(where, ok, f"{value!r} is not a ZeroMQ endpoint like tcp://HOST:PORT")
 
-    def host_port(self, where: str, value: Any, *, allow_empty: bool) -> bool:
-        """HOST:PORT (or empty, when allowed)."""
+    def host_port(
+        self, where: str, value: Any, *, allow_empty: bool, expected: str = "HOST:PORT"
+    ) -> bool:
+        """HOST:PORT (or empty, when allowed); `expected` names the form in the error."""
         if allow_empty and value == "":
             return True
         try:
             parse_host_port(value, low_port=0)
         except ValueError:
-            return self.check(where, False, f"{value!r} is not HOST:PORT")
+            return self.check(where, False, f"{value!r} is not {expected}")
         return True
 
     def admin_address(self, where: str, value: Any) -> bool:
         """HOST:PORT, an absolute Unix socket path, or empty (disabled)."""
-        if value == "" or (isinstance(value, str) and value.startswith("/")):
+        if isinstance(value, str) and value.startswith("/"):
             return True
-        try:
-            parse_host_port(value, low_port=0)
-        except ValueError:
-            return self.check(where, False, f"{value!r} is not HOST:PORT or /PATH of a socket")
-        return True
+        return self.host_port(
+            where, value, allow_empty=True, expected="HOST:PORT or /PATH of a socket"
+        )
 
 
 def zmq_endpoint_ok(endpoint: str) -> bool:
