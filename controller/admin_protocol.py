@@ -1,8 +1,8 @@
 """The admin API's requests and answers as values (pure: no sockets, no clock).
 
 `parse_request` turns a method, a path and a body into one typed command (`StatusQuery`,
-`MemberAction`, `PolicyChange`) or raises `AdminRequestError` carrying the HTTP status and a
-message that says what was wrong; `status_document` renders the controller's state (its
+`MemberAction`, `PolicyChange`, `ReloadRequest`) or raises `AdminRequestError` carrying the HTTP
+status and a message that says what was wrong; `status_document` renders the controller's state (its
 `CoreView` and the load book's snapshot) as the JSON of `GET /v1/status`. The Twisted resource
 (controller.shell.admin) only moves bytes and carries commands out.
 """
@@ -30,10 +30,14 @@ JSONValue = dict[str, Any]
 class AdminRequestError(ValueError):
     """A request the API refuses: `status` is the HTTP code, the message says why."""
 
-    def __init__(self, status: int, message: str, allow: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, status: int, message: str, problems: tuple[str, ...] = (), allow: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.problems = problems
+        """Each located problem, when there are several (a refused reload)."""
         self.allow = allow
         """For 405: the methods the path takes."""
 
@@ -62,7 +66,12 @@ class PolicyChange:
     params: Mapping[str, float] = field(default_factory=dict)
 
 
-AdminCommand = StatusQuery | MemberAction | PolicyChange
+@dataclass(frozen=True)
+class ReloadRequest:
+    """`POST /v1/reload`: apply the configuration file as it is now."""
+
+
+AdminCommand = StatusQuery | MemberAction | PolicyChange | ReloadRequest
 
 
 def parse_request(method: str, path: str, body: bytes, view: CoreView) -> AdminCommand:
@@ -74,6 +83,11 @@ def parse_request(method: str, path: str, body: bytes, view: CoreView) -> AdminC
     if route == ["status"]:
         _allow(method, "GET")
         return StatusQuery()
+    if route == ["reload"]:
+        _allow(method, "POST")
+        if body.strip():
+            _no_unknown_keys(_json_object(body), set())
+        return ReloadRequest()
     if route == ["policy"]:
         _allow(method, "PUT")
         return _policy_change(_json_object(body))
@@ -97,7 +111,9 @@ def parse_request(method: str, path: str, body: bytes, view: CoreView) -> AdminC
 
 def _allow(method: str, expected: str) -> None:
     if method != expected:
-        raise AdminRequestError(405, f"{method} is not allowed here; use {expected}", (expected,))
+        raise AdminRequestError(
+            405, f"{method} is not allowed here; use {expected}", allow=(expected,)
+        )
 
 
 def _check_member(view: CoreView, vip: str, dip: str) -> None:

@@ -71,6 +71,9 @@ class ControllerSettings:
     """Dead-band: roll out only if some weight moves by more than this fraction of the total."""
     drain_timeout: float = 300.0
     """A draining member is removed after this long even if connections remain."""
+    slow_start: float = 10.0
+    """A member that turns active (added, undrained, activated) ramps from no share to its
+    full share over this long; 0 = at once."""
     restart_hold: float = 30.0
     """After attaching to a switch that kept state, hold slot reuse this long."""
     switch_check_interval: float = 1.0
@@ -215,6 +218,7 @@ _FLOAT_FIELDS = {
     "udp_idle_timeout",
     "teardown_linger",
     "drain_timeout",
+    "slow_start",
     "restart_hold",
     "switch_check_interval",
 }

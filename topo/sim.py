@@ -250,15 +250,18 @@ class Simulation:
 
     # -- workload
 
-    def open_connections(self, count: int, start: float, end: float) -> None:
+    def open_connections(
+        self, count: int, start: float, end: float, *, tcp_port: int | None = None
+    ) -> None:
         """Schedule `count` connections starting uniformly in [start, end), each with a 5-tuple
         no other simulated connection uses (two sharing one would be one connection to the
-        switch, and counted as broken whatever the balancer does)."""
+        switch, and counted as broken whatever the balancer does); with `tcp_port`, all are TCP
+        connections to that port of the VIP address."""
         o = self.options
         for _ in range(count):
             t0 = self.rng.uniform(start, end)
-            udp = self.rng.random() < o.udp_fraction
-            flow = self._new_flow(udp)
+            udp = tcp_port is None and self.rng.random() < o.udp_fraction
+            flow = self._new_flow(udp, tcp_port or 80)
             long = self.rng.random() < o.long_fraction
             n = self.rng.randrange(10, 30) if long else self.rng.randrange(2, 8)
             gap = self.rng.uniform(0.2, 1.0)
@@ -266,11 +269,11 @@ class Simulation:
             self.conns.append(conn)
             self._push(t0, len(self.conns) - 1, 0)
 
-    def _new_flow(self, udp: bool) -> FlowKey:
+    def _new_flow(self, udp: bool, tcp_port: int) -> FlowKey:
         while True:  # the space holds millions of tuples per protocol: redraws are rare
             sport = self.rng.randrange(1024, 65535)
             src = f"10.0.1.{2 + self.rng.randrange(self.options.clients)}"
-            flow = FlowKey(src, VIP_IP, sport, 53 if udp else 80, UDP if udp else TCP)
+            flow = FlowKey(src, VIP_IP, sport, 53 if udp else tcp_port, UDP if udp else TCP)
             if flow not in self._flows:
                 self._flows.add(flow)
                 return flow

@@ -34,24 +34,29 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from controller.config import Config, DipConfig, policy_problem
+from controller.config import (
+    Config,
+    ConfigError,
+    DipConfig,
+    policy_problem,
+)
 from controller.core.affinity import ClientAffinity
-from controller.core.autoscaling import PoolAutoscaling
 from controller.core.digests import VipKey, digest_problem
 from controller.core.epochs import VersionConfig
 from controller.core.journal import Journal, JournalError, UnsettledConnection
 from controller.core.learning import ConnectionLearner, ConnKey
 from controller.core.loadbook import DipLoad
+from controller.core.membership import Membership
 from controller.core.ops import Op, Outcome, Owner, TableRead
 from controller.core.pools import BackendPool, DrainFinished
 from controller.core.records import ActivityRecords, FaultThrottle, RecordEvent, RecordLog
+from controller.core.reload import ReloadPlan
 from controller.core.return_paths import ReturnPaths
 from controller.core.rollouts import Rollouts
 from controller.core.shadow import DipTarget
 from controller.core.startup import StartUp, SwitchView
 from controller.core.view import CoreView, MemberView, PoolView
 from controller.core.watch import SwitchWatch
-from controller.core.weighting import PoolWeighting
 from controller.routing import Route
 from p4src.contract import Digest, Settings
 from policy import PolicyError
@@ -77,16 +82,9 @@ class ControllerCore:
         self.slots = dataplane.version_slots
         self.routes = tuple(routes)
         name = policy_name or self.settings.policy
-        self.pools = [BackendPool(i, vip) for i, vip in enumerate(config.vips)]
-        self.weighting = [
-            PoolWeighting(p, name, config.policy_params, self.settings.weight_bits)
-            for p in self.pools
-        ]
-        scaling = config.autoscale
-        self.autoscaling = (
-            [] if scaling is None else [PoolAutoscaling(p, scaling) for p in self.pools]
-        )
         self._records = RecordLog()
+        self.membership = Membership(config, name, self._records)
+        self.pools = self.membership.pools
         self.learner = ConnectionLearner(
             capacity=dataplane.conn_table_size,
             tcp_idle_timeout=self.settings.tcp_idle_timeout,
@@ -129,8 +127,8 @@ class ControllerCore:
         self._reporters: set[str] = set()
 
     def desired(self) -> dict[int, tuple[int, ...]]:
-        """The weights each pool's policy asks for now (member order)."""
-        return {p: w.current() for p, w in enumerate(self.weighting)}
+        """The weights each pool's policy asks for now, by pool id (member order)."""
+        return self.membership.desired()
 
     # -- start-up
 
@@ -146,7 +144,8 @@ class ControllerCore:
             self.startup.failure = f"not our program? {exc}"
             return []
         active = config.active
-        ops = self.startup.program(self.routes, self.pools)
+        ops = self.membership.adopt(now, view.vip_entries)
+        ops.extend(self.startup.program(self.routes, self.pools))
         ops.extend(
             self.return_paths.add(pool, m.ip, m.port, boot=True)
             for pool in self.pools
@@ -243,14 +242,14 @@ class ControllerCore:
                 if m.state is not MemberState.ACTIVE
                 or ((load := loads.get(m.dip)) is not None and not load.live)
             )
-            self._autoscale(now, loads)
-            for weighting in self.weighting:
-                weighting.update(now, loads)
+            self.membership.update(now, loads)
             self._reporters.update(dip for dip, load in loads.items() if load.reported)
             ops.extend(self.rollouts.note_reporters(frozenset(self._reporters)))
         ops.extend(self.rollouts.step(now, self.desired(), self.learner))
         if self.startup.done:  # not while reprogramming: a partial vip_table is expected then
+            ops.extend(self.membership.vip_changes.due(self._served))
             ops.extend(self.watch.due(now))
+        self._forget_pools()
         self._records.extend(self._activity.collect(now, self.learner.counters, self.pools))
         return ops + self._flush(now)
 
@@ -272,7 +271,7 @@ class ControllerCore:
             dip = DipTarget(digest.dip_ip, digest.dip_port)
             self.learner.on_new_conn(now, key, digest.version, dip)
             if self.affinity.serves((key.dst, key.dport, key.protocol)):
-                self.affinity.on_new_conn(now, key, dip, self._takes_new(dip.name))
+                self.affinity.on_new_conn(now, key, dip, self.membership.takes_new(dip.name))
         else:
             self.learner.on_teardown(now, key)
         return self._flush(now)
@@ -286,10 +285,6 @@ class ControllerCore:
                 for p in self.pools
             }
         return self._vips
-
-    def _takes_new(self, dip: str) -> bool:
-        """Whether a DIP is an active member (may take new connections, and pins)."""
-        return any(m.dip == dip and m.state is MemberState.ACTIVE for p in self.pools for m in p)
 
     def on_aged(self, now: float, handles: Sequence[int]) -> list[Op]:
         """conn_table handles the switch reports idle."""
@@ -312,8 +307,12 @@ class ControllerCore:
             ops = []
         elif owner is Owner.RETURN_PATH:
             ops = self.return_paths.on_outcome(now, outcome)
+        elif owner is Owner.VIPS:
+            ops = self.membership.vip_changes.on_outcome(now, outcome)
+            self._forget_pools()
         elif owner is Owner.WATCH:
-            lost = self.watch.on_outcome(now, outcome, expected=len(self.pools))
+            expected = len(self.pools) - self.membership.vip_changes.absent
+            lost = self.watch.on_outcome(now, outcome, expected=expected)
             ops = self._reprogram(now) if lost else []
         else:
             ops = self.startup.on_outcome(now, outcome)
@@ -328,6 +327,7 @@ class ControllerCore:
         )
         self.startup.reprogramming = True
         self.rollouts.switch_lost()
+        self.membership.vip_changes.switch_lost()
         return self.learner.switch_lost()
 
     def _refill(self, now: float) -> list[Op]:
@@ -353,11 +353,12 @@ class ControllerCore:
         """A read-only picture of the core now."""
         ledger = self.rollouts.ledger
         held = self.rollouts.table.weights[ledger.active] if ledger is not None else None
+        weighting = self.membership.weighting
         learning = dataclasses.replace(self.learner.counters)
         learning.by_dip = Counter(learning.by_dip)
         return CoreView(
-            policy=self.weighting[0].policy_name if self.weighting else "",
-            policy_params=dict(self.weighting[0].params) if self.weighting else {},
+            policy=weighting[0].policy_name if weighting else "",
+            policy_params=dict(weighting[0].params) if weighting else {},
             started=self.started,
             active_slot=None if ledger is None else ledger.active,
             backpressure=self.rollouts.backpressure,
@@ -374,62 +375,48 @@ class ControllerCore:
                 PoolView(
                     pool.vip.name,
                     tuple(
-                        MemberView(m.dip, m.state, w, (held or {}).get(p, {}).get(m.dip, 0))
+                        MemberView(
+                            m.dip, m.state, w, (held or {}).get(pool.pool_id, {}).get(m.dip, 0)
+                        )
                         for m, w in zip(pool, weighting.current(), strict=False)
                     ),
                 )
-                for p, (pool, weighting) in enumerate(zip(self.pools, self.weighting, strict=True))
+                for pool, weighting in zip(self.pools, self.membership.weighting, strict=True)
             ),
         )
 
     # -- member lifecycle
 
-    def _autoscale(self, now: float, loads: Mapping[str, DipLoad]) -> None:
-        for scaling in self.autoscaling:
-            activate, drain = scaling.decide(now, loads)
-            for dip in activate:
-                scaling.pool.activate(now, dip)
-                self._records.add(now, "phase", name=f"autoscale: activate {dip}")
-            for dip in drain:
-                scaling.pool.drain(now, dip, remove=False)
-                self._records.add(now, "phase", name=f"autoscale: drain {dip}")
-
     def pool_of(self, dip: str) -> int:
         """The pool a DIP belongs to; KeyError if none."""
-        for pool in self.pools:
-            if any(m.dip == dip for m in pool):
-                return pool.pool_id
-        raise KeyError(dip)
+        return self.membership.pool_of(dip)
 
     def pool_named(self, vip: str) -> int:
         """The pool of the VIP called `vip` in the configuration; KeyError if none."""
-        for pool in self.pools:
-            if pool.vip.name == vip:
-                return pool.pool_id
-        raise KeyError(vip)
+        return self.membership.pool_named(vip)
 
-    def _member_pool(self, dip: str, pool: int | None) -> BackendPool:
-        # A DIP may serve a TCP and a UDP VIP alike: callers that know the VIP name its pool.
-        return self.pools[self.pool_of(dip) if pool is None else pool]
+    def pool_by_id(self, pool_id: int) -> BackendPool:
+        """The pool with id `pool_id`; KeyError if none."""
+        return self.membership.pool_by_id(pool_id)
 
     def drain_member(self, now: float, dip: str, *, remove: bool, pool: int | None = None) -> None:
         """Drain a member (weight 0 from the next rollout); with `remove` it leaves once drained."""
-        self._member_pool(dip, pool).drain(now, dip, remove=remove)
+        self.membership.member_pool(dip, pool).drain(now, dip, remove=remove)
         self._next_policy = now
 
     def standby_member(self, now: float, dip: str, *, pool: int | None = None) -> None:
         """Put a member on standby (draining first if it is active)."""
-        self._member_pool(dip, pool).standby(now, dip)
+        self.membership.member_pool(dip, pool).standby(now, dip)
         self._next_policy = now
 
     def undrain_member(self, now: float, dip: str, *, pool: int | None = None) -> None:
         """Return a draining or standby member to service."""
-        self._member_pool(dip, pool).undrain(now, dip)
+        self.membership.member_pool(dip, pool).undrain(now, dip)
         self._next_policy = now
 
     def activate_member(self, now: float, dip: str, *, pool: int | None = None) -> None:
         """Let a member take new connections."""
-        self._member_pool(dip, pool).activate(now, dip)
+        self.membership.member_pool(dip, pool).activate(now, dip)
         self._next_policy = now
 
     def set_policy(self, now: float, name: str, params: Mapping[str, float]) -> None:
@@ -439,16 +426,61 @@ class ControllerCore:
         problem = policy_problem(name, params)
         if problem is not None:
             raise PolicyError(problem)
-        for weighting in self.weighting:
-            weighting.switch_policy(name, params)
+        self.membership.switch_policy(name, params)
         self._records.add(now, "phase", name=f"policy {name}")
         self._next_policy = now
 
     def add_member(self, now: float, pool: int, dip: DipConfig) -> list[Op]:
         """Add a member to a pool and program its return path."""
-        member = self.pools[pool].add(now, dip)
+        member = self.membership.add_member(now, pool, dip)
         self._next_policy = now
-        return [self.return_paths.add(self.pools[pool], member.ip, member.port, boot=False)]
+        return [self.return_paths.add(self.pool_by_id(pool), member.ip, member.port, boot=False)]
+
+    # -- declarative reload
+
+    def reload(self, now: float, plan: ReloadPlan) -> list[Op]:
+        """Apply a reload (controller.core.reload) in one step: settings and policy at once,
+        new VIPs and members into service (slow start), removed ones drained and then gone.
+        ConfigError, with nothing applied, if the running state refuses part of it."""
+        problems = self.membership.problems(plan)
+        if plan.policy is not None and (problem := policy_problem(*plan.policy)) is not None:
+            problems.append(f"policy: {problem}")
+        if problems:
+            raise ConfigError(problems)
+        config = plan.config
+        self.config, self.settings = config, config.controller
+        self.rollouts.configure(config.controller)
+        self.learner.tcp_idle_timeout = config.controller.tcp_idle_timeout
+        self.learner.udp_idle_timeout = config.controller.udp_idle_timeout
+        self.learner.teardown_linger = config.controller.teardown_linger
+        self.watch.interval = config.controller.switch_check_interval
+        self.membership.configure(config.controller)
+        joined = self.membership.reload(now, plan)
+        for vip in (*plan.added_vips, *plan.retimed_vips):
+            if vip.pins_clients:
+                key = (vip.ip, vip.port, vip.protocol_number)
+                self.affinity.timeouts[key] = vip.affinity_timeout
+        for line in plan.summary():
+            self._records.add(now, "phase", name=f"reload: {line}")
+        self._next_policy = now
+        ops: list[Op] = [
+            self.return_paths.add(pool, m.ip, m.port, boot=False) for pool, m in joined
+        ]
+        return ops + self._flush(now)
+
+    def _served(self, pool_id: int) -> bool:
+        """Whether the active version holds weights for a pool."""
+        ledger = self.rollouts.ledger
+        if ledger is None:
+            return False
+        held = self.rollouts.table.weights[ledger.active] or {}
+        return any(w > 0 for w in held.get(pool_id, {}).values())
+
+    def _forget_pools(self) -> None:
+        """Pools whose VIP left the switch: nothing of them stays."""
+        for pool in self.membership.forget(self.membership.vip_changes.take_deleted()):
+            vip = pool.vip
+            self.affinity.timeouts.pop((vip.ip, vip.port, vip.protocol_number), None)
 
     def _drained(self, now: float, finished: DrainFinished) -> list[Op]:
         dip = finished.member.dip

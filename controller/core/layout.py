@@ -34,14 +34,17 @@ def version_content(
     """
     content: Content = {}
     staged: dict[int, dict[str, int]] = {}
-    for p, pool in enumerate(pools):
+    for pool in pools:
+        p = pool.pool_id
         members = [DipTarget(m.ip, m.port) for m in pool]
         weights = list(desired[p])
+        staged[p] = {m.dip: w for m, w in zip(pool, weights, strict=True)}
+        if not any(weights):  # drained (or emptied) pool: no entry, its VIP takes nothing new
+            continue
         budget = entry_budget(weights, table_size, slots, len(pools))
         previous = held_entries(p, members, held)
         pool_content, _ = pool_buckets(p, members, weights, hash_bits, previous, max_entries=budget)
         content.update(pool_content)
-        staged[p] = {m.dip: w for m, w in zip(pool, weights, strict=True)}
     return content, staged
 
 

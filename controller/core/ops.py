@@ -24,6 +24,8 @@ class Owner(Enum):
 
     STARTUP = "startup"
     """Routes and VIPs written at start."""
+    VIPS = "vips"
+    """vip_table entries of VIPs added or removed while running."""
     RETURN_PATH = "return_path"
     """dip_reverse entries of pool members."""
     LEARNING = "learning"

@@ -90,6 +90,13 @@ class BackendPool:
         self.generation += 1
         return member
 
+    def set_weight(self, dip: str, weight: int) -> PoolMember:
+        """Change a member's configured weight (its policy is reseeded with it)."""
+        i = self.index(dip)
+        self._members[i] = replace(self._members[i], weight=weight)
+        self.generation += 1
+        return self._members[i]
+
     def drain(self, now: float, dip: str, *, remove: bool) -> PoolMember:
         """Stop new connections to a member; with `remove`, it leaves once drained."""
         i = self.index(dip)

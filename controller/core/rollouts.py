@@ -218,7 +218,7 @@ class Rollouts:
         if now - self._last_rollout < self.settings.min_rollout_interval:
             return ops
         held = self.table.held_weights(
-            {p: [m.dip for m in pool] for p, pool in enumerate(self._pools)}
+            {pool.pool_id: [m.dip for m in pool] for pool in self._pools}
         )
         if held is not None and not self._filter_full(learner):
             total = 1 << self.settings.weight_bits
@@ -245,6 +245,12 @@ class Rollouts:
             return ops + reclaiming
         self.backpressure = None
         return ops + self._start(now, slot, prepared)
+
+    def configure(self, settings: ControllerSettings) -> None:
+        """Take a reload's settings (weight_bits never changes live): from the next step on."""
+        self.settings = settings
+        self.table.quiet_period = settings.quiet_period
+        self.room.min_interval = settings.min_rollout_interval
 
     def _hold(self, now: float, reason: str) -> None:
         if self.backpressure is None:
@@ -460,8 +466,9 @@ class Rollouts:
             duration_ms=outcome.duration * 1000.0,
             entries_written=outcome.entries_written,
         )
-        for p, pool in enumerate(self._pools):
-            self._records.add(now, "weights", pool=pool.vip.name, weights=self._staged.get(p, {}))
+        for pool in self._pools:
+            weights = self._staged.get(pool.pool_id, {})
+            self._records.add(now, "weights", pool=pool.vip.name, weights=weights)
         return journal
 
     # -- reclaiming room in dip_table

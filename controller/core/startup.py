@@ -16,7 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.ops import DefaultEntry, ErrorKind, Op, Outcome, Owner, TableClear, TableInsert
+from controller.core.ops import (
+    DefaultEntry,
+    ErrorKind,
+    Op,
+    Outcome,
+    Owner,
+    ReadEntry,
+    TableClear,
+    TableInsert,
+)
 from controller.core.pools import BackendPool
 from controller.core.records import RecordLog
 from controller.routing import Route
@@ -41,6 +50,9 @@ class SwitchView:
     """version_config's default entry (controller.core.epochs reads it)."""
     conn_entries: int
     dip_entries: int
+    vip_entries: tuple[ReadEntry, ...] = ()
+    """vip_table as read back: the pool id each VIP had (a previous controller's may differ
+    from this file's order after reloads)."""
 
     @property
     def cold(self) -> bool:
@@ -48,12 +60,12 @@ class SwitchView:
         return self.conn_entries == 0 and self.dip_entries == 0
 
 
-def vip_insert(pool: BackendPool) -> TableInsert:
+def vip_insert(pool: BackendPool, owner: Owner = Owner.STARTUP) -> TableInsert:
     """The vip_table entry of a pool."""
     vip = pool.vip
     keys = (vip.ip, str(vip.port), str(vip.protocol_number))
     affinity = AFFINITY_CLIENT_IP if vip.pins_clients else AFFINITY_OFF
-    return TableInsert(Owner.STARTUP, VIP_TABLE, keys, SET_POOL, (str(pool.pool_id), str(affinity)))
+    return TableInsert(owner, VIP_TABLE, keys, SET_POOL, (str(pool.pool_id), str(affinity)))
 
 
 class StartUp:

@@ -3,6 +3,13 @@
 `PoolWeighting` keeps one policy instance per pool, feeds it `policy.Observations` built from the
 load book's view of each member, and quantizes its shares into integer weights summing to
 2**weight_bits.
+
+A member that turned active less than `slow_start` seconds ago (added, undrained, activated)
+gets its share scaled by the fraction of that time elapsed, so it ramps up from nothing instead
+of taking its full share of new connections at once (HAProxy's `slowstart`, for every policy).
+When the member list or a configured weight changes, the policy is rebuilt seeded with what it
+asked for so far; a new or re-weighted member is seeded with its configured weight, scaled to
+the others' seeds.
 """
 
 from __future__ import annotations
@@ -11,10 +18,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 import policy
 from controller.core.loadbook import DipLoad
-from controller.core.pools import BackendPool
+from controller.core.pools import BackendPool, PoolMember
 from policy.autoscale import MemberState
 
 
@@ -27,8 +35,10 @@ class PoolWeighting:
         policy_name: str,
         params: Mapping[str, float],
         weight_bits: int,
+        slow_start: float = 0.0,
     ) -> None:
         self.pool = pool
+        self.slow_start = slow_start
         self.policy_name = policy_name
         self.params = dict(params)
         self.total = 1 << weight_bits
@@ -36,6 +46,8 @@ class PoolWeighting:
         self.desired: tuple[int, ...] = ()
         self.no_live_member = False
         self._policy: policy.Policy | None = None
+        self._member_names = [m.dip for m in pool]
+        self._configured = [m.weight for m in pool]
         self._rebuild(self.initial())
 
     def initial(self) -> tuple[int, ...]:
@@ -48,13 +60,29 @@ class PoolWeighting:
         return tuple(int(w) for w in policy.quantize(raw / raw.sum(), self.total))
 
     def _rebuild(self, weights: Sequence[int]) -> None:
-        seed = [float(w) if w > 0 else 0.0 for w in weights]
-        if not any(seed):
-            seed = [1.0] * len(weights)
+        seed = self._seed(weights)
         self._policy = policy.make_policy(self.policy_name, len(self.pool), seed, self.params)
         self._member_names = [m.dip for m in self.pool]
+        self._configured = [m.weight for m in self.pool]
         self.generation = self.pool.generation
         self.desired = tuple(weights)
+
+    def _seed(self, weights: Sequence[int]) -> list[float]:
+        """The policy's initial weights: `weights` for members seeded before with an unchanged
+        configured weight, the configured weight (scaled to those) for the others."""
+        before = dict(zip(self._member_names, self._configured, strict=True))
+        members = list(self.pool)
+        kept = [before.get(m.dip) == m.weight for m in members]
+        # The scale between configured weights and seeds, from members holding a share.
+        scaled = [(w, m.weight) for m, w, k in zip(members, weights, kept, strict=True) if k and w]
+        seeded = sum(w for w, _ in scaled)
+        configured = sum(c for _, c in scaled)
+        scale = seeded / configured if seeded > 0 and configured > 0 else 1.0
+        seed = [
+            float(w) if k else m.weight * scale
+            for m, w, k in zip(members, weights, kept, strict=True)
+        ]
+        return seed if any(seed) else [1.0] * len(members)
 
     def switch_policy(self, policy_name: str, params: Mapping[str, float]) -> None:
         """Replace the policy, seeded with the weights asked for now: nothing moves until the
@@ -68,6 +96,20 @@ class PoolWeighting:
         except policy.PolicyError:
             self.policy_name, self.params = previous
             raise
+
+    def _ramp(
+        self, now: float, members: Sequence[PoolMember], live: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.float64]:
+        """Each member's slow-start factor (1 when none applies)."""
+        if self.slow_start <= 0:
+            return np.ones(len(members))
+        ramp = np.array(
+            [min(1.0, max(0.0, (now - m.since) / self.slow_start)) for m in members],
+            dtype=np.float64,
+        )
+        # A ramp only means something beside a member at full share: a pool whose live members
+        # all just started takes its connections at once, as at start-up.
+        return ramp if bool(np.any(live & (ramp >= 1.0))) else np.ones(len(members))
 
     def current(self) -> tuple[int, ...]:
         """The desired weights in the pool's current member order (0 for a member added since
@@ -104,7 +146,7 @@ class PoolWeighting:
         )
         assert self._policy is not None
         shares = np.asarray(self._policy.update(now, obs), dtype=np.float64)
-        shares = np.where(live, np.clip(shares, 0.0, None), 0.0)
+        shares = np.where(live, np.clip(shares, 0.0, None), 0.0) * self._ramp(now, members, live)
         if shares.sum() <= 0:
             # No live member: keep the current weights (fail static) rather than drop the VIP's
             # new connections because every agent went quiet at once.

@@ -25,12 +25,14 @@ from controller.admin_protocol import (
     JSONValue,
     MemberAction,
     PolicyChange,
+    ReloadRequest,
     StatusQuery,
     bearer_matches,
     needs_token,
     parse_request,
     status_document,
 )
+from controller.config import ConfigError
 from controller.core.pools import PoolError
 from controller.shell.app import ControllerService
 from controller.shell.metrics import (
@@ -130,6 +132,8 @@ class AdminResource(Resource):
             if exc.allow:
                 request.setHeader(b"allow", ", ".join(exc.allow).encode())
             status, document = exc.status, {"error": exc.message}
+            if exc.problems:
+                document["problems"] = list(exc.problems)
         except Exception:  # a bug must cost one request, never the reactor
             log.exception("event=admin_error method=%s path=%s", method, path)
             status, document = 500, {"error": "internal error (see the controller's log)"}
@@ -142,7 +146,16 @@ class AdminResource(Resource):
         service = self._service
         if isinstance(command, StatusQuery):
             loads = service.book.snapshot(service.clock())
-            return status_document(service.core.view(), loads, service.config.vips)
+            vips = [pool.vip for pool in service.core.pools]
+            return status_document(service.core.view(), loads, vips)
+        if isinstance(command, ReloadRequest):
+            try:
+                plan = service.reload()
+            except ConfigError as exc:
+                raise AdminRequestError(
+                    422, "the configuration was refused; nothing changed", exc.problems
+                ) from None
+            return {"changes": plan.summary()}
         if isinstance(command, PolicyChange):
             try:
                 service.set_policy(command.name, command.params)
@@ -165,7 +178,7 @@ class AdminResource(Resource):
                 service.activate_member(action.dip, pool=pool)
         except PoolError as exc:  # the member's state does not allow it
             raise AdminRequestError(409, str(exc)) from None
-        member = service.core.pools[pool].member(action.dip)
+        member = service.core.pool_by_id(pool).member(action.dip)
         log.info(
             "event=admin_member verb=%s vip=%s dip=%s state=%s",
             action.verb,

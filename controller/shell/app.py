@@ -21,18 +21,26 @@ from pathlib import Path
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
-from controller.config import Config, DipConfig
+from controller.config import Config, ConfigError, DipConfig
 from controller.core.controller_core import ControllerCore, RecordEvent, SwitchView
 from controller.core.loadbook import IngestResult, LoadBook
-from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome, Owner, SwitchOp
+from controller.core.ops import ErrorKind, JournalWrite, Op, Outcome, Owner, SwitchOp, TableRead
 from controller.core.records import FaultThrottle
+from controller.core.reload import ReloadPlan, plan_reload
 from controller.core.view import CoreView
 from controller.routing import Route
 from controller.shell.exports import declare, member_samples
 from controller.shell.metrics import Metrics
 from controller.shell.record import Recorder
 from controller.switch.api import Digest, SwitchClient, SwitchError, TimeReactor
-from p4src.contract import CONN_TABLE, DIP_TABLE, VERSION_CONFIG, Settings, load_settings
+from p4src.contract import (
+    CONN_TABLE,
+    DIP_TABLE,
+    VERSION_CONFIG,
+    VIP_TABLE,
+    Settings,
+    load_settings,
+)
 
 log = logging.getLogger("controller")
 METRICS_INTERVAL = 1.0
@@ -63,10 +71,13 @@ class ControllerService:
         state_path: Path | None = None,
         tick_interval: float = 0.05,
         switch_timeout: float = 0.0,
+        config_source: Callable[[], Config] | None = None,
     ) -> None:
         self.reactor = reactor
         self.switch_timeout = switch_timeout
         self.config = config
+        self.config_source = config_source
+        """Reads and validates the configuration file again (for `reload`)."""
         self.switch = switch
         self.clock = clock or reactor.seconds
         self.recorder = recorder or Recorder(None)
@@ -159,7 +170,10 @@ class ControllerService:
                 versions = await self.switch.table_get_default(VERSION_CONFIG)
                 conns = await self.switch.table_num_entries(CONN_TABLE)
                 dips = await self.switch.table_num_entries(DIP_TABLE)
-                return SwitchView(versions, conns, dips)
+                (vips,) = await self.switch.apply([TableRead(Owner.STARTUP, VIP_TABLE)])
+                if not vips.ok:
+                    raise SwitchError(vips.detail, vips.error or ErrorKind.UNKNOWN)
+                return SwitchView(versions, conns, dips, vips.entries)
             except SwitchError as exc:
                 waited = self.clock() - started
                 if exc.kind is not ErrorKind.UNAVAILABLE or waited + delay > self.switch_timeout:
@@ -233,6 +247,24 @@ class ControllerService:
         log.info("event=policy_changed policy=%s params=%s", name, dict(params))
         self._flush_records()
 
+    def reload(self, config: Config | None = None) -> ReloadPlan:
+        """Apply the configuration file as it is now (or `config`) live: ConfigError, with
+        nothing applied, if it is invalid or changes what needs a restart."""
+        if config is None:
+            if self.config_source is None:
+                raise ConfigError(
+                    ["this controller was not started from a file: nothing to reload"]
+                )
+            config = self.config_source()
+        plan = plan_reload(self.config, config)
+        ops = self.core.reload(self.clock(), plan)
+        for dip in (d.name for v in config.vips for d in v.dips):
+            self.book.add_dip(dip)  # no-op for a DIP tracked already
+        self.config = config
+        log.info("event=reloaded changes=%d %s", len(plan.summary()), "; ".join(plan.summary()))
+        self._run(ops)
+        return plan
+
     def tick(self) -> None:
         """One periodic step of the core (the LoopingCall calls this; it never raises, or the
         LoopingCall would stop for good)."""
@@ -244,7 +276,8 @@ class ControllerService:
         loads = self.book.snapshot(now) if self.core.policy_due(now) else {}
         self._guard(lambda: self._run(self.core.tick(now, loads)))
         for dip in self.core.take_removed():
-            self.book.remove_dip(dip)
+            if not any(m.dip == dip for pool in self.core.pools for m in pool):  # TCP and UDP
+                self.book.remove_dip(dip)
         if now >= self._next_load_record:
             self._next_load_record = now + self.config.controller.report_interval
             for dip, load in self.book.snapshot(now).items():

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         routes=routes,
         state_path=args.state,
         switch_timeout=args.switch_timeout,
+        config_source=lambda: checked_config(args.config, args),
     )
     settings = config.controller
     feed = LoadFeed(
@@ -296,6 +298,21 @@ def run(config: Config, args: argparse.Namespace) -> int:
         feed.stop()
         await service.stop()
 
+    def reload_on_signal() -> None:
+        try:
+            plan = service.reload()
+        except ConfigError as exc:
+            log.error("event=reload_refused path=%s problems=%d", args.config, len(exc.problems))
+            for problem in exc.problems:
+                log.error("event=reload_problem %s", problem)
+        except Exception:  # a bug must cost this reload, never the reactor
+            log.exception("event=reload_error")
+        else:
+            if plan.empty:
+                log.info("event=reload_unchanged path=%s", args.config)
+
+    # SIGHUP re-reads the file (the handler runs between bytecodes: hand the work to the reactor).
+    signal.signal(signal.SIGHUP, lambda _signo, _frame: rx.callFromThread(reload_on_signal))
     # Start inside the running reactor: a failure before run() could not stop it (and would hang).
     rx.callWhenRunning(lambda: defer.ensureDeferred(start()).addErrback(failed))
     rx.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(shutdown()))

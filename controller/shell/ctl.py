@@ -5,6 +5,7 @@ p4lb-ctl watch                        # the same, refreshed every second until C
 p4lb-ctl --token-file T drain 10.0.1.2:8080 [--remove]
 p4lb-ctl --token-file T undrain 10.0.1.2:8080
 p4lb-ctl --token-file T policy ratio target_util=0.7
+p4lb-ctl --token-file T reload        # apply the controller's TOML file as it is now (as SIGHUP)
 p4lb-ctl --make-token /etc/p4lb/admin.token   # a random token, 0600, never overwritten
 
 Exit codes: 0 done; 1 the controller could not be reached or refused the request (the
@@ -115,7 +116,8 @@ class AdminClient:
 def _error_text(exc: urllib.error.HTTPError) -> str:
     try:
         document = json.loads(exc.read().decode("utf-8"))
-        return str(document["error"])
+        problems = document.get("problems", [])
+        return "\n  ".join([str(document["error"]), *(str(p) for p in problems)])
     except (OSError, ValueError, KeyError, TypeError):
         return str(exc.reason)
 
@@ -281,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--vip", help="only in this VIP (default: every VIP DIP serves)")
         if verb == "drain":
             sub.add_argument("--remove", action="store_true", help="leave the pool once drained")
+    commands.add_parser("reload", help="apply the controller's configuration file live")
     sub = commands.add_parser("policy", help="switch every pool's policy live")
     sub.add_argument("name", metavar="NAME")
     sub.add_argument("params", nargs="*", metavar="key=value")
@@ -325,6 +328,9 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         body = {"name": args.name, "params": parse_params(args.params)}
         answer = client.call("PUT", "/v1/policy", body)
         print(f"policy {answer['policy']['name']} in place; weights follow at the next rollouts")
+    elif args.command == "reload":
+        changes = client.call("POST", "/v1/reload")["changes"]
+        print("\n".join(["reloaded:", *(f"  {c}" for c in changes)]) if changes else "no change")
     else:
         print(_member(client, args, args.command))
     return EXIT_OK

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -241,5 +242,61 @@ def test_a_private_unix_socket_needs_no_token(tmp_path: Path) -> None:
         with pytest.raises(CtlError, match="does not exist, so changes are refused") as caught:
             client.call("POST", f"/v1/vips/web/members/{DRAINED}/undrain")
         assert caught.value.code == EXIT_AUTH
+    finally:
+        running.stop()
+
+
+ADDED = '  [[vip.dip]]\n  ip = "10.1.5.2"\n  port = 8080\n'
+
+
+def members(client: AdminClient) -> list[str]:
+    return [m["dip"] for m in client.call("GET", "/v1/status")["vips"][0]["members"]]
+
+
+def test_sighup_and_ctl_reload_apply_the_file_and_refuse_a_bad_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = tmp_path / "admin.token"
+    make_token(token)
+    running = Controller(tmp_path, f"127.0.0.1:{free_port()}", token)
+    config = tmp_path / "lb.toml"
+    original = config.read_text()
+    client = AdminClient(running.url)
+    base = ["--admin", running.url, "--token-file", str(token)]
+    try:
+        config.write_text(original + ADDED)
+        running.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30.0
+        while "10.1.5.2:8080" not in members(client):
+            assert time.monotonic() < deadline, "SIGHUP did not add the member"
+            time.sleep(0.1)
+        # A file changing what needs a restart, and an invalid one: refused whole.
+        config.write_text(original.replace("[controller]", "[controller]\nweight_bits = 9") + ADDED)
+        assert ctl_main([*base, "reload"]) == EXIT_FAILED
+        said = capsys.readouterr().err
+        assert "422 the configuration was refused; nothing changed" in said
+        assert "controller.weight_bits: cannot change while the controller runs" in said
+        config.write_text(original + ADDED.replace("8080", "99999"))
+        assert ctl_main([*base, "reload"]) == EXIT_FAILED
+        assert "vip[0].dip[2].port" in capsys.readouterr().err
+        running.process.send_signal(signal.SIGHUP)  # refused too: logged, the process lives on
+        log = tmp_path / "controller.log"
+        deadline = time.monotonic() + 30.0
+        while "event=reload_refused" not in log.read_text():
+            assert time.monotonic() < deadline, "a refused SIGHUP reload was not logged"
+            time.sleep(0.1)
+        assert "event=reload_problem vip[0].dip[2].port" in log.read_text()
+        assert "10.1.5.2:8080" in members(client)
+        # Back to the original file: the added member drains out (it has no connection).
+        config.write_text(original)
+        assert ctl_main([*base, "reload"]) == 0
+        assert "vip web: 10.1.5.2:8080 removed (drains first)" in capsys.readouterr().out
+        assert ctl_main([*base, "reload"]) == 0
+        assert capsys.readouterr().out == "no change\n"
+        deadline = time.monotonic() + 30.0
+        while "10.1.5.2:8080" in members(client):
+            assert time.monotonic() < deadline, "the removed member never left"
+            time.sleep(0.1)
+        assert running.process.poll() is None
     finally:
         running.stop()

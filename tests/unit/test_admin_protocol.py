@@ -12,6 +12,7 @@ from controller.admin_protocol import (
     AdminRequestError,
     MemberAction,
     PolicyChange,
+    ReloadRequest,
     StatusQuery,
     bearer_matches,
     needs_token,
@@ -72,6 +73,8 @@ MEMBER = "/v1/vips/web/members/10.1.0.2:80"
             MemberAction("dns", "10.1.0.1:80", "drain"),
         ),
         ("PUT", "/v1/policy", b'{"name": "ratio"}', PolicyChange("ratio", {})),
+        ("POST", "/v1/reload", b"", ReloadRequest()),
+        ("POST", "/v1/reload", b"{}", ReloadRequest()),
         (
             "PUT",
             "/v1/policy",
@@ -94,6 +97,8 @@ def test_good_requests_become_commands(
         ("GET", "/v1/nothing", b"", 404, "no such path"),
         ("POST", "/v1/status", b"", 405, "use GET"),
         ("GET", "/v1/policy", b"", 405, "use PUT"),
+        ("GET", "/v1/reload", b"", 405, "use POST"),
+        ("POST", "/v1/reload", b'{"path": "/etc/x"}', 400, "unknown field(s) path"),
         ("GET", f"{MEMBER}/drain", b"", 405, "use POST"),
         ("POST", f"{MEMBER}/explode", b"", 404, "no member action 'explode'"),
         ("POST", "/v1/vips/nope/members/10.1.0.2:80/drain", b"", 404, "unknown VIP 'nope'"),
@@ -190,7 +195,7 @@ def test_policy_switch_keeps_the_weights_until_the_policy_runs_again() -> None:
     assert subject.desired() == before  # seeded with the current weights: nothing jumps
     assert subject.view().policy == "ratio"
     assert subject.view().policy_params == {"gain": 0.5}
-    assert all(w.policy_name == "ratio" for w in subject.weighting)
+    assert all(w.policy_name == "ratio" for w in subject.membership.weighting)
     assert subject.policy_due(1.0)
 
 
@@ -202,7 +207,7 @@ def test_a_refused_policy_switch_changes_nothing(name: str, params: dict[str, fl
     with pytest.raises(PolicyError):
         subject.set_policy(1.0, name, params)
     assert subject.view().policy == "equal"
-    assert all(w.policy_name == "equal" and w.params == {} for w in subject.weighting)
+    assert all(w.policy_name == "equal" and w.params == {} for w in subject.membership.weighting)
 
 
 def test_member_actions_name_the_pool_when_a_dip_serves_two_vips() -> None:

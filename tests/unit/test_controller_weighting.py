@@ -50,6 +50,25 @@ def test_initial_weights_follow_the_config_and_skip_standby() -> None:
     assert weighting.initial() == (192, 64, 0)
 
 
+def test_a_new_or_reweighed_member_is_seeded_with_its_configured_weight() -> None:
+    pool = BackendPool(0, VIP)
+    weighting = PoolWeighting(pool, "static", {}, 8)
+    pool.add(1.0, DipConfig("10.1.0.4", 80, 2))
+    assert weighting.update(20.0, {}) == (128, 43, 0, 85)  # 3 : 1 : 2 over the active members
+    pool.set_weight("10.1.0.2:80", 4)
+    assert weighting.update(21.0, {}) == (85, 114, 0, 57)  # 3 : 4 : 2
+
+
+def test_a_member_turned_active_ramps_up_over_slow_start() -> None:
+    pool = BackendPool(0, VIP)
+    weighting = PoolWeighting(pool, "equal", {}, 8, slow_start=10.0)
+    assert weighting.update(100.0, {}) == (128, 128, 0)
+    pool.activate(100.0, "10.1.0.3:80")
+    shares = [weighting.update(t, {})[2] for t in (100.0, 102.5, 105.0, 110.0, 120.0)]
+    assert shares == sorted(shares) and shares[0] == 0 and shares[-1] == 85
+    assert shares[2] == pytest.approx(256 * 0.5 / 2.5, abs=2)  # half way: 1/2 of a full share
+
+
 def test_policy_weights_sum_to_the_total_and_exclude_down_members() -> None:
     weighting = PoolWeighting(BackendPool(0, VIP), "cpu", {}, 8)
     desired = weighting.update(

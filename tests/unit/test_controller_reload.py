@@ -1,0 +1,221 @@
+"""Declarative reload: the plan between two files, and the core carrying it out on the model."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from core_runner import CoreRunner
+
+import p4model
+from controller.config import Config, ConfigError, parse_config
+from controller.core.controller_core import ControllerCore, SwitchView
+from controller.core.ops import DefaultEntry
+from controller.core.reload import RESTART_SETTINGS, plan_reload
+from p4src.contract import VIP_TABLE
+
+BASE = """
+[controller]
+min_weight_change = 0.0
+min_rollout_interval = {interval}
+{controller}
+[[vip]]
+name = "web"
+ip = "10.0.0.100"
+port = 80
+{web}
+[[vip.dip]]
+ip = "10.0.2.2"
+port = 8080
+[[vip.dip]]
+ip = "10.0.3.2"
+port = 8080
+{more}
+"""
+
+
+def parsed(controller: str = "", web: str = "", more: str = "", interval: float = 0.5) -> Config:
+    return parse_config(BASE.format(controller=controller, web=web, more=more, interval=interval))
+
+
+DIP = '[[vip.dip]]\nip = "10.0.4.2"\nport = 8080\n'
+API = """
+[[vip]]
+name = "api"
+ip = "10.0.0.101"
+port = 443
+[[vip.dip]]
+ip = "10.0.2.2"
+port = 9443
+"""
+
+
+@pytest.mark.parametrize(
+    ("new", "summary"),
+    [
+        pytest.param(parsed(), [], id="unchanged"),
+        pytest.param(parsed(more=DIP), ["vip web: 10.0.4.2:8080 added"], id="member-added"),
+        pytest.param(parsed(more=API), ["vip api added (1 DIPs)"], id="vip-added"),
+        pytest.param(
+            parsed(controller="drain_timeout = 9.0"),
+            ["controller.drain_timeout changed"],
+            id="live-setting",
+        ),
+        pytest.param(
+            parsed(controller='policy = "equal"'), ["policy equal {}"], id="policy-changed"
+        ),
+        pytest.param(
+            parsed(web="affinity_timeout = 9.0"), ["vip web affinity_timeout 9.0"], id="retimed"
+        ),
+    ],
+)
+def test_plan_lists_what_changed(new: Config, summary: list[str]) -> None:
+    plan = plan_reload(parsed(), new)
+    assert plan.summary() == summary
+    assert plan.empty == (not summary)
+
+
+def test_plan_names_removed_members_and_vips_and_changed_weights() -> None:
+    before = parsed(more=DIP + API)
+    web = before.vips[0]
+    reweighed = (web.dips[0], dataclasses.replace(web.dips[1], weight=5, state="standby"))
+    after = dataclasses.replace(before, vips=(dataclasses.replace(web, dips=reweighed),))
+    assert plan_reload(before, after).summary() == [
+        "vip api removed (drains first)",
+        "vip web: 10.0.4.2:8080 removed (drains first)",
+        "vip web: 10.0.3.2:8080 weight 1 -> 5, state active -> standby",
+    ]
+
+
+@pytest.mark.parametrize("key", RESTART_SETTINGS)
+def test_a_setting_that_needs_a_restart_is_refused_by_name(key: str) -> None:
+    running = parsed()
+    changed: Any = {
+        "weight_bits": 9,
+        "report_interval": 0.25,
+        "load_listen": "tcp://127.0.0.1:5556",
+        "load_max_connections": 7,
+        "load_peer_timeout": 3.0,
+        "metrics_listen": "",
+        "admin_listen": "",
+        "admin_token_file": "/tmp/token",
+    }[key]
+    settings = dataclasses.replace(running.controller, **{key: changed})
+    with pytest.raises(ConfigError) as refused:
+        plan_reload(running, dataclasses.replace(running, controller=settings))
+    assert len(refused.value.problems) == 1
+    assert refused.value.problems[0].startswith(f"controller.{key}: cannot change")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ip", "10.0.0.9"), ("port", 81), ("protocol", "udp"), ("affinity", "client_ip")],
+)
+def test_a_vips_service_or_affinity_mode_cannot_change_live(field: str, value: Any) -> None:
+    running = parsed()
+    vip = dataclasses.replace(running.vips[0], **{field: value})
+    with pytest.raises(ConfigError) as refused:
+        plan_reload(running, dataclasses.replace(running, vips=(vip,)))
+    assert refused.value.problems[0].startswith(f"vip 'web'.{field}: cannot change")
+
+
+# -- the core carrying a plan out, on the model
+
+
+class Runner(CoreRunner):
+    def tick(self, now: float) -> None:
+        self.now = now
+        self.feed(self.core.tick(now, {}))
+        self.run()
+
+
+def started(config: Config) -> Runner:
+    switch = p4model.Switch()
+    core = ControllerCore(config, p4model.load_settings())
+    runner = Runner(core, switch)
+    view = SwitchView(DefaultEntry.read(*switch.table_get_default("version_config")), 0, 0)
+    runner.feed(core.bootstrap(0.0, view))
+    runner.run()
+    assert core.started
+    return runner
+
+
+def test_a_new_vip_enters_vip_table_only_after_a_version_serves_it() -> None:
+    runner = started(parsed(interval=5.0))
+    core, switch = runner.core, runner.switch
+    runner.feed(core.reload(1.0, plan_reload(core.config, parsed(more=API, interval=5.0))))
+    runner.run()
+    runner.tick(1.0)
+    runner.tick(4.9)  # no rollout yet (rate limit): the api pool has no entry, nor its VIP
+    assert switch.table_num_entries(VIP_TABLE) == 1
+    runner.tick(5.1)  # the version holding the api pool goes live, then its VIP
+    runner.tick(5.2)
+    assert switch.table_num_entries(VIP_TABLE) == 2
+    assert [p.vip.name for p in core.pools] == ["web", "api"]
+
+
+def test_a_removed_vip_leaves_vip_table_once_its_members_are_gone() -> None:
+    runner = started(parsed(more=API))
+    core, switch = runner.core, runner.switch
+    assert switch.table_num_entries(VIP_TABLE) == 2
+    runner.feed(core.reload(1.0, plan_reload(core.config, parsed())))
+    runner.run()
+    now = 1.0
+    while any(p.vip.name == "api" for p in core.pools):
+        now += 0.5
+        assert now < 10.0, "the api VIP never left"
+        runner.tick(now)
+    assert switch.table_num_entries(VIP_TABLE) == 1
+    with pytest.raises(KeyError):
+        core.pool_named("api")
+
+
+def test_a_vip_still_draining_blocks_a_new_one_at_its_address() -> None:
+    runner = started(parsed(more=API))
+    core = runner.core
+    runner.feed(core.reload(1.0, plan_reload(core.config, parsed())))
+    runner.run()
+    again = parsed(more=API)
+    view = core.view()
+    with pytest.raises(ConfigError) as refused:
+        core.reload(1.1, plan_reload(core.config, again))
+    assert "still draining" in refused.value.problems[0]
+    assert core.view() == view
+
+
+def test_a_member_added_back_while_it_drains_is_kept() -> None:
+    runner = started(parsed(more=DIP))
+    core = runner.core
+    runner.feed(core.reload(1.0, plan_reload(core.config, parsed())))
+    runner.run()
+    assert core.pools[0].member("10.0.4.2:8080").remove_when_drained
+    runner.feed(core.reload(1.1, plan_reload(core.config, parsed(more=DIP))))
+    runner.run()
+    member = core.pools[0].member("10.0.4.2:8080")
+    assert member.state.value == "active" and not member.remove_when_drained
+
+
+def test_a_state_the_admin_api_set_survives_a_reload_that_does_not_touch_it() -> None:
+    runner = started(parsed(more=DIP))
+    core = runner.core
+    core.drain_member(1.0, "10.0.4.2:8080", remove=False)
+    runner.feed(
+        core.reload(
+            1.1, plan_reload(core.config, parsed(controller="quiet_period = 3.0", more=DIP))
+        )
+    )
+    runner.run()
+    assert core.pools[0].member("10.0.4.2:8080").state.value == "draining"
+    assert core.rollouts.table.quiet_period == 3.0
+
+
+def test_settings_and_vips_of_a_reload_reach_every_component() -> None:
+    runner = started(parsed())
+    core = runner.core
+    new = parsed("tcp_idle_timeout = 7.0\nslow_start = 2.0\nswitch_check_interval = 0.0")
+    runner.feed(core.reload(1.0, plan_reload(core.config, new)))
+    assert core.learner.tcp_idle_timeout == 7.0
+    assert core.watch.interval == 0.0
+    assert all(w.slow_start == 2.0 for w in core.membership.weighting)
+    assert core.config is new
