@@ -245,7 +245,9 @@ class ControllerCore:
             self.membership.update(now, loads)
             self._reporters.update(dip for dip, load in loads.items() if load.reported)
             ops.extend(self.rollouts.note_reporters(frozenset(self._reporters)))
-        ops.extend(self.rollouts.step(now, self.desired(), self.learner))
+        # A VIP waits for every version to hold its pool: roll out until they all do.
+        force = any(not self._served(p) for p in self.membership.vip_changes.waiting)
+        ops.extend(self.rollouts.step(now, self.desired(), self.learner, force=force))
         if self.startup.done:  # not while reprogramming: a partial vip_table is expected then
             ops.extend(self.membership.vip_changes.due(self._served))
             ops.extend(self.watch.due(now))
@@ -469,12 +471,12 @@ class ControllerCore:
         return ops + self._flush(now)
 
     def _served(self, pool_id: int) -> bool:
-        """Whether the active version holds weights for a pool."""
-        ledger = self.rollouts.ledger
-        if ledger is None:
-            return False
-        held = self.rollouts.table.weights[ledger.active] or {}
-        return any(w > 0 for w in held.get(pool_id, {}).values())
+        """Whether every version the switch holds has weights for a pool. Only then may its VIP
+        go in: a new connection whose flow hash is a Bloom false positive of an older slot
+        takes that slot's version, which must not lack the pool (its packets would be dropped
+        until the slot is rewritten)."""
+        held = [w for w in self.rollouts.table.weights if w is not None]
+        return bool(held) and all(any(w.get(pool_id, {}).values()) for w in held)
 
     def _forget_pools(self) -> None:
         """Pools whose VIP left the switch: nothing of them stays."""

@@ -232,8 +232,14 @@ class ConnectionLearner:
                 self._add_failed(now, key, outcome.error)
         elif isinstance(op, EntryTimeoutSet):
             if not outcome.ok:
-                # Ageing unsupported: entries then go only after a teardown.
                 self.counters.timeout_failures += 1
+                key = op.tag
+                assert isinstance(key, ConnKey)
+                if outcome.error is not ErrorKind.INVALID:
+                    # A transient failure: without its timeout the entry would never age out
+                    # (a UDP flow has no teardown), and a drain would wait for drain_timeout.
+                    self._retry_timeout(now, key, op.handle)
+                # INVALID: ageing unsupported; entries then go only after a teardown.
         elif isinstance(op, TableDelete):
             key = op.tag
             if not isinstance(key, ConnKey):
@@ -276,6 +282,13 @@ class ConnectionLearner:
         conn.state = ConnState.PENDING
         conn.attempts += 1
         self._push(now + min(RETRY_BASE * 2 ** (conn.attempts - 1), RETRY_MAX), "retry", key)
+
+    def _retry_timeout(self, now: float, key: ConnKey, handle: int) -> None:
+        conn = self._conns.get(key)
+        if conn is None or conn.handle != handle or conn.state is not ConnState.INSTALLED:
+            return
+        conn.attempts += 1
+        self._push(now + min(RETRY_BASE * 2**conn.attempts, RETRY_MAX), "timeout", key)
 
     def _delete_done(self, key: ConnKey) -> None:
         """Forget the connection (relearn it if a digest came meanwhile)."""
@@ -402,6 +415,9 @@ class ConnectionLearner:
                 self._ended.append(conn.key)
             else:
                 self._push(conn.last_digest + idle, "stale", conn.key)
+        elif what == "timeout" and conn.state is ConnState.INSTALLED and conn.handle is not None:
+            ms = int(self._idle_timeout(conn.key) * 1000)
+            self._out.append(EntryTimeoutSet(Owner.LEARNING, CONN_TABLE, conn.handle, ms, conn.key))
         elif what == "stale" and conn.state is ConnState.ADDING:
             self._push(now + self._idle_timeout(conn.key), "stale", conn.key)
 

@@ -191,9 +191,15 @@ class Rollouts:
     # -- periodic work
 
     def step(
-        self, now: float, desired: Mapping[int, Sequence[int]], learner: ConnectionLearner
+        self,
+        now: float,
+        desired: Mapping[int, Sequence[int]],
+        learner: ConnectionLearner,
+        *,
+        force: bool = False,
     ) -> list[Op]:
-        """Retry deferred reads, reclaim after a warm start, or roll out if due and allowed."""
+        """Retry deferred reads, reclaim after a warm start, or roll out if due and allowed
+        (with `force`, even if the weights have not changed)."""
         self._desired = desired
         due = [s for t, s in self._deferred if t <= now]
         self._deferred = [(t, s) for t, s in self._deferred if t > now]
@@ -220,7 +226,7 @@ class Rollouts:
         held = self.table.held_weights(
             {pool.pool_id: [m.dip for m in pool] for pool in self._pools}
         )
-        if held is not None and not self._filter_full(learner):
+        if held is not None and not force and not self._filter_full(learner):
             total = 1 << self.settings.weight_bits
             if skip_reason(held, desired, total, self.settings.min_weight_change):
                 self.backpressure = None

@@ -1,9 +1,10 @@
 """VIPs added or removed while the controller runs: when their vip_table entries go in and out
 (pure).
 
-An added VIP's entry is written only once the active version holds weights for its pool: before
-that, its packets would meet an empty dip_table and be dropped, whereas without the entry they
-are routed as any other traffic. A removed VIP first drains every member (its pool's weights go
+An added VIP's entry is written only once every version the switch holds has weights for its
+pool (the core rolls out until they do): before that, a packet of it could meet a version
+without the pool and be dropped, whereas without the entry it is routed as any other traffic.
+A removed VIP first drains every member (its pool's weights go
 to 0, so the next versions hold no entry for it and it takes no new connection; existing ones
 carry on); once the last member has left, the entry is deleted. Its handle is looked up by
 reading vip_table back, which also finds entries a previous controller wrote. Each write is
@@ -79,6 +80,11 @@ class VipChanges:
     def retire(self, pool: BackendPool) -> None:
         """A pool whose members are draining: its VIP leaves once the pool is empty."""
         self._leaving[pool.pool_id] = pool
+
+    @property
+    def waiting(self) -> tuple[int, ...]:
+        """Pools whose VIP is not yet written."""
+        return tuple(self._waiting)
 
     def leaving(self, pool_id: int) -> bool:
         """Whether a pool's VIP was removed and is waiting for its members to drain."""

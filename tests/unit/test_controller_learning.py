@@ -4,6 +4,8 @@ entries expire after teardown or idleness; a full table holds connections instea
 
 from __future__ import annotations
 
+import pytest
+
 from controller.core.learning import ConnectionLearner, ConnKey, ConnState
 from controller.core.ops import (
     EntryTimeoutSet,
@@ -97,6 +99,23 @@ def test_duplicate_digests_make_one_add_and_the_slot_is_pending_until_acknowledg
     assert isinstance(timeout, EntryTimeoutSet)
     assert (kind(timeout), timeout.handle, timeout.timeout_ms) == ("timeout", 7, 120000)
     assert book.counters.learned == 1 and book.counters.duplicate_digests == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"), [(ErrorKind.UNAVAILABLE, True), (ErrorKind.INVALID, False)]
+)
+def test_a_failed_entry_timeout_is_retried_unless_the_target_refuses_ageing(
+    error: ErrorKind, retried: bool
+) -> None:
+    book = learner()
+    book.on_new_conn(0.0, key(1, 17), 2, DIP)
+    book.due(0.0)
+    add_done(book, 0.1, key(1, 17), 7)
+    (timeout,) = book.due(0.1)
+    book.on_outcome(0.2, Outcome.failed(timeout, error, "refused"))
+    again = book.due(2.0)
+    assert again == ([timeout] if retried else [])
+    assert book.counters.timeout_failures == 1
 
 
 def test_conflicting_late_digest_is_counted_and_never_changes_the_entry() -> None:

@@ -11,9 +11,9 @@ from core_runner import CoreRunner
 import p4model
 from controller.config import Config, ConfigError, parse_config
 from controller.core.controller_core import ControllerCore, SwitchView
-from controller.core.ops import DefaultEntry
+from controller.core.ops import DefaultEntry, Op, TableInsert
 from controller.core.reload import RESTART_SETTINGS, plan_reload
-from p4src.contract import VIP_TABLE
+from p4src.contract import DIP_TABLE, VIP_TABLE
 
 BASE = """
 [controller]
@@ -141,7 +141,7 @@ def started(config: Config) -> Runner:
     return runner
 
 
-def test_a_new_vip_enters_vip_table_only_after_a_version_serves_it() -> None:
+def test_a_new_vip_enters_vip_table_only_once_every_version_holds_its_pool() -> None:
     runner = started(parsed(interval=5.0))
     core, switch = runner.core, runner.switch
     runner.feed(core.reload(1.0, plan_reload(core.config, parsed(more=API, interval=5.0))))
@@ -149,9 +149,23 @@ def test_a_new_vip_enters_vip_table_only_after_a_version_serves_it() -> None:
     runner.tick(1.0)
     runner.tick(4.9)  # no rollout yet (rate limit): the api pool has no entry, nor its VIP
     assert switch.table_num_entries(VIP_TABLE) == 1
-    runner.tick(5.1)  # the version holding the api pool goes live, then its VIP
-    runner.tick(5.2)
-    assert switch.table_num_entries(VIP_TABLE) == 2
+
+    def slots_with_api() -> set[int]:
+        return {row[1][0] for row in switch.table_entries(DIP_TABLE) if row[1][1] == 1}
+
+    def check(op: Op) -> None:
+        if isinstance(op, TableInsert) and op.table == VIP_TABLE:
+            # Every slot holding a version holds the api pool: no packet of it can be dropped.
+            written = [s for s, w in enumerate(core.rollouts.table.weights) if w is not None]
+            assert slots_with_api() == set(written)
+
+    runner.check = check
+    now = 4.9
+    while switch.table_num_entries(VIP_TABLE) == 1:
+        now += 0.1
+        assert now < 60.0, "the api VIP never went in"
+        runner.tick(now)
+    assert core.rollouts.counters.rollouts >= 4  # rolled out until every slot held it
     assert [p.vip.name for p in core.pools] == ["web", "api"]
 
 
