@@ -150,14 +150,14 @@ def test_a_new_vip_enters_vip_table_only_once_every_version_holds_its_pool() -> 
     runner.tick(4.9)  # no rollout yet (rate limit): the api pool has no entry, nor its VIP
     assert switch.table_num_entries(VIP_TABLE) == 1
 
-    def slots_with_api() -> set[int]:
+    def slots_with_api() -> set[object]:
         return {row[1][0] for row in switch.table_entries(DIP_TABLE) if row[1][1] == 1}
 
     def check(op: Op) -> None:
         if isinstance(op, TableInsert) and op.table == VIP_TABLE:
             # Every slot holding a version holds the api pool: no packet of it can be dropped.
-            written = [s for s, w in enumerate(core.rollouts.table.weights) if w is not None]
-            assert slots_with_api() == set(written)
+            written = {s for s, w in enumerate(core.rollouts.table.weights) if w is not None}
+            assert slots_with_api() == written
 
     runner.check = check
     now = 4.9
