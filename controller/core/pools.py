@@ -9,6 +9,7 @@ the pool (or returns to STANDBY when autoscaling drained it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -50,7 +51,9 @@ class DrainFinished:
 class BackendPool:
     """The members of one VIP's pool, in configuration order (new members are appended)."""
 
-    def __init__(self, pool_id: int, vip: VipConfig, now: float = 0.0) -> None:
+    def __init__(self, pool_id: int, vip: VipConfig, now: float = -math.inf) -> None:
+        """Members start in their configured state at `now` (by default: ever since, so the
+        members a controller starts with are not slow-started)."""
         self.pool_id = pool_id
         self.vip = vip
         self._members = [

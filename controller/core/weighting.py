@@ -48,7 +48,11 @@ class PoolWeighting:
         self._policy: policy.Policy | None = None
         self._member_names = [m.dip for m in pool]
         self._configured = [m.weight for m in pool]
-        self._rebuild(self.initial())
+        self._basis: tuple[float, ...] = ()
+        """Each member's weight as the policy last asked for it, before any slow start: the
+        seed of a rebuilt policy (a ramping member's reduced weight must not become its prior)."""
+        self.desired = self.initial()
+        self._rebuild(self.desired)
 
     def initial(self) -> tuple[int, ...]:
         """Weights from the configuration: active members by configured weight."""
@@ -59,15 +63,21 @@ class PoolWeighting:
             return tuple(0 for _ in raw)
         return tuple(int(w) for w in policy.quantize(raw / raw.sum(), self.total))
 
-    def _rebuild(self, weights: Sequence[int]) -> None:
-        seed = self._seed(weights)
+    def _rebuild(self, basis: Sequence[float]) -> None:
+        """A fresh policy for the current members, seeded from `basis` (member order)."""
+        seed = self._seed(basis)
         self._policy = policy.make_policy(self.policy_name, len(self.pool), seed, self.params)
         self._member_names = [m.dip for m in self.pool]
         self._configured = [m.weight for m in self.pool]
         self.generation = self.pool.generation
-        self.desired = tuple(weights)
+        self._basis = tuple(seed)
 
-    def _seed(self, weights: Sequence[int]) -> list[float]:
+    def _basis_now(self) -> list[float]:
+        """The basis in the pool's current member order (0 for a member new to it)."""
+        old = dict(zip(self._member_names, self._basis, strict=False))
+        return [old.get(m.dip, 0.0) for m in self.pool]
+
+    def _seed(self, weights: Sequence[float]) -> list[float]:
         """The policy's initial weights: `weights` for members seeded before with an unchanged
         configured weight, the configured weight (scaled to those) for the others."""
         before = dict(zip(self._member_names, self._configured, strict=True))
@@ -88,14 +98,15 @@ class PoolWeighting:
         """Replace the policy, seeded with the weights asked for now: nothing moves until the
         new policy's next round, and then only through the rollout's rate limit and dead-band.
         PolicyError (nothing changed) for an unknown name or bad parameters."""
-        seed = self.current()
+        desired, basis = self.current(), self._basis_now()
         previous = (self.policy_name, self.params)
         self.policy_name, self.params = policy_name, dict(params)
         try:
-            self._rebuild(seed)
+            self._rebuild(basis)
         except policy.PolicyError:
             self.policy_name, self.params = previous
             raise
+        self.desired = desired
 
     def _ramp(
         self, now: float, members: Sequence[PoolMember], live: npt.NDArray[np.bool_]
@@ -123,8 +134,9 @@ class PoolWeighting:
     def update(self, now: float, loads: Mapping[str, DipLoad]) -> tuple[int, ...]:
         """Run the policy on the latest loads; returns the desired weights (member order)."""
         if self.generation != self.pool.generation:
-            old = dict(zip(self._member_names, self.desired, strict=False))
-            self._rebuild([old.get(m.dip, 0) for m in self.pool])
+            desired = self.current()
+            self._rebuild(self._basis_now())
+            self.desired = desired
         members = list(self.pool)
         views = [loads.get(m.dip) for m in members]
         live = np.array(
@@ -146,7 +158,11 @@ class PoolWeighting:
         )
         assert self._policy is not None
         shares = np.asarray(self._policy.update(now, obs), dtype=np.float64)
-        shares = np.where(live, np.clip(shares, 0.0, None), 0.0) * self._ramp(now, members, live)
+        shares = np.where(live, np.clip(shares, 0.0, None), 0.0)
+        if shares.sum() > 0:  # members out of service keep theirs, for when they return
+            full = shares / shares.sum() * self.total
+            self._basis = tuple(float(b) for b in np.where(live, full, np.array(self._basis)))
+        shares = shares * self._ramp(now, members, live)
         if shares.sum() <= 0:
             # No live member: keep the current weights (fail static) rather than drop the VIP's
             # new connections because every agent went quiet at once.

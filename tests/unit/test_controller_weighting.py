@@ -69,6 +69,17 @@ def test_a_member_turned_active_ramps_up_over_slow_start() -> None:
     assert shares[2] == pytest.approx(256 * 0.5 / 2.5, abs=2)  # half way: 1/2 of a full share
 
 
+def test_a_member_change_during_a_ramp_does_not_freeze_the_ramped_weight() -> None:
+    pool = BackendPool(0, VIP)
+    weighting = PoolWeighting(pool, "static", {}, 8, slow_start=10.0)
+    pool.add(100.0, DipConfig("10.1.0.4", 80, 1))
+    assert weighting.update(101.0, {})[3] < 20  # ramping
+    pool.drain(101.0, "10.1.0.2:80", remove=True)
+    pool.tick(110.0, lambda dip: 0, 60.0, 1.0)  # the drained member leaves: a rebuild
+    # Members now 10.1.0.1 (3), 10.1.0.3 (standby), 10.1.0.4 (1): 3 : 1 once ramped.
+    assert weighting.update(111.0, {}) == (192, 0, 64)
+
+
 def test_policy_weights_sum_to_the_total_and_exclude_down_members() -> None:
     weighting = PoolWeighting(BackendPool(0, VIP), "cpu", {}, 8)
     desired = weighting.update(
