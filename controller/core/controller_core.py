@@ -247,7 +247,10 @@ class ControllerCore:
             ops.extend(self.rollouts.note_reporters(frozenset(self._reporters)))
         # A VIP waits for every version to hold its pool: roll out until they all do.
         force = any(not self._served(p) for p in self.membership.vip_changes.waiting)
-        ops.extend(self.rollouts.step(now, self.desired(), self.learner, force=force))
+        ramping = self.membership.ramping(now)
+        ops.extend(
+            self.rollouts.step(now, self.desired(), self.learner, force=force, ramping=ramping)
+        )
         if self.startup.done:  # not while reprogramming: a partial vip_table is expected then
             ops.extend(self.membership.vip_changes.due(self._served))
             ops.extend(self.watch.due(now))

@@ -92,6 +92,15 @@ class Membership:
         """Whether a DIP is an active member (may take new connections, and pins)."""
         return any(m.dip == dip and m.state is MemberState.ACTIVE for p in self.pools for m in p)
 
+    def ramping(self, now: float) -> bool:
+        """Whether some member is slow-starting (its weight grows with each policy round), or
+        did so lately: twice the ramp, so its last step is rolled out too, whatever delays the
+        rollouts meet."""
+        window = 2 * self._config.controller.slow_start
+        return any(
+            m.state is MemberState.ACTIVE and now - m.since < window for p in self.pools for m in p
+        )
+
     # -- each policy round
 
     def update(self, now: float, loads: Mapping[str, DipLoad]) -> None:

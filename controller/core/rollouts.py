@@ -197,9 +197,11 @@ class Rollouts:
         learner: ConnectionLearner,
         *,
         force: bool = False,
+        ramping: bool = False,
     ) -> list[Op]:
         """Retry deferred reads, reclaim after a warm start, or roll out if due and allowed
-        (with `force`, even if the weights have not changed)."""
+        (with `force`, even if the weights have not changed; while `ramping`, a member is
+        slow-starting and every change counts, however small)."""
         self._desired = desired
         due = [s for t, s in self._deferred if t <= now]
         self._deferred = [(t, s) for t, s in self._deferred if t > now]
@@ -228,7 +230,8 @@ class Rollouts:
         )
         if held is not None and not force and not self._filter_full(learner):
             total = 1 << self.settings.weight_bits
-            if skip_reason(held, desired, total, self.settings.min_weight_change):
+            band = 0.0 if ramping else self.settings.min_weight_change
+            if skip_reason(held, desired, total, band):
                 self.backpressure = None
                 return ops
         block = self.table.blocker(now, slot, learner)

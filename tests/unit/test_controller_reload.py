@@ -17,7 +17,7 @@ from p4src.contract import DIP_TABLE, VIP_TABLE
 
 BASE = """
 [controller]
-min_weight_change = 0.0
+min_weight_change = {band}
 min_rollout_interval = {interval}
 {controller}
 [[vip]]
@@ -35,8 +35,11 @@ port = 8080
 """
 
 
-def parsed(controller: str = "", web: str = "", more: str = "", interval: float = 0.5) -> Config:
-    return parse_config(BASE.format(controller=controller, web=web, more=more, interval=interval))
+def parsed(
+    controller: str = "", web: str = "", more: str = "", interval: float = 0.5, band: float = 0.0
+) -> Config:
+    text = BASE.format(controller=controller, web=web, more=more, interval=interval, band=band)
+    return parse_config(text)
 
 
 DIP = '[[vip.dip]]\nip = "10.0.4.2"\nport = 8080\n'
@@ -233,3 +236,22 @@ def test_settings_and_vips_of_a_reload_reach_every_component() -> None:
     assert core.watch.interval == 0.0
     assert all(w.slow_start == 2.0 for w in core.membership.weighting)
     assert core.config is new
+
+
+def test_a_member_added_to_a_large_pool_ramps_past_the_dead_band() -> None:
+    """One member's whole share (4 of 256 buckets among 64) is inside the 2 % dead-band: while
+    it slow-starts, every step of its ramp is rolled out anyway."""
+    big = "".join(f'[[vip.dip]]\nip = "10.2.{i}.2"\nport = 8080\n' for i in range(62))
+    settings = 'policy = "static"\nslow_start = 5.0'
+    runner = started(parsed(settings, more=big, band=0.02))
+    core = runner.core
+    new = parsed(settings, more=big + DIP, band=0.02)
+    runner.feed(core.reload(10.0, plan_reload(core.config, new)))
+    runner.run()
+    seen = []
+    for step in range(1, 41):
+        runner.tick(10.0 + step * 0.25)
+        seen.append(core.view().pools[0].active_weight("10.0.4.2:8080"))
+    # It climbed in several rollouts (a step back is the quantization of ~1.2 buckets).
+    assert len(set(seen)) >= 3 and max(seen[:8]) < 4
+    assert seen[-1] == core.desired()[0][-1] >= 3  # all the way to its share (256 / 65)
