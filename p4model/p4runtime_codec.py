@@ -4,27 +4,24 @@ A `ProgramIndex` is built from the active P4Info (the client's IDs, since a clie
 p4c's P4Info and then write with p4c's IDs). `decode_table_entry` checks a `p4.v1.TableEntry`
 against it the way the P4Runtime spec asks and gives the model's string form of keys and
 parameters (`Table.add` parses them); `encode_record` and `encode_default` go the other way with
-canonical (shortest) bytestrings. Every bad input raises `P4RuntimeError` with the status code
-the spec names.
+canonical (shortest) bytestrings (`encode_bits`). Every bad input raises `P4RuntimeError` with
+the status code the spec names.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from finsy.proto import p4d, p4i, p4r
+from finsy.proto import p4i, p4r
 
 from p4model.keys import prefix_mask
 from p4model.tables import EntryRecord, MatchKind
-from p4src.contract import KIND_CODES, Digest
 
 MAX_PRIORITY = (1 << 31) - 1
 """Largest P4Runtime priority; the model (BMv2) priority of a ternary entry is MAX - p4rt's,
 since P4Runtime's largest wins and BMv2's smallest."""
-_KIND_NUMBERS = {kind: code for code, kind in KIND_CODES.items()}
 
 
 class Code(IntEnum):
@@ -392,25 +389,3 @@ def _encode_action(
     call.action_id = info.id
     for (pid, _, _), value in zip(info.params, params, strict=True):
         call.params.add(param_id=pid, value=encode_bits(value))
-
-
-# ---- digests ----------------------------------------------------------------------------------
-
-
-def encode_digest(digest: Digest) -> p4d.P4Data:
-    """One digest sample as the P4Data struct of `digest_t` (members in program order)."""
-    values = (
-        _KIND_NUMBERS[digest.kind],
-        int(ipaddress.IPv4Address(digest.src_ip)),
-        int(ipaddress.IPv4Address(digest.dst_ip)),
-        digest.src_port,
-        digest.dst_port,
-        digest.protocol,
-        digest.version,
-        int(ipaddress.IPv4Address(digest.dip_ip)),
-        digest.dip_port,
-    )
-    data = p4d.P4Data()
-    for value in values:
-        data.struct.members.add().bitstring = encode_bits(value)
-    return data

@@ -26,10 +26,9 @@ from p4model.p4runtime_codec import (
     TableInfo,
     decode_table_entry,
     encode_default,
-    encode_digest,
     encode_record,
 )
-from p4model.p4runtime_digests import DigestBuffer, DigestConfig, ReadyList
+from p4model.p4runtime_digests import DigestBuffer, DigestConfig, ReadyList, encode_digest
 from p4model.program import DIGEST_NAME
 from p4model.switch import Switch
 from p4src.contract import Digest

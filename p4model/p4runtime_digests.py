@@ -5,15 +5,21 @@ A sample waits in the buffer until `max_list_size` distinct samples are there or
 waited `max_timeout_ns` (0 or a size of 1: every sample goes at once). A sent list stays in the
 cache until the client acknowledges it or `ack_timeout_ns` passes; meanwhile a sample equal to
 one in the cache (or already buffered) is dropped, so a flow's repeated packets do not flood the
-stream. With `ack_timeout_ns` 0 the cache stays empty.
+stream. With `ack_timeout_ns` 0 the cache stays empty. `encode_digest` gives a sample's P4Data.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 
-from p4src.contract import Digest
+from finsy.proto import p4d
+
+from p4model.p4runtime_codec import encode_bits
+from p4src.contract import KIND_CODES, Digest
+
+_KIND_NUMBERS = {kind: code for code, kind in KIND_CODES.items()}
 
 
 @dataclass(frozen=True)
@@ -100,3 +106,22 @@ class DigestBuffer:
             self._sent[list_id] = (now_ns, samples)
             self._cached.update(samples)
         return ReadyList(list_id, samples)
+
+
+def encode_digest(digest: Digest) -> p4d.P4Data:
+    """One digest sample as the P4Data struct of `digest_t` (members in program order)."""
+    values = (
+        _KIND_NUMBERS[digest.kind],
+        int(ipaddress.IPv4Address(digest.src_ip)),
+        int(ipaddress.IPv4Address(digest.dst_ip)),
+        digest.src_port,
+        digest.dst_port,
+        digest.protocol,
+        digest.version,
+        int(ipaddress.IPv4Address(digest.dip_ip)),
+        digest.dip_port,
+    )
+    data = p4d.P4Data()
+    for value in values:
+        data.struct.members.add().bitstring = encode_bits(value)
+    return data

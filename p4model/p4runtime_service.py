@@ -39,6 +39,8 @@ API_VERSION = "1.3.0"
 """What Capabilities reports: the version BMv2's server reports, whose behaviour we copy."""
 IDLE_SCAN_INTERVAL = 0.1
 """Seconds between scans for idle entries (the spec suggests notifying within one scan)."""
+OUTBOX_LIMIT = 10_000
+"""Notifications waiting for one stream at most; more are dropped (and counted)."""
 _GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -76,6 +78,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._ticker = threading.Thread(target=self._tick_loop, name="p4rt-ticker", daemon=True)
+        self.dropped_notifications = 0
 
     # ---- unary RPCs -------------------------------------------------------------------------
     def Capabilities(self, request: p4r.CapabilitiesRequest, context: Any) -> Any:
@@ -270,11 +273,15 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             outbox.put(message)
 
     def _send_to_primaries(self, messages: list[p4r.StreamMessageResponse]) -> None:
+        """Queue notifications for every primary; a stream whose client does not keep up loses
+        them past OUTBOX_LIMIT (the spec lets a server drop digests and idle notifications)."""
         with self.lock:
-            primaries = self._arbitration.primaries()
-        for stream in primaries:
-            for message in messages:
-                self._send(stream, message)
+            outboxes = [self._streams[s] for s in self._arbitration.primaries()]
+        for outbox in outboxes:
+            room = OUTBOX_LIMIT - outbox.qsize()
+            for message in messages[: max(0, room)]:
+                outbox.put(message)
+            self.dropped_notifications += max(0, len(messages) - max(0, room))
 
     # ---- notifications ----------------------------------------------------------------------
     def offer_digests(self, samples: list[Digest]) -> None:
@@ -342,6 +349,9 @@ def _refusals(context: Any) -> Iterator[None]:
         yield
     except P4RuntimeError as exc:
         context.abort(_GRPC_CODES[exc.code], exc.message)
+    except Exception as exc:  # our bug: this request fails, the switch goes on
+        log.exception("P4Runtime request failed")
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc!r}")
 
 
 def _election_id(message: Any) -> int | None:

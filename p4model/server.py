@@ -5,7 +5,9 @@ returns leave on the interface of their port (port 0, 511 or an unmapped port: d
 The runtime API is served on a ZeroMQ REP socket (``--control``) and digests and aged conn_table
 handles are published on a PUB socket (``--digests``; default: control port + 1), see
 ``p4model.control_protocol``. One thread does everything in a poll loop, so API calls and packets
-never interleave inside the model.
+never interleave inside the model. With ``--p4runtime [HOST:PORT]`` the switch also serves
+P4Runtime over gRPC (``p4model.p4runtime_service``; device id ``--device-id``, default 1) from
+threads of its own that take the loop's lock around every touch of the model.
 
 Hosts attached to the switch must disable offloads on their interfaces (and the switch side should
 too): ``ethtool -K IFACE tx off sg off tso off gso off gro off``. With segmentation offloads a veth

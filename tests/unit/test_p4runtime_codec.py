@@ -18,9 +18,9 @@ from p4model.p4runtime_codec import (
     decode_table_entry,
     encode_bits,
     encode_default,
-    encode_digest,
     encode_record,
 )
+from p4model.p4runtime_digests import encode_digest
 from p4src.contract import Digest
 
 SWITCH = Switch()
