@@ -123,10 +123,10 @@ class ProgramIndex:
         self.digest_ids = {d.preamble.name: d.preamble.id for d in info.digests}
 
     def table(self, table_id: int) -> TableInfo:
-        """The table with this id; NOT_FOUND if none."""
+        """The table with this id; INVALID_ARGUMENT if none (the spec names no code; BMv2's)."""
         info = self.tables.get(table_id)
         if info is None:
-            raise P4RuntimeError(Code.NOT_FOUND, f"unknown table id {table_id}")
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown table id {table_id}")
         return info
 
 

@@ -214,7 +214,7 @@ class P4RuntimeDevice:
 
     def _write_digest(self, index: ProgramIndex, kind: int, message: p4r.DigestEntry) -> None:
         if message.digest_id not in index.digest_ids.values():
-            raise P4RuntimeError(Code.NOT_FOUND, f"unknown digest id {message.digest_id}")
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown digest id {message.digest_id}")
         exists = message.digest_id in self.digests
         c = message.config
         config = DigestConfig(c.max_timeout_ns, c.max_list_size, c.ack_timeout_ns)

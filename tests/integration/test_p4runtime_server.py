@@ -213,7 +213,7 @@ def test_a_batch_reports_one_error_per_update_in_order(rig: Rig) -> None:
         )
     assert caught.value.code() is grpc.StatusCode.UNKNOWN
     codes = [e.canonical_code for e in batch_errors(caught.value)]
-    assert codes == [0, 6, 11, 5, 5]  # OK, ALREADY_EXISTS, OUT_OF_RANGE, NOT_FOUND, NOT_FOUND
+    assert codes == [0, 6, 11, 5, 3]  # OK, ALREADY_EXISTS, OUT_OF_RANGE, NOT_FOUND, INVALID_ARG.
     assert len(read(rig.stub, p4r.Entity(table_entry=p4r.TableEntry(table_id=good.table_id)))) == 1
 
 

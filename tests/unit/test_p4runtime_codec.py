@@ -180,10 +180,10 @@ def test_bad_lpm_values_are_invalid(value: bytes, length: int) -> None:
     assert caught.value.code is Code.INVALID_ARGUMENT
 
 
-def test_an_unknown_table_is_not_found() -> None:
+def test_an_unknown_table_is_invalid_argument_as_in_bmv2() -> None:
     with pytest.raises(P4RuntimeError) as caught:
         decode_table_entry(INDEX, p4r.TableEntry(table_id=0x02ABCDEF), with_action=False)
-    assert caught.value.code is Code.NOT_FOUND
+    assert caught.value.code is Code.INVALID_ARGUMENT
 
 
 def test_a_delete_needs_no_action_but_an_insert_does() -> None:
