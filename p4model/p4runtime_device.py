@@ -11,7 +11,8 @@ P4Info). The device config bytes (BMv2 JSON, say) are kept and returned, never i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from finsy.proto import p4r
 
@@ -31,11 +32,47 @@ from p4model.p4runtime_codec import (
 from p4model.p4runtime_digests import DigestBuffer, DigestConfig, ReadyList, encode_digest
 from p4model.program import DIGEST_NAME
 from p4model.switch import Switch
+from p4model.tables import EntryRecord
 from p4src.contract import Digest
 
 _Action = p4r.SetForwardingPipelineConfigRequest.Action
+_NO_EXTRAS = EntryExtras()
 _Response = p4r.GetForwardingPipelineConfigRequest.ResponseType
 _NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One table entry (or a table's default action) as read, not yet encoded."""
+
+    table: TableInfo
+    record: EntryRecord | None
+    extras: EntryExtras
+    idle_ns: int | None
+    default: tuple[str, tuple[int, ...]] | None
+
+
+@dataclass(frozen=True)
+class ReadSnapshot:
+    """The result of reading one entity, ready to encode without the switch."""
+
+    index: ProgramIndex
+    rows: list[_Row]
+    ready: list[p4r.Entity]
+
+    def entities(self) -> Iterator[p4r.Entity]:
+        """The entities, encoded one by one."""
+        yield from self.ready
+        for row in self.rows:
+            if row.default is not None:
+                action, params = row.default
+                entry = encode_default(self.index, row.table, action, params)
+            else:
+                assert row.record is not None
+                entry = encode_record(self.index, row.table, row.record, row.extras)
+                if row.idle_ns is not None:
+                    entry.time_since_last_hit.elapsed_ns = row.idle_ns
+            yield p4r.Entity(table_entry=entry)
 
 
 class P4RuntimeDevice:
@@ -234,24 +271,33 @@ class P4RuntimeDevice:
     # ---- reads ------------------------------------------------------------------------------
     def read(self, entity: p4r.Entity) -> list[p4r.Entity]:
         """The entities matching one entity of a ReadRequest."""
+        return list(self.snapshot(entity).entities())
+
+    def snapshot(self, entity: p4r.Entity) -> ReadSnapshot:
+        """What one entity of a ReadRequest matches, taken quickly (the caller holds the switch
+        lock); encoding it into messages, the slow part, can follow without the lock."""
         index = self._index_or_fail()
         which = entity.WhichOneof("entity")
         if which == "table_entry":
-            return [p4r.Entity(table_entry=e) for e in self._read_table(index, entity.table_entry)]
+            return ReadSnapshot(index, self._table_rows(index, entity.table_entry), [])
         if which == "digest_entry":
-            return [p4r.Entity(digest_entry=e) for e in self._read_digest(entity.digest_entry)]
+            digests = [p4r.Entity(digest_entry=e) for e in self._read_digest(entity.digest_entry)]
+            return ReadSnapshot(index, [], digests)
         raise P4RuntimeError(Code.UNIMPLEMENTED, f"reading {which} is not supported")
 
-    def _read_table(self, index: ProgramIndex, query: p4r.TableEntry) -> list[p4r.TableEntry]:
+    def _table_rows(self, index: ProgramIndex, query: p4r.TableEntry) -> list[_Row]:
         tables = (
             list(index.tables.values()) if query.table_id == 0 else [index.table(query.table_id)]
         )
-        out: list[p4r.TableEntry] = []
+        rows: list[_Row] = []
+        with_idle = query.HasField("time_since_last_hit")
         for table in tables:
             model = self.switch.table(table.name)
             if query.is_default_action:
                 default = model.default
-                out.append(encode_default(index, table, default.action, default.params))
+                rows.append(
+                    _Row(table, None, EntryExtras(), None, (default.action, default.params))
+                )
                 continue
             if len(query.match):
                 entry = decode_table_entry(index, query, with_action=False)
@@ -259,14 +305,14 @@ class P4RuntimeDevice:
                 records = [] if handle is None else [model.record(handle)]
             else:
                 records = model.records()
+            extras = self._extras
             for record in records:
-                extras = self._extras.get((table.name, record.handle), EntryExtras())
-                message = encode_record(index, table, record, extras)
-                if query.HasField("time_since_last_hit") and table.idle_timeout:
-                    idle = self.switch.idle_seconds(record.handle)
-                    message.time_since_last_hit.elapsed_ns = int(idle * 1e9)
-                out.append(message)
-        return out
+                idle = None
+                if with_idle and table.idle_timeout:
+                    idle = int(self.switch.idle_seconds(record.handle) * 1e9)
+                kept = extras.get((table.name, record.handle), _NO_EXTRAS)
+                rows.append(_Row(table, record, kept, idle, None))
+        return rows
 
     def _read_digest(self, query: p4r.DigestEntry) -> list[p4r.DigestEntry]:
         out: list[p4r.DigestEntry] = []

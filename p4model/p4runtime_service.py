@@ -39,6 +39,10 @@ API_VERSION = "1.3.0"
 """What Capabilities reports: the version BMv2's server reports, whose behaviour we copy."""
 IDLE_SCAN_INTERVAL = 0.1
 """Seconds between scans for idle entries (the spec suggests notifying within one scan)."""
+MAX_STREAMS = 8
+"""Open StreamChannels at most; each holds a worker thread, and unary calls need some left."""
+READ_CHUNK = 4096
+"""Entities per ReadResponse at most (about 320 kB of conn_table entries)."""
 OUTBOX_LIMIT = 10_000
 """Notifications waiting for one stream at most; more are dropped (and counted)."""
 _GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}
@@ -143,11 +147,22 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         """The entities matching each requested one, one response per requested entity."""
         with _refusals(context):
             self._check_device(request.device_id)
-            responses = []
+            snapshots = []
             for entity in request.entities:
                 with self.lock:
-                    responses.append(p4r.ReadResponse(entities=self.device.read(entity)))
-        yield from responses
+                    snapshots.append(self.device.snapshot(entity))
+            # Encoding is the slow part: it runs without the lock, so forwarding goes on, and
+            # in chunks, so no response outgrows gRPC's default 4 MB message limit.
+            chunk: list[p4r.Entity] = []
+            sent = False
+            for snapshot in snapshots:
+                for entity in snapshot.entities():
+                    chunk.append(entity)
+                    if len(chunk) == READ_CHUNK:
+                        yield p4r.ReadResponse(entities=chunk)
+                        chunk, sent = [], True
+            if chunk or not sent:  # an empty result is one empty response
+                yield p4r.ReadResponse(entities=chunk)
 
     # ---- checks -----------------------------------------------------------------------------
     def _check_device(self, device_id: int) -> None:
@@ -172,7 +187,11 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         stream = next(self._stream_ids)
         outbox: queue.SimpleQueue[_StreamItem] = queue.SimpleQueue()
         with self.lock:
-            self._streams[stream] = outbox
+            full = len(self._streams) >= MAX_STREAMS
+            if not full:
+                self._streams[stream] = outbox
+        if full:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{MAX_STREAMS} streams are open")
         context.add_callback(lambda: outbox.put(_StreamEnd()))
         reader = threading.Thread(
             target=self._read_stream,
@@ -362,7 +381,7 @@ def _election_id(message: Any) -> int | None:
 
 
 def serve(
-    service: P4RuntimeService, address: str, max_workers: int = 16
+    service: P4RuntimeService, address: str, max_workers: int = 3 * MAX_STREAMS
 ) -> tuple[grpc.Server, int]:
     """Start a gRPC server for `service` on `address` (port 0: any free one); the bound port.
 

@@ -12,7 +12,7 @@ import pytest
 from finsy.proto import p4r, p4r_grpc
 from p4rt_harness import Names, StreamClient, read, set_pipeline, update, write
 
-from p4model import Switch
+from p4model import Switch, p4runtime_service
 from p4model.server import SwitchServer
 
 INSERT = p4r.Update.INSERT
@@ -181,5 +181,48 @@ def test_idle_entries_are_notified_to_the_primary_once_per_ttl(served: Served) -
         served.clock.now += 3.0
         again = client.next("idle_timeout_notification").idle_timeout_notification
         assert len(again.table_entry) == 1
+    finally:
+        client.close()
+
+
+def test_streams_beyond_the_limit_are_refused_and_unary_calls_still_work(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(p4runtime_service, "MAX_STREAMS", 2)
+    clients = [StreamClient(served.stub) for _ in range(2)]
+    try:
+        for n, client in enumerate(clients, start=1):
+            client.arbitrate(n)  # answered: the stream is open
+        extra = StreamClient(served.stub)
+        error = extra.wait_end()
+        assert error is not None and error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        set_pipeline(served.stub, served.names.info, 2)
+        write(served.stub, 2, update(INSERT, vip_entry(served.names, 82)))
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_large_table_is_read_in_several_responses(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(p4runtime_service, "READ_CHUNK", 5)
+    client = StreamClient(served.stub)
+    try:
+        client.arbitrate(1)
+        set_pipeline(served.stub, served.names.info, 1)
+        with served.server.lock:
+            for port in range(7):
+                keys = ["10.0.1.2", "10.0.0.100", str(port), "80", "6"]
+                served.server.switch.table_add("conn_table", "NoAction", keys, [])
+        request = p4r.ReadRequest(device_id=1)
+        request.entities.add().table_entry.table_id = served.names.tables["conn_table"].preamble.id
+        responses = list(served.stub.Read(request))
+        assert [len(r.entities) for r in responses] == [5, 2]
+        with served.server.lock:
+            served.server.switch.table_delete("conn_table", 0)
+            served.server.switch.table_delete("conn_table", 1)
+        responses = list(served.stub.Read(request))
+        assert [len(r.entities) for r in responses] == [5]  # no empty tail
     finally:
         client.close()
