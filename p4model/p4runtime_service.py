@@ -144,7 +144,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         return p4r.Error(canonical_code=Code.OK)
 
     def Read(self, request: p4r.ReadRequest, context: Any) -> Iterator[p4r.ReadResponse]:
-        """The entities matching each requested one, one response per requested entity."""
+        """The entities matching each requested one, in responses of READ_CHUNK at most."""
         with _refusals(context):
             self._check_device(request.device_id)
             snapshots = []
