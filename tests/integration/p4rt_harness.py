@@ -23,6 +23,8 @@ class StreamClient:
         self._calls = stub.StreamChannel(iter(self._requests.get, None))
         self.received: queue.SimpleQueue[p4r.StreamMessageResponse | None] = queue.SimpleQueue()
         self.error: grpc.RpcError | None = None
+        self.skipped: list[p4r.StreamMessageResponse] = []
+        """Messages `next` passed over while waiting for another kind."""
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()
 
@@ -59,6 +61,7 @@ class StreamClient:
                 raise AssertionError(f"stream ended before a {kind} message: {self.error!r}")
             if message.WhichOneof("update") == kind:
                 return message
+            self.skipped.append(message)
 
     def wait_end(self) -> grpc.RpcError | None:
         """Wait for the server to end the stream; its error, if any."""

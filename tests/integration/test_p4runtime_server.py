@@ -346,3 +346,19 @@ def test_digest_entry_insert_twice_and_modify_or_delete_unknown_are_refused(rig:
     with pytest.raises(grpc.RpcError) as caught:
         digest_config(rig, MODIFY, 0)
     assert [e.canonical_code for e in batch_errors(caught.value)] == [5]
+
+
+def test_digests_go_to_the_primary_only(rig: Rig) -> None:
+    backup = StreamClient(rig.stub)
+    try:
+        assert backup.arbitrate(PRIMARY - 1).status.code == 6  # ALREADY_EXISTS: a backup
+        install_vip(rig)
+        digest_config(rig, INSERT, ack_timeout_ns=0)
+        syn(rig, 40002)
+        rig.primary.next("digest")
+        # The server queues a stream's messages in order: a digest for the backup would come
+        # before the answer to this second arbitration update.
+        backup.arbitrate(PRIMARY - 1)
+        assert [m for m in backup.skipped if m.WhichOneof("update") == "digest"] == []
+    finally:
+        backup.close()
