@@ -138,7 +138,11 @@ class SwitchServer:
         self.control_address: str = self._control.getsockopt_string(zmq.LAST_ENDPOINT)
         self.digest_address: str = self._notify.getsockopt_string(zmq.LAST_ENDPOINT)
         if p4runtime is not None:
-            service = P4RuntimeService(P4RuntimeDevice(switch, device_id), self.lock)
+            # Idle entries are looked for as often as the ZeroMQ side sweeps: a sweep of a full
+            # conn_table takes milliseconds under the lock.
+            service = P4RuntimeService(
+                P4RuntimeDevice(switch, device_id), self.lock, idle_scan_interval=ageing_interval
+            )
             try:
                 self._grpc, port = serve(service, p4runtime)
             except OSError:

@@ -362,3 +362,18 @@ def test_digests_go_to_the_primary_only(rig: Rig) -> None:
         assert [m for m in backup.skipped if m.WhichOneof("update") == "digest"] == []
     finally:
         backup.close()
+
+
+def test_a_partly_filled_list_is_sent_when_its_max_timeout_passes(rig: Rig) -> None:
+    install_vip(rig)
+    entry = p4r.DigestEntry(digest_id=rig.names.digest_id)
+    entry.config.max_list_size = 100
+    entry.config.max_timeout_ns = 20_000_000  # the ticker sends it 20 ms after the first sample
+    write(rig.stub, PRIMARY, p4r.Update(type=INSERT, entity=p4r.Entity(digest_entry=entry)))
+    syn(rig, 41000)
+    syn(rig, 41001)
+    lists = [rig.primary.next("digest").digest]
+    while sum(len(d.data) for d in lists) < 2:  # both may share one list, or not, by timing
+        lists.append(rig.primary.next("digest").digest)
+    ports = [d.struct.members[3].bitstring for x in lists for d in x.data]
+    assert ports == [(41000).to_bytes(2, "big"), (41001).to_bytes(2, "big")]

@@ -43,7 +43,12 @@ class Served:
 def served() -> Iterator[Served]:
     clock = FakeClock()
     server = SwitchServer(
-        Switch(clock=clock), [], "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", p4runtime="127.0.0.1:0"
+        Switch(clock=clock),
+        [],
+        "tcp://127.0.0.1:*",
+        "tcp://127.0.0.1:*",
+        p4runtime="127.0.0.1:0",
+        ageing_interval=0.05,  # idle scans: notifications come soon after the clock moves
     )
     thread = threading.Thread(target=server.run, name="switch-server", daemon=True)
     thread.start()
