@@ -66,6 +66,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[p4i.P4Info, bytes]:
+    """p4c's P4Info and BMv2 JSON for our program."""
     out = tmp_path_factory.mktemp("p4c")
     p4info = out / "lb.p4info.txt"
     command = ["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(out)]
@@ -81,6 +82,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[p4i.P4Info, byte
 
 @pytest.fixture
 def bmv2(tmp_path: Path) -> Iterator[str]:
+    """A simple_switch_grpc with no program on ephemeral ports; its gRPC address."""
     address = f"127.0.0.1:{_free_port()}"
     command = ["simple_switch_grpc", "--device-id", "1", "--no-p4", "-L", "warn"]
     command += ["--thrift-port", str(_free_port())]
@@ -101,6 +103,7 @@ def bmv2(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def model() -> Iterator[str]:
+    """A p4lb-switch with P4Runtime on an ephemeral port; its address."""
     server = SwitchServer(
         Switch(), [], "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", p4runtime="127.0.0.1:0"
     )

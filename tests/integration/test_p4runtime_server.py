@@ -50,6 +50,7 @@ def ip(text: str) -> bytes:
 
 @pytest.fixture
 def rig() -> Iterator[Rig]:
+    """A running switch with two socketpair ports, the pipeline set by a primary client."""
     ports = {n: SocketPairPort(n) for n in (1, 2)}
     server = SwitchServer(
         Switch(),
@@ -289,6 +290,7 @@ def install_vip(rig: Rig) -> None:
 
 
 def digest_config(rig: Rig, kind: p4r.Update.Type.ValueType, ack_timeout_ns: int) -> None:
+    """Write a DigestEntry: one sample per list, sent at once."""
     entry = p4r.DigestEntry(digest_id=rig.names.digest_id)
     entry.config.max_list_size = 1
     entry.config.max_timeout_ns = 0
@@ -297,6 +299,7 @@ def digest_config(rig: Rig, kind: p4r.Update.Type.ValueType, ack_timeout_ns: int
 
 
 def syn(rig: Rig, sport: int) -> None:
+    """Send a SYN from the client to the VIP and wait for it to leave on port 2."""
     rig.ports[1].far.send(build_frame(H1, GW1, FlowKey(CLIENT, VIP, sport, 80, TCP), flags=SYN))
     ready, _, _ = select.select([rig.ports[2].far], [], [], 10.0)
     assert ready, "the SYN did not come out"

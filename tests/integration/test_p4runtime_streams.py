@@ -41,6 +41,7 @@ class Served:
 
 @pytest.fixture
 def served() -> Iterator[Served]:
+    """A running switch with an ageing clock the test moves."""
     clock = FakeClock()
     server = SwitchServer(
         Switch(clock=clock),
@@ -69,6 +70,7 @@ def served() -> Iterator[Served]:
 
 
 def vip_entry(names: Names, port: int) -> p4r.TableEntry:
+    """A vip_table entry for VIP:port/TCP."""
     return names.entry(
         "vip_table",
         [b"\x0a\x00\x00\x64", port.to_bytes(2, "big"), b"\x06"],

@@ -15,6 +15,7 @@ from p4runtime_sh.p4runtime import P4RuntimeClient
 
 
 def main() -> None:
+    """Run the conversation and print what was seen."""
     address, p4info_path, config_path = sys.argv[1:4]
     result: dict[str, Any] = {}
     # Pushes the pipeline (VERIFY_AND_COMMIT), then reads the P4Info back from the switch.

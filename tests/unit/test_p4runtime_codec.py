@@ -32,6 +32,7 @@ ACTIONS = {a.name.rsplit(".", 1)[-1]: a for a in INDEX.actions.values()}
 def entry(
     table: str, exact: list[bytes], action: str | None, params: list[bytes]
 ) -> p4r.TableEntry:
+    """A TableEntry with exact values for the first fields and an optional action."""
     t = TABLES[table]
     out = p4r.TableEntry(table_id=t.id)
     for field, value in zip(t.fields, exact, strict=False):
@@ -128,6 +129,7 @@ def test_lpm_prefix_round_trip_and_a_zero_prefix_is_omitted() -> None:
 
 
 def mutated(change: str) -> p4r.TableEntry:
+    """A valid vip_table entry with one defect, named by `change`."""
     e = entry("vip_table", [b"\x0a\x00\x00\x64", b"\x50", b"\x06"], "set_pool", [b"\x07", b"\x01"])
     if change == "lpm on exact":
         e.match[0].lpm.value = b"\x0a"

@@ -16,6 +16,7 @@ Action = p4r.SetForwardingPipelineConfigRequest
 
 
 def config(device: P4RuntimeDevice, cookie: int = 1) -> p4r.ForwardingPipelineConfig:
+    """A ForwardingPipelineConfig with our P4Info."""
     out = p4r.ForwardingPipelineConfig(p4_device_config=b"bmv2 json, ignored")
     out.p4info.CopyFrom(device.own_p4info)
     out.cookie.cookie = cookie
@@ -23,6 +24,7 @@ def config(device: P4RuntimeDevice, cookie: int = 1) -> p4r.ForwardingPipelineCo
 
 
 def vip_insert(device: P4RuntimeDevice, port: int) -> p4r.Update:
+    """An INSERT of a vip_table entry for VIP:port/TCP."""
     table = next(t for t in device.own_p4info.tables if t.preamble.alias == "vip_table")
     action = next(a for a in device.own_p4info.actions if a.preamble.alias == "set_pool")
     entry = p4r.TableEntry(table_id=table.preamble.id)
@@ -37,6 +39,7 @@ def vip_insert(device: P4RuntimeDevice, port: int) -> p4r.Update:
 
 
 def vip_count(device: P4RuntimeDevice) -> int:
+    """Entries in vip_table."""
     return device.switch.table_num_entries("vip_table")
 
 

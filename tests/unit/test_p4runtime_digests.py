@@ -9,6 +9,7 @@ MS = 1_000_000
 
 
 def sample(sport: int) -> Digest:
+    """A new_conn digest sample from this source port."""
     return Digest("new_conn", "10.0.1.2", "10.0.0.100", sport, 80, 6, 0, "10.0.2.2", 8080)
 
 

@@ -27,6 +27,7 @@ ids = st.one_of(st.sampled_from(TABLE_IDS), st.integers(0, 2**32 - 1))
 
 @st.composite
 def field_matches(draw: st.DrawFn) -> p4r.FieldMatch:
+    """FieldMatch messages of any kind with short arbitrary bytes."""
     m = p4r.FieldMatch(field_id=draw(st.integers(0, 7)))
     kind = draw(st.sampled_from(["exact", "lpm", "ternary", "range", "optional"]))
     if kind == "exact":
@@ -47,6 +48,7 @@ def field_matches(draw: st.DrawFn) -> p4r.FieldMatch:
 
 @st.composite
 def table_entries(draw: st.DrawFn) -> p4r.TableEntry:
+    """TableEntry messages, valid ids mixed with arbitrary ones."""
     entry = p4r.TableEntry(table_id=draw(ids))
     for m in draw(st.lists(field_matches(), max_size=6)):
         entry.match.append(m)
@@ -67,6 +69,7 @@ def table_entries(draw: st.DrawFn) -> p4r.TableEntry:
 
 @st.composite
 def digest_entries(draw: st.DrawFn) -> p4r.DigestEntry:
+    """DigestEntry messages with arbitrary configs."""
     entry = p4r.DigestEntry(
         digest_id=draw(st.one_of(st.sampled_from(DIGEST_IDS), st.integers(0, 2**32 - 1)))
     )

@@ -18,11 +18,13 @@ from p4src.contract import DIGEST_FIELDS, load_settings
 
 @pytest.fixture(scope="module")
 def info() -> p4i.P4Info:
+    """The model's P4Info."""
     switch = Switch()
     return build_p4info(switch.tables(), switch.registers())
 
 
 def table(info: p4i.P4Info, alias: str) -> p4i.Table:
+    """The table with this alias."""
     found: list[p4i.Table] = [t for t in info.tables if t.preamble.alias == alias]
     assert len(found) == 1
     return found[0]
