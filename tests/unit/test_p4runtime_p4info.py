@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from finsy.proto import p4i
 
@@ -13,7 +15,7 @@ from p4model.p4info import (
     program_shape,
     shape_differences,
 )
-from p4src.contract import DIGEST_FIELDS, load_settings
+from p4src.contract import DIGEST_FIELDS, PROGRAM_PATH, load_settings
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,15 @@ def test_the_shape_sees_a_changed_width_and_a_missing_table(info: p4i.P4Info) ->
     diffs = shape_differences(program_shape(info), program_shape(other))
     assert len(diffs) == 2
     assert any("LbIngress.conn_table" in d and "missing" in d for d in diffs)
+
+
+def test_digest_members_and_actions_are_the_programs(info: p4i.P4Info) -> None:
+    """Without p4c: the struct and the action names as written in p4src/loadbalancer.p4."""
+    program = PROGRAM_PATH.read_text(encoding="utf-8")
+    struct = re.search(r"struct digest_t \{([^}]*)\}", program)
+    assert struct is not None
+    declared = [(name, int(width)) for width, name in re.findall(r"bit<(\d+)>\s+(\w+);", struct[1])]
+    members = info.type_info.structs["digest_t"].members
+    assert [(m.name, m.type_spec.bitstring.bit.bitwidth) for m in members] == declared
+    actions = {f"LbIngress.{name}" for name in re.findall(r"\baction (\w+)\(", program)}
+    assert {a.preamble.name for a in info.actions} == actions | {"NoAction"}
