@@ -3,12 +3,15 @@ SHELL := /bin/bash
 PYTHON_SYS ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# p4runtime-shell (the interop test's independent P4Runtime client) pins protobuf<3.21 and
+# p4runtime 1.4.1, which cannot share .venv: it gets a venv of its own.
+P4SH_VENV := .venv-p4sh
 # Debian packages: Mininet and friends for the real-network tier and the demo (iperf3: the
 # affinity e2e test; prometheus: the scrape test, which starts its own server on loopback).
 SYSTEM_PACKAGES := mininet bridge-utils iproute2 ethtool iputils-ping psmisc iperf3 prometheus \
 	python3-venv python3-dev
 
-.PHONY: setup test lint typecheck unit demo docs-picture bench clean
+.PHONY: setup p4sh test lint typecheck unit demo docs-picture bench clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +35,13 @@ $(VENV)/.installed: $(VENV)/.system-deps $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
+p4sh: $(P4SH_VENV)/.installed
+
+$(P4SH_VENV)/.installed:
+	$(PYTHON_SYS) -m venv $(P4SH_VENV)
+	$(P4SH_VENV)/bin/python -m pip install -q p4runtime-shell==0.0.6
+	@touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,7 +52,7 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck
+test: lint typecheck p4sh
 	$(BIN)/pytest
 
 demo: setup
@@ -56,4 +66,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache demo-out
+	rm -rf $(VENV) $(P4SH_VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache demo-out

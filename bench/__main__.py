@@ -15,6 +15,7 @@ BENCHMARKS = {
     "pcc": "bench.pcc",
     "chaos": "bench.chaos",
     "reload": "bench.reload",
+    "p4rt": "bench.p4rt",
 }
 
 

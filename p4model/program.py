@@ -55,6 +55,28 @@ USE_VERSION = ActionSpec(PREFIX + "use_version", (("version", 2), ("insert", 1))
 FORWARD = ActionSpec(PREFIX + "forward", (("port", 9), ("src_mac", 48), ("dst_mac", 48)))
 DROP = ActionSpec(PREFIX + "drop")
 
+BLOOM_LOOKUP = ActionSpec(PREFIX + "bloom_lookup")
+BLOOM_INSERTS = tuple(ActionSpec(f"{PREFIX}bloom_insert_{i}") for i in range(SLOTS))
+DIGEST_TUPLE = ActionSpec(PREFIX + "digest_tuple")
+DIRECT_ACTIONS = (BLOOM_LOOKUP, *BLOOM_INSERTS, DIGEST_TUPLE)
+"""Actions the program calls directly from `apply` (no table runs them; P4Info lists them)."""
+
+DIGEST_NAME = "digest_t"
+"""The struct the program's single digest() call sends (BMv2 and P4Info name it so)."""
+DIGEST_MEMBERS: tuple[tuple[str, int], ...] = (
+    ("kind", 8),
+    ("src_addr", 32),
+    ("dst_addr", 32),
+    ("src_port", 16),
+    ("dst_port", 16),
+    ("protocol", 8),
+    ("version", 8),
+    ("dip_addr", 32),
+    ("dip_port", 16),
+)
+"""`digest_t`'s members as the program names them, with widths (p4src.contract.DIGEST_FIELDS
+gives the same layout under the controller's names)."""
+
 Action = Callable[..., None]
 
 
@@ -100,6 +122,7 @@ class LbIngress:
             [SET_VERSIONS],
             1,  # keyless: only the default action matters
             (SET_VERSIONS.name, (0,) * (1 + SLOTS)),
+            size_declared=False,
         )
         self.version_select = Table(
             PREFIX + "version_select",
@@ -108,6 +131,7 @@ class LbIngress:
             VERSION_SELECT_SIZE,
             ("NoAction", ()),
             const=True,
+            size_declared=False,
         )
         for active, mask, version, insert in version_select_entries():
             self.version_select.add_const((active, mask), USE_VERSION.name, (version, insert))

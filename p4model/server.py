@@ -5,7 +5,9 @@ returns leave on the interface of their port (port 0, 511 or an unmapped port: d
 The runtime API is served on a ZeroMQ REP socket (``--control``) and digests and aged conn_table
 handles are published on a PUB socket (``--digests``; default: control port + 1), see
 ``p4model.control_protocol``. One thread does everything in a poll loop, so API calls and packets
-never interleave inside the model.
+never interleave inside the model. With ``--p4runtime [HOST:PORT]`` the switch also serves
+P4Runtime over gRPC (``p4model.p4runtime_service``; device id ``--device-id``, default 1) from
+threads of its own that take the loop's lock around every touch of the model.
 
 Hosts attached to the switch must disable offloads on their interfaces (and the switch side should
 too): ``ethtool -K IFACE tx off sg off tso off gso off gro off``. With segmentation offloads a veth
@@ -22,6 +24,7 @@ import logging
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -30,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import grpc
 import zmq
 
 from p4model import Switch, SwitchError
@@ -45,6 +49,8 @@ from p4model.control_protocol import (
     encode_ok,
 )
 from p4model.keys import is_decimal
+from p4model.p4runtime_device import P4RuntimeDevice
+from p4model.p4runtime_service import P4RuntimeService, serve
 from p4src.contract import load_settings
 
 log = logging.getLogger("p4lb.switch")
@@ -56,6 +62,8 @@ CONTROL_BATCH = 16
 """Control requests served per loop turn at most, so a request flood cannot starve forwarding."""
 CONTROL_BUDGET = 0.005
 """Seconds of control work per loop turn after which the rest waits for the next turn."""
+DEFAULT_P4RUNTIME = "127.0.0.1:9559"
+"""Where ``--p4runtime`` without an address listens (BMv2's simple_switch_grpc's default)."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,18 @@ class SwitchServer:
         *,
         ageing_interval: float = 1.0,
         context: zmq.Context[Any] | None = None,
+        p4runtime: str | None = None,
+        device_id: int = 1,
     ) -> None:
+        """Bind the control and notification sockets, and the P4Runtime server when
+        `p4runtime` is an address (HOST:PORT; port 0 picks a free one)."""
         self.switch = switch
+        # The packet loop holds it while it forwards or serves ZeroMQ, the P4Runtime service
+        # while it touches the switch: the model never sees two threads at once.
+        self.lock = threading.RLock()
+        self.p4runtime: P4RuntimeService | None = None
+        self.p4runtime_address = ""
+        self._grpc: grpc.Server | None = None
         self.ports: dict[int, FramePort] = {p.port: p for p in ports}
         self.counters: Counter[str] = Counter()
         self._tx_keys = {n: f"tx.{n}" for n in self.ports}
@@ -119,6 +137,19 @@ class SwitchServer:
             raise
         self.control_address: str = self._control.getsockopt_string(zmq.LAST_ENDPOINT)
         self.digest_address: str = self._notify.getsockopt_string(zmq.LAST_ENDPOINT)
+        if p4runtime is not None:
+            # Idle entries are looked for as often as the ZeroMQ side sweeps: a sweep of a full
+            # conn_table takes milliseconds under the lock.
+            service = P4RuntimeService(
+                P4RuntimeDevice(switch, device_id), self.lock, idle_scan_interval=ageing_interval
+            )
+            try:
+                self._grpc, port = serve(service, p4runtime)
+            except OSError:
+                self.close()
+                raise
+            self.p4runtime = service
+            self.p4runtime_address = f"{p4runtime.rpartition(':')[0]}:{port}"
 
     def stop(self) -> None:
         """Ask the loop to return; safe from another thread or a signal handler."""
@@ -140,9 +171,11 @@ class SwitchServer:
             for item, _ in poller.poll(int(wait * 1000.0) + 1):
                 try:
                     if item is self._control:
-                        self.serve_requests()
+                        with self.lock:
+                            self.serve_requests()
                     elif isinstance(item, int) and item in by_fd:
-                        self.pump(by_fd[item])
+                        with self.lock:
+                            self.pump(by_fd[item])
                     else:
                         self._drain_wake()
                 except Exception:  # a bug in one step must not stop forwarding for good
@@ -150,7 +183,8 @@ class SwitchServer:
                     log.exception("switch loop step failed")
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.ageing_interval
-                self.publish_aged()
+                with self.lock:
+                    self.publish_aged()
 
     def pump(self, port: FramePort) -> None:
         """Take a batch of frames from one port through the model and out, then publish digests."""
@@ -259,6 +293,8 @@ class SwitchServer:
         if digests:
             self.counters["digests"] += len(digests)
             self._notify.send(encode_digests(digests))
+            if self.p4runtime is not None:
+                self.p4runtime.offer_digests(digests)
 
     def publish_aged(self) -> None:
         """Publish the handles of idle conn_table entries, if any."""
@@ -275,7 +311,12 @@ class SwitchServer:
             pass
 
     def close(self) -> None:
-        """Close every socket; the packet ports too."""
+        """Close every socket; the packet ports and the P4Runtime server too."""
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
+            self._grpc = None
+        if self.p4runtime is not None:
+            self.p4runtime.stop()
         for port in self.ports.values():
             port.close()
         self._control.close(0)
@@ -310,6 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--digests", help="ZeroMQ address of the digest stream (PUB); default: control port + 1"
     )
+    parser.add_argument(
+        "--p4runtime",
+        nargs="?",
+        const=DEFAULT_P4RUNTIME,
+        metavar="HOST:PORT",
+        help=f"serve P4Runtime (gRPC) here; the bare option means {DEFAULT_P4RUNTIME} "
+        "(move --control off that port then)",
+    )
+    parser.add_argument("--device-id", type=int, default=1, help="P4Runtime device id (default 1)")
     parser.add_argument("--settings", type=Path, help="settings.p4 to load (default: p4src's)")
     parser.add_argument(
         "--ageing-interval", type=float, default=1.0, help="seconds between conn_table age sweeps"
@@ -336,7 +386,13 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.interfaces:
             ports.append(PacketPort(spec.port, spec.iface))
         server = SwitchServer(
-            switch, ports, args.control, args.digests, ageing_interval=args.ageing_interval
+            switch,
+            ports,
+            args.control,
+            args.digests,
+            ageing_interval=args.ageing_interval,
+            p4runtime=args.p4runtime,
+            device_id=args.device_id,
         )
     except (OSError, zmq.ZMQError, ControlProtocolError, SwitchError) as exc:
         for port in ports:
@@ -349,10 +405,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(
-        f"p4lb-switch ready control={server.control_address} digests={server.digest_address}",
-        flush=True,
-    )
+    ready = f"p4lb-switch ready control={server.control_address} digests={server.digest_address}"
+    if server.p4runtime_address:
+        ready += f" p4runtime={server.p4runtime_address}"
+    print(ready, flush=True)
     log.info("ports %s", _describe(server.ports))
     try:
         server.run()

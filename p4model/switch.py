@@ -112,16 +112,40 @@ class Switch:
         else:
             self._timeouts[handle] = ms / 1000.0
 
+    def idle_seconds(self, handle: int) -> float:
+        """Seconds since conn_table entry `handle` was last hit (or added)."""
+        try:
+            return self._clock() - self._last_hit[handle]
+        except KeyError:
+            raise SwitchError(
+                f"{self._ageing_table.name}: no entry with handle {handle!r} (INVALID_HANDLE)",
+                ErrorCode.INVALID_HANDLE,
+            ) from None
+
+    def restart_idle_timer(self, handle: int) -> None:
+        """Count conn_table entry `handle` as hit now (P4Runtime restarts an entry's TTL after
+        each idle notification, so the next one comes a whole TTL later)."""
+        if handle in self._last_hit:
+            self._last_hit[handle] = self._clock()
+
     def sweep_aged(self) -> list[int]:
         """Handles of conn_table entries idle for longer than their timeout (BMv2's AGE list)."""
         now = self._clock()
         last_hit = self._last_hit
         return sorted(h for h, t in self._timeouts.items() if now - last_hit[h] > t)
 
+    def tables(self) -> list[Table]:
+        """Every table of the program, in declaration order."""
+        return list(self._ingress.tables)
+
     # ---- registers ----------------------------------------------------------------------
     def register(self, name: str) -> Register:
         """The register array called `name` (full name or unique suffix)."""
         return self._registers[self._register_names.resolve(name)]
+
+    def registers(self) -> list[Register]:
+        """Every register array of the program, in declaration order."""
+        return list(self._ingress.registers)
 
     def register_read(self, name: str, index: int | None = None) -> int | list[int]:
         """One cell, or the whole array when `index` is None."""

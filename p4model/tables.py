@@ -37,6 +37,20 @@ class ActionSpec:
     params: tuple[tuple[str, int], ...] = ()
 
 
+@dataclass(frozen=True)
+class EntryRecord:
+    """One installed entry as the control plane sees it: key values with their prefix length
+    (lpm) or masks (ternary), the action, its parameter values and the priority."""
+
+    handle: int
+    values: tuple[int, ...]
+    prefix_len: int
+    masks: tuple[int, ...]
+    action: str
+    params: tuple[int, ...]
+    priority: int
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """An installed entry: handle, the action to run and its parameter values."""
@@ -65,8 +79,10 @@ class Table:
         *,
         support_timeout: bool = False,
         const: bool = False,
+        size_declared: bool = True,
     ) -> None:
-        """Declare a table; `default` is (full action name, parameter values)."""
+        """Declare a table; `default` is (full action name, parameter values); `size_declared`
+        is False when the program gives the table no `size` (its P4Info then says 1024)."""
         kinds = [k.kind for k in keys]
         if kinds.count(MatchKind.LPM) > 1:
             raise SwitchError(f"{name}: at most one lpm key per table")
@@ -75,6 +91,9 @@ class Table:
         self.size = size
         self.support_timeout = support_timeout
         self.const = const
+        self.size_declared = size_declared
+        self.actions = tuple(actions)
+        self.initial_default = (default[0], tuple(default[1]))
         self.ternary = MatchKind.TERNARY in kinds
         self._lpm_index = kinds.index(MatchKind.LPM) if MatchKind.LPM in kinds else -1
         self._actions = {a.name: a for a in actions}
@@ -172,6 +191,33 @@ class Table:
                     match.append(value)
             out.append((handle, match, entry.action, list(entry.params)))
         return out
+
+    def find(self, keys: Sequence[str], priority: int = 0) -> int | None:
+        """The handle of the entry with exactly this match (and priority), or None."""
+        match = self._parse_match(keys)
+        length, values, _ = match
+        if self.ternary:
+            for key, entry in self._ternary:
+                if key == match and entry.priority == priority:
+                    return entry.handle
+            return None
+        if self._lpm_index >= 0:
+            found = self._lpm.get(length, {}).get(values)
+        else:
+            found = self._exact.get(values)
+        return None if found is None else found.handle
+
+    def records(self) -> list[EntryRecord]:
+        """Every installed entry (const ones included) in handle order."""
+        return [
+            EntryRecord(e.handle, values, length, masks, e.action, e.params, e.priority)
+            for (length, values, masks), e in self._entries.values()
+        ]
+
+    def record(self, handle: int) -> EntryRecord:
+        """The installed entry with this handle (SwitchError INVALID_HANDLE if none)."""
+        (length, values, masks), e = self._get(handle)
+        return EntryRecord(e.handle, values, length, masks, e.action, e.params, e.priority)
 
     def add_const(self, values: Sequence[int], action: str, params: Sequence[int]) -> None:
         """Install one of the program's `const entries` (exact keys only)."""
