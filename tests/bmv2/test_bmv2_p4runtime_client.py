@@ -250,6 +250,32 @@ def test_a_digest_from_a_real_packet_arrives_and_is_acknowledged(
     assert p4rt.malformed_digests == 0
 
 
+def test_a_promoted_backup_enables_the_digest_it_subscribed_to(
+    client: Client, switch: GrpcSwitch
+) -> None:
+    """A backup's subscription waits; once the primary has gone, the promoted backup configures
+    the digest and a real packet's digest reaches it."""
+    p4rt = client.p4rt
+    client.run(p4rt.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], list(ROUTE)))
+    client.run(p4rt.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"]))
+    client.run(p4rt.table_add("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.0.2.3", "8080"]))
+    backup = Client(switch, 5, None)
+    try:
+        digests: list[Digest] = []
+        backup.run(backup.p4rt.subscribe(digests.append, lambda handles: None))
+        assert not backup.p4rt.primary
+        client.close()
+        backup.wait_until(lambda: backup.p4rt.primary)
+        # The digest is configured on the worker after the promotion; a count queued behind it
+        # returns once it is done.
+        backup.run(backup.p4rt.table_num_entries("vip_table"))
+        switch.send(1, SYN)
+        backup.wait_until(lambda: bool(digests))
+        assert digests == [NEW_CONN]
+    finally:
+        backup.close()
+
+
 def test_an_idle_entry_is_reported_by_its_handle(client: Client) -> None:
     """A conn_table entry given an idle timeout (MODIFY with idle_timeout_ns) is reported idle."""
     p4rt = client.p4rt
