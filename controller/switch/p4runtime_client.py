@@ -15,7 +15,6 @@ primary (`primary`), and then configures the digest it was asked to subscribe to
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from finsy.proto import p4r
@@ -94,6 +93,7 @@ class P4RuntimeSwitchClient:
         self._worker = worker or WorkerThread(reactor, "p4lb-p4rt")
         self._conn: Connection | None = None
         self._connect_error = "not connected yet"
+        self._connect_kind = ErrorKind.UNAVAILABLE
         self._reconnect_at = 0.0
         self._book = HandleBook()
         self._on_digest: DigestCallback | None = None
@@ -133,26 +133,32 @@ class P4RuntimeSwitchClient:
             return conn
         if conn is not None:
             self._drop(conn, conn.lost or conn.stream.error or "stream ended")
-        if not self._closed and time.monotonic() >= self._reconnect_at:
-            self._reconnect_at = time.monotonic() + RECONNECT_INTERVAL
+        # The reactor's clock (safe to read from this thread) paces attempts, so tests decide.
+        now = self._reactor.seconds()
+        if not self._closed and now >= self._reconnect_at:
+            self._reconnect_at = now + RECONNECT_INTERVAL
             try:
                 conn = open_connection(self._target, self._reactor, self)
             except SwitchError as exc:
-                self._connect_error = str(exc)
-                if exc.kind is not ErrorKind.UNAVAILABLE:
-                    raise SwitchError(f"{self._address} {what}: {exc}", exc.kind) from exc
+                self._connect_error, self._connect_kind = str(exc), exc.kind
+            except Exception as exc:  # e.g. grpc refusing the address: no use retrying
+                self._connect_error = f"{type(exc).__name__}: {exc}"
+                self._connect_kind = ErrorKind.INVALID
             else:
                 self._conn = conn
                 if self._on_digest is not None and conn.primary:
                     conn.configure_digest(self._digest_config)
                 return conn
-        raise SwitchError(f"{self._address} {what}: {self._connect_error}", ErrorKind.UNAVAILABLE)
+        # Until the next attempt, calls fail as the last one did: UNAVAILABLE (unreachable, no
+        # pipeline yet) is worth waiting for; a refused pipeline or a bad address is not.
+        raise SwitchError(f"{self._address} {what}: {self._connect_error}", self._connect_kind)
 
     def _drop(self, conn: Connection, why: str) -> None:
         if self._conn is conn:
             self._conn = None
             self._sent_before += conn.write_requests
             self._connect_error = f"connection lost ({why})"
+            self._connect_kind = ErrorKind.UNAVAILABLE
             log.warning("P4Runtime %s: %s", self._address, self._connect_error)
         conn.close()
 

@@ -77,10 +77,9 @@ class GrpcSwitch:
         cmd += ["--thrift-port", str(free_port())]
         cmd += ["--packet-in", packets, "--log-file", str(workdir / "switch"), "-L", "info"]
         cmd += ["--", "--grpc-server-addr", self.address, "--cpu-port", "255"]
+        self._cmd = cmd
         self._log = self.log_path.open("w")
-        self._proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        self._proc = self._start()
         self._packets: nanomsg.NanomsgSocket | None = None
         try:
             self._wait_listening()
@@ -90,6 +89,17 @@ class GrpcSwitch:
         except BaseException:
             self.close()
             raise
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    def restart(self) -> None:
+        """Stop the switch and start it again, empty, on the same addresses."""
+        self._stop()
+        self._proc = self._start()
+        self._wait_listening()
 
     @property
     def spec(self) -> str:
@@ -128,6 +138,10 @@ class GrpcSwitch:
         """Stop the switch and close the packet socket."""
         if self._packets is not None:
             self._packets.close()
+        self._stop()
+        self._log.close()
+
+    def _stop(self) -> None:
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -135,7 +149,6 @@ class GrpcSwitch:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        self._log.close()
 
     def __enter__(self) -> GrpcSwitch:
         """Context manager: the switch itself."""

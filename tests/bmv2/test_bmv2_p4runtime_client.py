@@ -34,7 +34,11 @@ from controller.core.ops import (
     TableRead,
 )
 from controller.switch.api import DefaultEntry, Digest, SwitchError
-from controller.switch.p4runtime_client import DigestConfig, P4RuntimeSwitchClient
+from controller.switch.p4runtime_client import (
+    RECONNECT_INTERVAL,
+    DigestConfig,
+    P4RuntimeSwitchClient,
+)
 from controller.switch.p4runtime_pipeline import PipelineFiles
 from controller.switch.testing import ThreadedClock
 
@@ -290,6 +294,36 @@ def test_an_idle_entry_is_reported_by_its_handle(client: Client) -> None:
     client.run(p4rt.table_modify("conn_table", "rewrite_dst", handle, ["10.0.2.4", "8080"]))
     (read,) = client.apply(TableRead(OWNER, "conn_table"))
     assert [e.params for e in read.entries] == [(0x0A000204, 8080)]
+
+
+def test_a_restarted_switch_gets_the_pipeline_and_digest_again(
+    client: Client, switch: GrpcSwitch
+) -> None:
+    """The stream breaks when the switch restarts; the client reconnects on its own (paced by
+    the reactor's clock), loads the program again and re-enables the digest; handles of the lost
+    entries are not found."""
+    p4rt = client.p4rt
+    digests: list[Digest] = []
+    client.run(p4rt.subscribe(digests.append, lambda handles: None))
+    lost = client.run(p4rt.table_add("vip_table", "set_pool", ["10.0.0.1", "80", "6"], ["1", "0"]))
+    switch.restart()
+
+    client.wait_until(lambda: not p4rt.primary)  # the stream has ended
+
+    def reconnected() -> bool:
+        client.clock.advance(RECONNECT_INTERVAL)  # fires a pending reconnection attempt
+        return p4rt.primary
+
+    client.wait_until(reconnected)
+    assert client.run(p4rt.table_num_entries("vip_table")) == 0
+    error = client.failure(p4rt.table_delete("vip_table", lost))
+    assert isinstance(error, SwitchError) and error.kind is ErrorKind.NOT_FOUND
+    client.run(p4rt.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], list(ROUTE)))
+    client.run(p4rt.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"]))
+    client.run(p4rt.table_add("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.0.2.3", "8080"]))
+    switch.send(1, SYN)
+    client.wait_until(lambda: bool(digests))
+    assert digests == [NEW_CONN]
 
 
 def test_the_switch_level_suite_passes_through_p4runtime(
