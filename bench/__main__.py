@@ -14,6 +14,7 @@ BENCHMARKS = {
     "learn": "bench.learn",
     "pcc": "bench.pcc",
     "chaos": "bench.chaos",
+    "p4rt": "bench.p4runtime",
 }
 
 
