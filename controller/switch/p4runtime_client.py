@@ -240,16 +240,16 @@ class P4RuntimeSwitchClient:
         if conn is None or self._closed:
             return
         try:
-            info = conn.index.digest_by_id(digests.digest_id)
+            decoded = []
             for data in digests.data:
                 try:
-                    decoded = decode_digest(info, data)
+                    decoded.append(decode_digest(conn.index.digest_by_id(digests.digest_id), data))
                 except SwitchError as exc:
                     self.malformed_digests += 1
                     log.warning("P4Runtime %s: dropped digest: %s", self._address, exc)
-                    continue
+            for digest in decoded:
                 if self._on_digest is not None:
-                    self._on_digest(decoded)
+                    self._on_digest(digest)
         finally:
             conn.stream.acknowledge(digests)
 

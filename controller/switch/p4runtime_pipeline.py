@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 from finsy.proto import p4i, p4r
+from finsy.proto.p4.v1.p4runtime_pb2_grpc import P4RuntimeStub
 from google.protobuf import json_format, text_format
 
 from controller.switch.api import ErrorKind, SwitchError
@@ -64,14 +65,14 @@ def rpc_error(what: str, exc: grpc.RpcError) -> SwitchError:
     return SwitchError(f"{what}: {name}: {exc.details()}", kind_of_rpc_code(rpc_code(exc)))
 
 
-def current_p4info(stub: object, device_id: int, timeout: float) -> p4i.P4Info | None:
+def current_p4info(stub: P4RuntimeStub, device_id: int, timeout: float) -> p4i.P4Info | None:
     """The P4Info the target runs; None when it has no pipeline yet."""
     request = p4r.GetForwardingPipelineConfigRequest(
         device_id=device_id,
         response_type=p4r.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE,
     )
     try:
-        reply = stub.GetForwardingPipelineConfig(request, timeout=timeout)  # type: ignore[attr-defined]
+        reply = stub.GetForwardingPipelineConfig(request, timeout=timeout)
     except grpc.RpcError as exc:
         if rpc_code(exc) == FAILED_PRECONDITION:
             return None
@@ -81,7 +82,7 @@ def current_p4info(stub: object, device_id: int, timeout: float) -> p4i.P4Info |
 
 
 def ensure_pipeline(
-    stub: object,
+    stub: P4RuntimeStub,
     device_id: int,
     election_id: int,
     *,
@@ -121,7 +122,7 @@ def ensure_pipeline(
         config=p4r.ForwardingPipelineConfig(p4info=wanted, p4_device_config=device_config),
     )
     try:
-        stub.SetForwardingPipelineConfig(request, timeout=timeout)  # type: ignore[attr-defined]
+        stub.SetForwardingPipelineConfig(request, timeout=timeout)
     except grpc.RpcError as exc:
         raise rpc_error("SetForwardingPipelineConfig", exc) from exc
     log.info("P4Runtime device %d: loaded pipeline %s", device_id, files.p4info)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import grpc
 from finsy.proto import p4r
+from finsy.proto.p4.v1.p4runtime_pb2_grpc import P4RuntimeStub
 
 from controller.switch.api import ThreadReactor
 from controller.switch.p4runtime_status import OK
@@ -55,7 +56,7 @@ class StreamSession:
 
     def __init__(
         self,
-        stub: object,
+        stub: P4RuntimeStub,
         device_id: int,
         election_id: int,
         reactor: ThreadReactor,
@@ -71,7 +72,7 @@ class StreamSession:
         self._listener = listener
         self._requests: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
         self._closing = False
-        open_stream = stub.StreamChannel  # type: ignore[attr-defined]
+        open_stream = stub.StreamChannel
         self._call: _StreamCall = open_stream(self._outgoing())
         self._reader = threading.Thread(target=self._read, name="p4lb-p4rt-stream", daemon=True)
         self._reader.start()

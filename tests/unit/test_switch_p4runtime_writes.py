@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from finsy.proto import p4r, rpc_status
-from p4info_sample import sample_index
+from finsy.proto import p4i, p4r, rpc_status
 
 from controller.core.ops import (
     DefaultActionSet,
@@ -16,6 +15,7 @@ from controller.core.ops import (
     TableModify,
 )
 from controller.switch.api import SwitchError
+from controller.switch.p4info_index import P4InfoIndex
 from controller.switch.p4runtime_codec import encode_action, encode_key
 from controller.switch.p4runtime_handles import EntryState, HandleBook
 from controller.switch.p4runtime_status import (
@@ -47,8 +47,8 @@ def conn_insert(sport: int = 40000) -> TableInsert:
 
 
 @pytest.fixture
-def planner() -> WritePlanner:
-    return WritePlanner(sample_index(), HandleBook())
+def planner(sample_p4info: p4i.P4Info) -> WritePlanner:
+    return WritePlanner(P4InfoIndex(sample_p4info), HandleBook())
 
 
 def inserted(planner: WritePlanner, op: TableInsert) -> int:
@@ -150,8 +150,10 @@ def test_a_batch_holds_one_update_per_entry(planner: WritePlanner) -> None:
     assert batch.conflicts(default)
 
 
-def test_handles_of_entries_read_back_are_stable_and_vanished_ones_forgotten() -> None:
-    index = sample_index()
+def test_handles_of_entries_read_back_are_stable_and_vanished_ones_forgotten(
+    sample_p4info: p4i.P4Info,
+) -> None:
+    index = P4InfoIndex(sample_p4info)
     book = HandleBook()
     table = index.table("vip_table")
     action = encode_action(index.action("set_pool"), ("1", "0"))
