@@ -67,7 +67,8 @@ __all__ = ["DigestConfig", "P4RuntimeSwitchClient", "PipelineFiles"]
 log = logging.getLogger(__name__)
 
 RECONNECT_INTERVAL = 1.0
-"""Seconds between attempts to reach a lost target again."""
+"""Seconds between attempts to reach a lost target again (at least)."""
+MAX_RECONNECT_INTERVAL = 30.0
 
 
 class P4RuntimeSwitchClient:
@@ -95,6 +96,7 @@ class P4RuntimeSwitchClient:
         self._connect_error = "not connected yet"
         self._connect_kind = ErrorKind.UNAVAILABLE
         self._reconnect_at = 0.0
+        self._retry_delay = RECONNECT_INTERVAL
         self._book = HandleBook()
         self._on_digest: DigestCallback | None = None
         self._on_aged: AgedCallback | None = None
@@ -281,6 +283,7 @@ class P4RuntimeSwitchClient:
         """The stream broke: reconnect (and re-arbitrate) while deliveries are wanted."""
         log.warning("P4Runtime %s: stream ended: %s", self._address, error)
         if self._on_digest is not None and not self._closed:
+            self._retry_delay = RECONNECT_INTERVAL
             self._reactor.callLater(RECONNECT_INTERVAL, self._reconnect)
 
     def _reconnect(self) -> None:
@@ -290,9 +293,16 @@ class P4RuntimeSwitchClient:
         attempt.addErrback(self._reconnect_failed)
 
     def _reconnect_failed(self, failure: Failure) -> None:
-        log.warning("P4Runtime %s: %s", self._address, failure.getErrorMessage())
+        # Doubling, so a switch that stays away (or refuses our pipeline) is not hammered.
+        self._retry_delay = min(self._retry_delay * 2, MAX_RECONNECT_INTERVAL)
+        log.warning(
+            "P4Runtime %s: %s; next attempt in %.0f s",
+            self._address,
+            failure.getErrorMessage(),
+            self._retry_delay,
+        )
         if not self._closed:
-            self._reactor.callLater(RECONNECT_INTERVAL, self._reconnect)
+            self._reactor.callLater(self._retry_delay, self._reconnect)
 
     # -- SwitchClient -------------------------------------------------------------------------
 

@@ -23,6 +23,9 @@ from controller.switch.p4runtime_writes import uint128
 
 log = logging.getLogger(__name__)
 
+LOAD_TIMEOUT = 60.0
+"""Seconds a target may take to load a program (BMv2 takes well under one for ours)."""
+
 
 @dataclass(frozen=True)
 class PipelineFiles:
@@ -122,7 +125,7 @@ def ensure_pipeline(
         config=p4r.ForwardingPipelineConfig(p4info=wanted, p4_device_config=device_config),
     )
     try:
-        stub.SetForwardingPipelineConfig(request, timeout=timeout)
+        stub.SetForwardingPipelineConfig(request, timeout=max(timeout, LOAD_TIMEOUT))
     except grpc.RpcError as exc:
         raise rpc_error("SetForwardingPipelineConfig", exc) from exc
     log.info("P4Runtime device %d: loaded pipeline %s", device_id, files.p4info)

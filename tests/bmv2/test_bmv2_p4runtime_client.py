@@ -254,6 +254,27 @@ def test_a_digest_from_a_real_packet_arrives_and_is_acknowledged(
     assert p4rt.malformed_digests == 0
 
 
+def test_a_higher_election_id_takes_over_and_the_old_primary_learns_it_is_a_backup(
+    client: Client, switch: GrpcSwitch
+) -> None:
+    """A second controller with a higher election ID becomes primary at once; the switch tells
+    the first, whose writes then fail as NOT_PRIMARY without being sent."""
+    client.apply(vip(6))  # connected, the program loaded
+    assert client.p4rt.primary
+    newer = Client(switch, 20, None)
+    try:
+        newer.wait_until(lambda: newer.p4rt.primary)
+        client.wait_until(lambda: not client.p4rt.primary)
+        sent = client.p4rt.write_requests
+        (refused,) = client.apply(vip(7))
+        assert (refused.ok, refused.error) == (False, ErrorKind.NOT_PRIMARY)
+        assert client.p4rt.write_requests == sent
+        (written,) = newer.apply(vip(7))
+        assert written.ok
+    finally:
+        newer.close()
+
+
 def test_a_promoted_backup_enables_the_digest_it_subscribed_to(
     client: Client, switch: GrpcSwitch
 ) -> None:
