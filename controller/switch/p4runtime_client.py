@@ -103,7 +103,10 @@ class P4RuntimeSwitchClient:
         self._closed = False
         self._sent_before = 0
         self.malformed_digests = 0
-        self._worker.run(self._connection, "connect").addErrback(lambda f: None)
+        connecting = self._worker.run(self._connection, "connect")
+        connecting.addErrback(
+            lambda f: log.warning("P4Runtime %s: %s", self._address, f.getErrorMessage())
+        )
 
     @property
     def device_id(self) -> int:
@@ -223,12 +226,13 @@ class P4RuntimeSwitchClient:
 
     # -- stream (digests and idle timeouts) -----------------------------------------------------
 
-    def stream_arbitration(self, primary: bool, message: str) -> None:
-        """The switch's arbitration answer (reactor thread): log a change of role."""
+    def stream_arbitration(self, primary: bool, promoted: bool, message: str) -> None:
+        """The switch's arbitration answer (reactor thread): log it; once promoted, enable the
+        digest this client subscribed to as a backup."""
         log.info(
             "P4Runtime %s: %s (%s)", self._address, "primary" if primary else "backup", message
         )
-        if primary and self._on_digest is not None and not self._closed:
+        if promoted and self._on_digest is not None and not self._closed:
             self._worker.run(self._configure_current).addErrback(
                 lambda f: log.error("P4Runtime %s: %s", self._address, f.getErrorMessage())
             )
@@ -236,7 +240,7 @@ class P4RuntimeSwitchClient:
     def _configure_current(self) -> None:
         self._connection("configure digest").configure_digest(self._digest_config)
 
-    def stream_digests(self, digests: p4r.DigestList) -> None:
+    def stream_digests(self, session: StreamSession, digests: p4r.DigestList) -> None:
         """Deliver a DigestList's samples (reactor thread), then acknowledge it."""
         conn = self._conn
         if conn is None or self._closed:
@@ -253,7 +257,7 @@ class P4RuntimeSwitchClient:
                 if self._on_digest is not None:
                     self._on_digest(digest)
         finally:
-            conn.stream.acknowledge(digests)
+            session.acknowledge(digests)  # on the stream it came by, even an old one
 
     def stream_idle(self, notification: p4r.IdleTimeoutNotification) -> None:
         """Hand idle entries' handles to the aged callback (the book lives on the worker)."""

@@ -28,12 +28,13 @@ log = logging.getLogger(__name__)
 class StreamListener(Protocol):
     """What the client does with stream messages (called in the reactor thread)."""
 
-    def stream_arbitration(self, primary: bool, message: str) -> None:
-        """The switch said who is primary (this client or another)."""
+    def stream_arbitration(self, primary: bool, promoted: bool, message: str) -> None:
+        """The switch said who is primary (this client or another); `promoted` when this client
+        was a backup on this stream until now."""
         ...
 
-    def stream_digests(self, digests: p4r.DigestList) -> None:
-        """A list of digest samples arrived; acknowledge it."""
+    def stream_digests(self, session: StreamSession, digests: p4r.DigestList) -> None:
+        """A list of digest samples arrived on `session`; acknowledge it there."""
         ...
 
     def stream_idle(self, notification: p4r.IdleTimeoutNotification) -> None:
@@ -129,12 +130,15 @@ class StreamSession:
         if which == "arbitration":
             update = response.arbitration
             # The answer names the primary's election ID; OK status means it is ours.
-            self.primary = update.status.code == OK
+            primary = update.status.code == OK
+            promoted = primary and self.primary is False
+            self.primary = primary
             self.arbitrated.set()
             message = update.status.message
-            self._reactor.callFromThread(self._listener.stream_arbitration, self.primary, message)
+            listener = self._listener.stream_arbitration
+            self._reactor.callFromThread(listener, primary, promoted, message)
         elif which == "digest":
-            self._reactor.callFromThread(self._listener.stream_digests, response.digest)
+            self._reactor.callFromThread(self._listener.stream_digests, self, response.digest)
         elif which == "idle_timeout_notification":
             idle = response.idle_timeout_notification
             self._reactor.callFromThread(self._listener.stream_idle, idle)
