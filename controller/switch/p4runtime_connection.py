@@ -16,6 +16,7 @@ from finsy.proto import p4r
 from finsy.proto.p4.v1.p4runtime_pb2_grpc import P4RuntimeStub
 
 from controller.switch.api import ErrorKind, SwitchError, ThreadReactor
+from controller.switch.notifications import check_layout
 from controller.switch.p4info_index import P4InfoIndex
 from controller.switch.p4runtime_pipeline import (
     PipelineFiles,
@@ -134,8 +135,10 @@ class Connection:
             raise self._failed(what, exc) from exc
 
     def configure_digest(self, config: DigestConfig) -> None:
-        """Enable the program's digest with `config` (primary only)."""
+        """Enable the program's digest with `config` (primary only), after checking its fields
+        have the sizes the decoder expects."""
         digest = self.index.digest()
+        check_layout(digest.widths)
         settings = p4r.DigestEntry.Config(
             max_list_size=config.max_list_size,
             max_timeout_ns=config.max_timeout_ns,

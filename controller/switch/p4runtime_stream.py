@@ -73,8 +73,7 @@ class StreamSession:
         self._listener = listener
         self._requests: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
         self._closing = False
-        open_stream = stub.StreamChannel
-        self._call: _StreamCall = open_stream(self._outgoing())
+        self._call: _StreamCall = stub.StreamChannel(self._outgoing())
         self._reader = threading.Thread(target=self._read, name="p4lb-p4rt-stream", daemon=True)
         self._reader.start()
         arbitration = p4r.MasterArbitrationUpdate(

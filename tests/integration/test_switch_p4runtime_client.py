@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from controller.core.ops import EntryCount, ErrorKind, Outcome, Owner, TableInsert
-from controller.switch.api import Digest
+from controller.switch.api import Digest, SwitchError
 from controller.switch.p4runtime_client import P4RuntimeSwitchClient
 from controller.switch.testing import ThreadedClock
 
@@ -159,3 +159,18 @@ def test_an_idle_notification_names_the_entries_by_their_handles(
     fake.notify(p4r.StreamMessageResponse(idle_timeout_notification=notice))
     client.wait_until(lambda: bool(aged))
     assert aged == [[handle]]
+
+
+def test_subscribing_to_a_digest_of_another_layout_is_refused(sample_p4info: p4i.P4Info) -> None:
+    members = sample_p4info.type_info.structs["digest_t"].members
+    members[0].type_spec.bitstring.bit.bitwidth = 16  # `kind` two bytes wide: not our program
+    fake = FakeP4Runtime(sample_p4info)
+    client = Client(fake.start(), 10)
+    try:
+        with pytest.raises(SwitchError) as raised:
+            client.run(client.p4rt.subscribe(lambda digest: None, lambda handles: None))
+        assert "expects" in str(raised.value)
+        assert not fake.writes  # the digest was not enabled
+    finally:
+        client.close()
+        fake.stop()
