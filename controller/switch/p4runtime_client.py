@@ -151,6 +151,8 @@ class P4RuntimeSwitchClient:
                 self._connect_kind = ErrorKind.INVALID
             else:
                 self._conn = conn
+                if conn.loaded_pipeline:
+                    self._book.forget_all()  # a fresh program holds no entries
                 if self._on_digest is not None and conn.primary:
                     conn.configure_digest(self._digest_config)
                 return conn

@@ -82,6 +82,8 @@ class Connection:
         self.lost = ""
         """Why the connection is unusable ("" while it is fine)."""
         self.write_requests = 0
+        self.loaded_pipeline = False
+        """Whether this connection loaded the program (so every table started empty)."""
 
     @property
     def alive(self) -> bool:
@@ -179,7 +181,7 @@ def open_connection(target: Target, reactor: ThreadReactor, listener: StreamList
             # e.g. another controller holds the same election ID: try again later
             why = stream.error or "timed out"
             raise SwitchError(f"no arbitration answer ({why})", ErrorKind.UNAVAILABLE)
-        info = ensure_pipeline(
+        pipeline = ensure_pipeline(
             P4RuntimeStub(channel),
             target.device_id,
             target.election_id,
@@ -193,4 +195,6 @@ def open_connection(target: Target, reactor: ThreadReactor, listener: StreamList
         raise
     role = "primary" if primary else "backup"
     log.info("P4Runtime %s: connected as %s", target.address, role)
-    return Connection(target, channel, stream, P4InfoIndex(info))
+    conn = Connection(target, channel, stream, P4InfoIndex(pipeline.info))
+    conn.loaded_pipeline = pipeline.loaded
+    return conn

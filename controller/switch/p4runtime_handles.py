@@ -88,6 +88,11 @@ class HandleBook:
         for handle in [h for h, s in self._entries.items() if s.key.table_id == table_id]:
             self.forget(handle)
 
+    def forget_all(self) -> None:
+        """The switch holds no entry any more (a program was loaded); handles are not reused."""
+        self._entries.clear()
+        self._handles.clear()
+
     def keep_only(self, table_id: int, keys: set[EntryKey]) -> None:
         """A full read of a table found exactly `keys`: forget handles of entries not there."""
         gone = [

@@ -84,6 +84,14 @@ def current_p4info(stub: P4RuntimeStub, device_id: int, timeout: float) -> p4i.P
     return info if info.tables or info.actions else None
 
 
+@dataclass(frozen=True)
+class Pipeline:
+    """The P4Info to work with, and whether this client just loaded it (tables are empty)."""
+
+    info: p4i.P4Info
+    loaded: bool
+
+
 def ensure_pipeline(
     stub: P4RuntimeStub,
     device_id: int,
@@ -92,7 +100,7 @@ def ensure_pipeline(
     primary: bool,
     files: PipelineFiles | None,
     timeout: float,
-) -> p4i.P4Info:
+) -> Pipeline:
     """The P4Info to work with: the target's, after loading `files` if it differs."""
     running = current_p4info(stub, device_id, timeout)
     if files is None:
@@ -102,10 +110,10 @@ def ensure_pipeline(
                 "and a device config)",
                 ErrorKind.UNAVAILABLE,
             )
-        return running
+        return Pipeline(running, loaded=False)
     wanted = load_p4info(files.p4info)
     if running == wanted:
-        return running
+        return Pipeline(running, loaded=False)
     if not primary:
         raise SwitchError(
             "the target runs another pipeline (or none) and this client is a backup: only the "
@@ -129,4 +137,4 @@ def ensure_pipeline(
     except grpc.RpcError as exc:
         raise rpc_error("SetForwardingPipelineConfig", exc) from exc
     log.info("P4Runtime device %d: loaded pipeline %s", device_id, files.p4info)
-    return wanted
+    return Pipeline(wanted, loaded=True)

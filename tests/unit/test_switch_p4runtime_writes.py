@@ -165,6 +165,9 @@ def test_handles_of_entries_read_back_are_stable_and_vanished_ones_forgotten(
     assert book.entry(first) is None and book.handle_of(two) == second
     book.bind(99, EntryState(two, action))  # re-inserted after the switch lost it
     assert book.entry(second) is None and book.handle_of(two) == 99
+    book.forget_all()  # a program was loaded: the switch holds nothing
+    assert len(book) == 0 and book.handle_of(two) is None
+    assert book.adopt(one, action) not in (first, second)  # handles are never given twice
 
 
 @pytest.mark.parametrize(
