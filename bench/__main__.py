@@ -15,7 +15,8 @@ BENCHMARKS = {
     "pcc": "bench.pcc",
     "chaos": "bench.chaos",
     "reload": "bench.reload",
-    "p4rt": "bench.p4rt",
+    "p4runtime": "bench.p4runtime",
+    "p4rt-server": "bench.p4rt_server",
 }
 
 

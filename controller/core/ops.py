@@ -52,6 +52,9 @@ class ErrorKind(Enum):
     """The target could not be reached or did not answer; the write may or may not be applied."""
     INVALID = "invalid"
     """The target refused the request as malformed or unsupported."""
+    NOT_PRIMARY = "not_primary"
+    """This controller is not the switch's primary (P4Runtime arbitration): it may read, not
+    write. Nothing was written; the write can succeed once this client becomes primary."""
     UNKNOWN = "unknown"
 
 

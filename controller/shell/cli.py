@@ -1,6 +1,8 @@
 """`p4lb-controller`: run the controller against a switch, or check a configuration file.
 
 p4lb-controller --config lb.toml --switch thrift://127.0.0.1:9090 --topology topology.json
+p4lb-controller --config lb.toml --switch 'p4rt://127.0.0.1:9559?device_id=0' --election-id 2 \
+    --p4info build/loadbalancer.p4info.txt --device-config build/loadbalancer.json
 p4lb-controller --check-config lb.toml      # exit 0, or print every problem and exit 2
 """
 
@@ -43,7 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--switch",
         default="model",
-        help="model | thrift://HOST:PORT | tcp://HOST:PORT (p4lb-switch) (default: %(default)s)",
+        help="model | thrift://HOST:PORT | tcp://HOST:PORT (p4lb-switch) | "
+        "p4rt://HOST:PORT[?device_id=N] (P4Runtime) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--election-id",
+        type=int,
+        default=1,
+        metavar="N",
+        help="P4Runtime election ID; the highest of the connected controllers is primary, the "
+        "others are backups that may only read (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--p4info",
+        type=Path,
+        metavar="FILE",
+        help="P4Runtime: load this P4Info (p4c's .txt, .bin or .json) with --device-config "
+        "when the switch runs no pipeline or another one (default: use the switch's)",
+    )
+    parser.add_argument(
+        "--device-config",
+        type=Path,
+        metavar="FILE",
+        help="P4Runtime: the target's program for --p4info (BMv2: the JSON p4c writes)",
     )
     parser.add_argument("--topology", type=Path, help="p4-utils topology.json for ipv4_lpm routes")
     parser.add_argument(
@@ -112,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     from controller.switch.connect import SwitchSpecError, parse_switch_spec  # noqa: PLC0415
 
     try:
-        parse_switch_spec(args.switch)
+        spec = parse_switch_spec(args.switch)
     except SwitchSpecError as exc:
         print(f"p4lb-controller: --switch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    problem = p4runtime_options_problem(args, spec.kind)
+    if problem is not None:
+        print(f"p4lb-controller: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         config = checked_config(args.config, args)
@@ -122,6 +150,30 @@ def main(argv: list[str] | None = None) -> int:
         _print_problems(args.config, exc)
         return EXIT_CONFIG
     return run(config, args)
+
+
+def p4runtime_options_problem(args: argparse.Namespace, kind: str) -> str | None:
+    """What is wrong with --election-id, --p4info and --device-config for this switch kind."""
+    if not 0 < args.election_id < 1 << 128:
+        return f"--election-id: {args.election_id!r} is not in 1..2^128-1"
+    if (args.p4info is None) != (args.device_config is None):
+        return "--p4info and --device-config go together"
+    if args.p4info is not None and kind != "p4rt":
+        return "--p4info and --device-config need a p4rt:// switch"
+    for option, path in (("--p4info", args.p4info), ("--device-config", args.device_config)):
+        if path is not None and not path.is_file():
+            return f"{option} {str(path)!r}: no such file"
+    return None
+
+
+def p4runtime_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The P4Runtime client's options from the command line."""
+    options: dict[str, Any] = {"election_id": args.election_id}
+    if args.p4info is not None:
+        from controller.switch.p4runtime_pipeline import PipelineFiles  # noqa: PLC0415
+
+        options["pipeline"] = PipelineFiles(args.p4info, args.device_config)
+    return options
 
 
 def checked_config(path: Path, args: argparse.Namespace) -> Config:
@@ -249,7 +301,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     rx: Any = reactor
     try:
-        switch = connect_switch(args.switch, rx)
+        switch = connect_switch(args.switch, rx, p4rt_options=p4runtime_options(args))
     except SwitchError as exc:
         recorder.close()
         print(f"p4lb-controller: switch {args.switch}: {exc}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""Choose and build a switch client from a `--switch` spec: "model", "thrift://HOST:PORT" or
-"tcp://HOST:PORT" (a `p4lb-switch` control socket)."""
+"""Choose and build a switch client from a `--switch` spec: "model", "thrift://HOST:PORT",
+"tcp://HOST:PORT" (a `p4lb-switch` control socket) or "p4rt://HOST:PORT[?device_id=N]"
+(P4Runtime)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Any, Literal
 from agent.wire import parse_host_port
 from controller.switch.api import SwitchClient, SwitchError, ThreadReactor
 
-SpecKind = Literal["model", "thrift", "tcp"]
-SPEC_FORMS = '"model", "thrift://HOST:PORT" or "tcp://HOST:PORT"'
+SpecKind = Literal["model", "thrift", "tcp", "p4rt"]
+SPEC_FORMS = '"model", "thrift://HOST:PORT", "tcp://HOST:PORT" or "p4rt://HOST:PORT[?device_id=N]"'
+DEFAULT_DEVICE_ID = 1
+"""The P4Runtime device ID when the spec names none (p4lb-switch's; simple_switch_grpc's
+`--device-id` defaults to 0)."""
 
 
 class SwitchSpecError(SwitchError, ValueError):
@@ -25,6 +29,8 @@ class SwitchSpec:
     kind: SpecKind
     host: str = ""
     port: int = 0
+    device_id: int = DEFAULT_DEVICE_ID
+    """The P4Runtime device ID (p4rt only)."""
 
 
 def parse_switch_spec(spec: str) -> SwitchSpec:
@@ -33,16 +39,29 @@ def parse_switch_spec(spec: str) -> SwitchSpec:
     if text == "model":
         return SwitchSpec("model")
     scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in ("thrift", "tcp"):
+    if not sep or scheme not in ("thrift", "tcp", "p4rt"):
         raise SwitchSpecError(f"switch spec {spec!r} is not one of {SPEC_FORMS}")
+    rest, _, query = rest.partition("?")
+    device_id = _device_id(spec, query) if scheme == "p4rt" else DEFAULT_DEVICE_ID
+    if query and scheme != "p4rt":
+        raise SwitchSpecError(f"switch spec {spec!r}: only p4rt:// takes options")
     try:
         host, port = parse_host_port(rest)
     except ValueError:
         raise SwitchSpecError(
             f"switch spec {spec!r} needs HOST:PORT with a port in 1..65535"
         ) from None
-    kind: SpecKind = "thrift" if scheme == "thrift" else "tcp"
-    return SwitchSpec(kind, host, port)
+    kind: SpecKind = "thrift" if scheme == "thrift" else "p4rt" if scheme == "p4rt" else "tcp"
+    return SwitchSpec(kind, host, port, device_id)
+
+
+def _device_id(spec: str, query: str) -> int:
+    if not query:
+        return DEFAULT_DEVICE_ID
+    name, sep, value = query.partition("=")
+    if name != "device_id" or not sep or not value.isdecimal() or int(value) >= 1 << 64:
+        raise SwitchSpecError(f"switch spec {spec!r}: the only option is device_id=N (N >= 0)")
+    return int(value)
 
 
 def connect_switch(
@@ -52,12 +71,14 @@ def connect_switch(
     model_clock: Callable[[], float] | None = None,
     model_settings: Any = None,
     thrift_options: dict[str, Any] | None = None,
+    p4rt_options: dict[str, Any] | None = None,
 ) -> SwitchClient:
     """Build the client for `spec`.
 
     "model" creates a fresh in-process `p4model.Switch` (its ageing clock defaults to the
-    reactor's time). Thrift connects in the background: errors surface on the first call, or
-    await `ThriftSwitchClient.connected()` to check early.
+    reactor's time). Thrift and P4Runtime connect in the background: errors surface on the
+    first call (or await `ThriftSwitchClient.connected()` to check early). `p4rt_options` go to
+    `P4RuntimeSwitchClient` (election_id, pipeline, ...).
     """
     parsed = parse_switch_spec(spec)
     if parsed.kind == "model":
@@ -71,6 +92,11 @@ def connect_switch(
         from controller.switch.thrift_client import ThriftSwitchClient  # noqa: PLC0415
 
         return ThriftSwitchClient(reactor, parsed.host, parsed.port, **(thrift_options or {}))
+    if parsed.kind == "p4rt":
+        from controller.switch.p4runtime_client import P4RuntimeSwitchClient  # noqa: PLC0415
+
+        options = {"device_id": parsed.device_id, **(p4rt_options or {})}
+        return P4RuntimeSwitchClient(reactor, parsed.host, parsed.port, **options)
     from controller.switch.remote_client import RemoteSwitchClient  # noqa: PLC0415
 
     return RemoteSwitchClient(reactor, f"tcp://{_bracketed(parsed.host)}:{parsed.port}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from controller.switch.api import SwitchError
+from controller.switch.api import ErrorKind, SwitchError
 from controller.switch.connect import SwitchSpec, SwitchSpecError, connect_switch, parse_switch_spec
 from controller.switch.model_client import ModelSwitchClient
 from controller.switch.remote_client import RemoteSwitchClient
@@ -24,6 +26,9 @@ sync = SynchronousTestCase()
         ("thrift://s1.example:9091", SwitchSpec("thrift", "s1.example", 9091)),
         ("tcp://10.0.0.1:9559", SwitchSpec("tcp", "10.0.0.1", 9559)),
         ("tcp://[::1]:9559", SwitchSpec("tcp", "::1", 9559)),
+        ("p4rt://127.0.0.1:9559", SwitchSpec("p4rt", "127.0.0.1", 9559, 1)),
+        ("p4rt://127.0.0.1:9559?device_id=0", SwitchSpec("p4rt", "127.0.0.1", 9559, 0)),
+        ("p4rt://[::1]:50001?device_id=7", SwitchSpec("p4rt", "::1", 50001, 7)),
     ],
 )
 def test_valid_specs_parse(spec: str, expected: SwitchSpec) -> None:
@@ -43,6 +48,11 @@ def test_valid_specs_parse(spec: str, expected: SwitchSpec) -> None:
         "tcp://host:65536",
         "tcp://host:http",
         "thrift:/127.0.0.1:9090",
+        "p4rt://127.0.0.1",
+        "p4rt://127.0.0.1:9559?device=1",
+        "p4rt://127.0.0.1:9559?device_id=-1",
+        "p4rt://127.0.0.1:9559?device_id=",
+        "thrift://127.0.0.1:9090?device_id=1",
     ],
 )
 def test_bad_specs_are_refused_showing_the_spec(spec: str) -> None:
@@ -70,6 +80,35 @@ def test_tcp_spec_builds_a_remote_client() -> None:
     closing = defer.ensureDeferred(client.close())
     clock.run_from_threads(1)
     sync.successResultOf(closing)
+
+
+def test_p4rt_spec_builds_a_p4runtime_client_with_its_options() -> None:
+    from controller.switch.p4runtime_client import P4RuntimeSwitchClient
+
+    clock = ThreadedClock()
+    port = _closed_port()
+    client = connect_switch(
+        f"p4rt://127.0.0.1:{port}?device_id=3",
+        clock,
+        p4rt_options={"election_id": 9, "connect_timeout": 0.2},
+    )
+    assert isinstance(client, P4RuntimeSwitchClient)
+    assert (client.device_id, client.election_id) == (3, 9)
+    clock.run_from_threads(1)  # the first connection attempt failed: nothing listens
+    assert not client.primary
+    counted = defer.ensureDeferred(client.table_num_entries("vip_table"))
+    clock.run_from_threads(1)
+    assert sync.failureResultOf(counted, SwitchError).value.kind is ErrorKind.UNAVAILABLE
+    closing = defer.ensureDeferred(client.close())
+    clock.run_from_threads(1)
+    sync.successResultOf(closing)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def test_thrift_spec_without_p4utils_explains_how_to_install() -> None:

@@ -69,3 +69,39 @@ def test_command_line_overrides_the_file_and_is_validated() -> None:
         apply_overrides(config, bad)
     assert len(info.value.problems) == 2
     assert "--policy: 'best' is not one of" in info.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (["--switch", "p4rt://127.0.0.1:1", "--p4info", "{p4info}"], "go together"),
+        (["--switch", "p4rt://127.0.0.1:1", "--device-config", "{json}"], "go together"),
+        (
+            ["--switch", "model", "--p4info", "{p4info}", "--device-config", "{json}"],
+            "need a p4rt:// switch",
+        ),
+        (
+            [
+                "--switch",
+                "p4rt://127.0.0.1:1",
+                "--p4info",
+                "{missing}",
+                "--device-config",
+                "{json}",
+            ],
+            "no such file",
+        ),
+        (["--switch", "p4rt://127.0.0.1:1", "--election-id", "0"], "--election-id: 0"),
+        (["--switch", "p4rt://127.0.0.1:1?device_id=x"], "device_id=N"),
+    ],
+)
+def test_p4runtime_options_are_checked_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], problem: str
+) -> None:
+    files = {"p4info": tmp_path / "lb.p4info.txt", "json": tmp_path / "lb.json"}
+    for path in files.values():
+        path.write_text("{}")
+    names = {**{k: str(v) for k, v in files.items()}, "missing": str(tmp_path / "nope.txt")}
+    argv = ["--config", str(EXAMPLE), *(arg.format(**names) for arg in extra)]
+    assert main(argv) == EXIT_CONFIG
+    assert problem in capsys.readouterr().err

@@ -1,9 +1,9 @@
 """P4Runtime write and read rates of p4lb-switch: conn_table entries over real gRPC on loopback.
 
-`python -m bench p4rt`: a SwitchServer with its P4Runtime server on an ephemeral loopback port
-(no packet ports); one client arbitrates, pushes the pipeline and inserts N conn_table entries
-(with an idle timeout, as the controller learns them) in Write batches of each given size, then
-reads the whole table back. Reported per batch size: entries/s written, and the read time.
+`python -m bench p4rt-server`: a SwitchServer with its P4Runtime server on an ephemeral
+loopback port (no packet ports); one client arbitrates, pushes the pipeline and inserts N
+conn_table entries (with an idle timeout, as the controller learns them) in Write batches of
+each given size, then reads the whole table back. Reported per batch size: entries/s written, and the read time.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     """Print the rates; exit 1 if batched writes fall below the learning target or entries go
     missing."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench p4rt", description=__doc__.splitlines()[0]
+        prog="python -m bench p4rt-server", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
