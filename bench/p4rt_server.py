@@ -3,7 +3,8 @@
 `python -m bench p4rt-server`: a SwitchServer with its P4Runtime server on an ephemeral
 loopback port (no packet ports); one client arbitrates, pushes the pipeline and inserts N
 conn_table entries (with an idle timeout, as the controller learns them) in Write batches of
-each given size, then reads the whole table back. Reported per batch size: entries/s written, and the read time.
+each given size, then reads the whole table back. Reported per batch size: entries/s written,
+and the read time.
 """
 
 from __future__ import annotations

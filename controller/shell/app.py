@@ -47,6 +47,8 @@ METRICS_INTERVAL = 1.0
 SWITCH_RETRY_FIRST = 0.5
 """Seconds before the first retry of an unreachable switch at start (doubling up to the max)."""
 SWITCH_RETRY_MAX = 8.0
+PRIMARY_POLL = 0.25
+"""Seconds between two looks of a backup at whether the switch made it primary."""
 
 
 class ControllerError(Exception):
@@ -85,13 +87,8 @@ class ControllerService:
         self.dataplane = dataplane or load_settings()
         self.state_path = state_path
         self.tick_interval = tick_interval
-        self.core = ControllerCore(
-            config,
-            self.dataplane,
-            policy_name=policy_name,
-            routes=routes,
-            journaling=state_path is not None,
-        )
+        self.routes = tuple(routes)
+        self.core = self._new_core(policy_name)
         dips = [m.dip for pool in self.core.pools for m in pool]
         self.book = LoadBook(dips, config.controller.report_interval)
         self._ticker: task.LoopingCall | None = None
@@ -101,16 +98,37 @@ class ControllerService:
         self._next_load_record = -math.inf
         self.unexpected_errors = 0
         self._halted = False
+        self._stopping = False
+        self._subscribed = False
         self._report_faults = FaultThrottle()
         declare(self.metrics, self.counters())
+
+    def _new_core(self, policy_name: str | None) -> ControllerCore:
+        return ControllerCore(
+            self.config,
+            self.dataplane,
+            policy_name=policy_name,
+            routes=self.routes,
+            journaling=self.state_path is not None,
+        )
 
     # -- life cycle
 
     async def start(self) -> None:
-        """Read the switch, program or adopt it, subscribe to digests and start ticking."""
+        """Read the switch, program or adopt it, subscribe to digests and start ticking.
+
+        A backup (P4Runtime: another controller holds a higher election ID) stays connected and
+        writes nothing until the switch makes it primary; it then adopts what the switch holds,
+        as a restarted controller does (no connection moves)."""
         view = await self._read_view()
+        if not self._subscribed:
+            await self.switch.subscribe(self._on_digest, self._on_aged)
+            self._subscribed = True
+        if not self.switch.primary:
+            await self._until_primary()
+            view = await self._read_view()  # what the previous primary left
+        self.metrics.set("primary", 1.0)
         journal = self._load_journal()
-        await self.switch.subscribe(self._on_digest, self._on_aged)
         self._booted = defer.Deferred()
         self._run(self.core.bootstrap(self.clock(), view, journal))
         self.book.expect_reports(self.core.expected_reporters)
@@ -131,8 +149,37 @@ class ControllerService:
             self.core.view().policy,
         )
 
+    async def _until_primary(self) -> None:
+        log.warning("event=backup: another controller is the switch's primary; waiting")
+        self.metrics.set("primary", 0.0)
+        self.recorder.event(self.clock(), "phase", name="backup: waiting to become primary")
+        while not self.switch.primary:
+            if self._stopping:
+                raise ControllerError("stopped while a backup")
+            await task.deferLater(self.reactor, PRIMARY_POLL, lambda: None)  # type: ignore[arg-type]
+        log.warning("event=promoted: this controller is the switch's primary now")
+        self.recorder.event(self.clock(), "phase", name="primary: taking over the switch")
+
+    def _demote(self) -> None:
+        """Another controller took the switch over: write nothing more (what is in flight is
+        refused or forgotten), and take over again, with a fresh core adopting what the switch
+        holds, once the switch makes this one primary again. (Only a running controller is
+        demoted: one still starting fails its start instead, as on any refused start-up write.)"""
+        if not self.running:
+            return
+        self._stop_timers()
+        view = self.core.view()
+        log.warning("event=demoted: another controller is the switch's primary now")
+        self.core = self._new_core(view.policy)
+        if view.policy_params:
+            self.core.set_policy(self.clock(), view.policy, view.policy_params)
+        self._booted = None
+        takeover = defer.ensureDeferred(self.start())
+        takeover.addErrback(lambda f: log.error("event=takeover_failed error=%s", f.value))
+
     async def stop(self) -> None:
         """Stop ticking and release the switch client (the switch keeps its state)."""
+        self._stopping = True
         self._stop_timers()
         if self.state_path is not None:
             journal = self.core.journal_at_stop(self.clock())
@@ -268,6 +315,9 @@ class ControllerService:
     def tick(self) -> None:
         """One periodic step of the core (the LoopingCall calls this; it never raises, or the
         LoopingCall would stop for good)."""
+        if not self.switch.primary:
+            self._guard(self._demote)
+            return
         self._guard(self._tick)
 
     def _tick(self) -> None:
@@ -291,10 +341,14 @@ class ControllerService:
         self._guard(self._export_metrics)
 
     def _on_digest(self, digest: Digest) -> None:
-        self._guard(lambda: self._run(self.core.on_digest(self.clock(), digest)))
+        # A backup learns nothing: what reaches it was raised before it lost the switch (the
+        # new primary learns those connections from their next packets' digests).
+        if self.switch.primary:
+            self._guard(lambda: self._run(self.core.on_digest(self.clock(), digest)))
 
     def _on_aged(self, handles: Sequence[int]) -> None:
-        self._guard(lambda: self._run(self.core.on_aged(self.clock(), handles)))
+        if self.switch.primary:
+            self._guard(lambda: self._run(self.core.on_aged(self.clock(), handles)))
 
     # -- carrying out operations
 
@@ -306,21 +360,32 @@ class ControllerService:
         # on disk before they can happen (the in-process model carries them out at once).
         journaled = [self._write_journal(op) for op in ops if isinstance(op, JournalWrite)]
         batch: list[SwitchOp] = [op for op in ops if not isinstance(op, JournalWrite)]
+        core = self.core
         if batch:
             done = defer.ensureDeferred(self.switch.apply(batch))
-            done.addCallbacks(self._deliver, lambda failure: self._unexpected(batch, failure))
+            done.addCallbacks(
+                self._deliver,
+                lambda failure: self._unexpected(batch, failure, core),
+                callbackArgs=(core,),
+            )
         if journaled:
-            self._deliver(journaled)
+            self._deliver(journaled, core)
         self._flush_records()
 
-    def _unexpected(self, batch: list[SwitchOp], failure: Failure) -> None:
+    def _unexpected(self, batch: list[SwitchOp], failure: Failure, core: ControllerCore) -> None:
         self.unexpected_errors += 1
         log.error("event=unexpected_error ops=%d error=%s", len(batch), failure.getErrorMessage())
         detail = failure.getErrorMessage()
-        self._deliver([Outcome.failed(op, ErrorKind.UNKNOWN, detail) for op in batch])
+        self._deliver([Outcome.failed(op, ErrorKind.UNKNOWN, detail) for op in batch], core)
 
-    def _deliver(self, outcomes: list[Outcome]) -> None:
-        """Hand outcomes to the core in order; what they lead to runs as the next batch."""
+    def _deliver(self, outcomes: list[Outcome], core: ControllerCore) -> None:
+        """Hand outcomes to the core that issued them, in order; what they lead to runs as the
+        next batch (outcomes of a core replaced since, on a demotion, are dropped)."""
+        if core is not self.core:
+            return
+        if not self.switch.primary and any(o.error is ErrorKind.NOT_PRIMARY for o in outcomes):
+            self._guard(self._demote)  # refused as a backup: stop at once, not at the next tick
+            return
         now = self.clock()
         follow: list[Op] = []
 

@@ -56,6 +56,8 @@ HELP: Mapping[str, str] = {
     "dip_report_age_seconds": "Seconds since the DIP's last accepted report (+Inf: never).",
     "vip_new_connections_total": "Connections learned per VIP.",
     "dip_new_connections_total": "Connections learned per DIP.",
+    "primary": "1 while this controller is the switch's primary (it writes), 0 as a backup "
+    "(P4Runtime: another controller holds a higher election ID).",
     "active_slot": "Version slot the switch uses for new connections.",
     "rollout_version": "Number of the last committed rollout (changes with every rollout).",
     "conn_entries": "conn_table entries held or being written.",

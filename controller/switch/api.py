@@ -44,6 +44,12 @@ class SwitchClient(Protocol):
     calls, since BMv2's P4Runtime server cannot read or write registers.
     """
 
+    @property
+    def primary(self) -> bool:
+        """Whether this controller may write: false only for a P4Runtime backup (a higher
+        election ID is connected), whose writes fail as `ErrorKind.NOT_PRIMARY`."""
+        ...
+
     async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
         """Carry out the core's operations in order; one outcome each, in the same order."""
         ...

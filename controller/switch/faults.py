@@ -96,6 +96,15 @@ class FaultySwitch:
         self._last_delivery = float("-inf")
         self.injected_failures = 0
         self.writes = 0
+        self.demoted = False
+        """A fault: another controller took the switch over. Writes then fail as NOT_PRIMARY
+        without reaching the switch, as a P4Runtime backup's do (counted in `refused`)."""
+        self.refused = 0
+
+    @property
+    def primary(self) -> bool:
+        """Whether this controller may write (see `demoted`)."""
+        return not self.demoted and self._inner.primary
 
     @property
     def inner(self) -> SwitchClient:
@@ -166,6 +175,9 @@ class FaultySwitch:
 
     async def _one(self, op: SwitchOp) -> Outcome:
         write = not isinstance(op, DefaultActionRead | EntryCount | TableRead)
+        if write and self.demoted:
+            self.refused += 1
+            return Outcome.failed(op, ErrorKind.NOT_PRIMARY, f"{describe(op)}: not primary")
         try:
             (outcome,) = await self._in_order(describe(op), write, lambda: self._inner.apply([op]))
         except SwitchError as exc:
@@ -226,6 +238,8 @@ class FaultySwitch:
         """Subscribe to the inner client, delaying (and maybe reordering) each digest."""
 
         def delayed(digest: Digest) -> None:
+            if self.demoted:
+                return  # a backup receives no digests
             now = self._reactor.seconds()
             due = now + self._rng.uniform(*self._digest_delay)
             if not self._reorder:
@@ -233,7 +247,11 @@ class FaultySwitch:
                 self._last_delivery = due
             self._reactor.callLater(due - now, on_digest, digest)
 
-        await self._inner.subscribe(delayed, on_aged)
+        def aged(handles: Sequence[int]) -> None:
+            if not self.demoted:  # nor idle notices
+                on_aged(handles)
+
+        await self._inner.subscribe(delayed, aged)
 
     async def close(self) -> None:
         """Wait for queued calls, then close the inner client."""

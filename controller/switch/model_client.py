@@ -65,6 +65,11 @@ class ModelSwitchClient:
         self._closed = False
 
     @property
+    def primary(self) -> bool:
+        """Always: nothing arbitrates an in-process model."""
+        return True
+
+    @property
     def switch(self) -> p4model.Switch:
         """The wrapped model (the embedded demo feeds packets to it)."""
         return self._switch

@@ -78,6 +78,11 @@ class RemoteSwitchClient:
         self._closed = False
         self.malformed_digests = 0
 
+    @property
+    def primary(self) -> bool:
+        """Always: the control protocol has no arbitration between controllers."""
+        return True
+
     async def _call(self, operation: str, *args: Any) -> Any:
         if self._closed:
             what = describe_call(operation, *args)

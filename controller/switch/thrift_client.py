@@ -224,7 +224,7 @@ class _CheckedApi:
 
 
 class ThriftSwitchClient:
-    """Async client of one BMv2 switch at `host:port` (Thrift).
+    """Async client of one BMv2 switch at `host:port` (Thrift; nothing arbitrates it: `primary`).
 
     Notifications are read from `notifications` (default: the address the switch reports) with
     `notification_factory` (default: a ctypes nanomsg SUB socket, `controller.switch.nanomsg`).
@@ -296,6 +296,11 @@ class ThriftSwitchClient:
 
     def _connect_failed(self, failure: Failure) -> None:
         log.error("BMv2 at %s: %s", self._address, failure.getErrorMessage())
+
+    @property
+    def primary(self) -> bool:
+        """Always: Thrift has no arbitration between controllers."""
+        return True
 
     async def connected(self) -> None:
         """Wait until the Thrift connection is up; raise `SwitchError` if it failed."""

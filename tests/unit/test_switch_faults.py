@@ -27,6 +27,7 @@ class MemorySwitch:
         self.on_digest: DigestCallback | None = None
         self.on_aged: AgedCallback | None = None
         self.closed = False
+        self.primary = True
 
     async def apply(self, ops: Sequence[SwitchOp]) -> list[Outcome]:
         raise NotImplementedError("these tests drive FaultySwitch through the per-call API")
