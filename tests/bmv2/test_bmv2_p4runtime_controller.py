@@ -1,6 +1,6 @@
 """The controller (ControllerService) on BMv2's simple_switch_grpc through the P4Runtime client:
-start-up programming, rollouts and learning from a real packet's digest (skipped unless p4c and
-simple_switch_grpc are on PATH).
+start-up programming, rollouts and learning from a real packet's digest, and a backup controller
+that takes over when the primary goes (skipped unless p4c and simple_switch_grpc are on PATH).
 
 The service runs on a ThreadedClock: the test advances time for the controller's ticks and runs
 the client's thread calls until the awaited state, each wait bounded by 10 s.
@@ -38,11 +38,16 @@ TICK = 0.05
 class Controller:
     """A ControllerService over P4Runtime on a ThreadedClock."""
 
-    def __init__(self, switch: GrpcSwitch, files: PipelineFiles) -> None:
+    def __init__(self, switch: GrpcSwitch, files: PipelineFiles, election_id: int = 1) -> None:
         self.clock = ThreadedClock()
         host, port = switch.address.rsplit(":", 1)
         self.client = P4RuntimeSwitchClient(
-            self.clock, host, int(port), device_id=switch.device_id, pipeline=files
+            self.clock,
+            host,
+            int(port),
+            device_id=switch.device_id,
+            election_id=election_id,
+            pipeline=files,
         )
         dips = tuple(DipConfig(ip, 8080, 1) for ip in DIPS)
         settings = ControllerSettings(policy="cpu", min_rollout_interval=0.5, quiet_period=0.5)
@@ -101,3 +106,35 @@ def test_the_controller_programs_rolls_out_and_learns_over_p4runtime(
     conns = defer.ensureDeferred(ctl.client.table_num_entries("conn_table"))
     ctl.until(lambda: conns.called)
     assert conns.result == 1
+
+
+def test_a_backup_controller_takes_over_when_the_primary_goes(tmp_path: Path) -> None:
+    compiled = compile_with_p4info()
+    assert compiled.returncode == 0, compiled.output
+    files = PipelineFiles(compiled.p4info_path, compiled.json_path)
+    with GrpcSwitch(tmp_path) as switch:
+        first = Controller(switch, files, election_id=2)
+        started = defer.ensureDeferred(first.service.start())
+        first.until(lambda: started.called)
+        assert started.result is None
+        flow = FlowKey("10.0.1.2", "10.0.0.100", 4000, 80, TCP)
+        switch.send(1, build_frame("00:00:00:00:01:02", "00:01:00:00:00:01", flow, flags=SYN))
+        first.until(lambda: first.metric("learn_installed_total") == 1)
+        second = Controller(switch, files, election_id=1)
+        waiting = defer.ensureDeferred(second.service.start())
+        second.until(lambda: second.metrics.value("primary") == 0.0)
+        second.until(lambda: second.clock.seconds() > 2.0)  # a while as a backup
+        assert not waiting.called and second.client.write_requests == 0
+        stopped = defer.ensureDeferred(first.service.stop())  # its stream ends: next in line
+        first.until(lambda: stopped.called)
+        second.until(lambda: waiting.called)
+        assert waiting.result is None and second.metrics.value("primary") == 1.0
+        # The connection the first controller installed stays; the new primary learns new ones.
+        conns = defer.ensureDeferred(second.client.table_num_entries("conn_table"))
+        second.until(lambda: conns.called)
+        assert conns.result == 1
+        other = FlowKey("10.0.1.2", "10.0.0.100", 4001, 80, TCP)
+        switch.send(1, build_frame("00:00:00:00:01:02", "00:01:00:00:00:01", other, flags=SYN))
+        second.until(lambda: second.metric("learn_installed_total") == 1)
+        stopped = defer.ensureDeferred(second.service.stop())
+        second.until(lambda: stopped.called)
