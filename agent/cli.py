@@ -41,7 +41,13 @@ PROBE_TIMEOUT_MAX = 1.0
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p4lb-agent", description=__doc__.splitlines()[0])
-    parser.add_argument("--controller", help="controller load feed, e.g. tcp://10.0.0.1:5555")
+    parser.add_argument(
+        "--controller",
+        action="append",
+        default=[],
+        help="controller load feed, e.g. tcp://10.0.0.1:5555; repeat it to report to a primary "
+        "and its backups alike",
+    )
     parser.add_argument("--dip", help="this server as IP:PORT (the service port is counted)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between reports")
     parser.add_argument(
@@ -90,19 +96,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--interval must be in [0.01, 3600] seconds, got {args.interval!r}")
     if args.count < 0:
         parser.error(f"--count must be >= 0, got {args.count!r}")
-    if "://" not in args.controller:
-        parser.error(
-            f"--controller must be an endpoint like tcp://HOST:PORT, got {args.controller!r}"
-        )
+    for endpoint in args.controller:
+        if "://" not in endpoint:
+            parser.error(f"--controller must be an endpoint like tcp://HOST:PORT, got {endpoint!r}")
+    if len(set(args.controller)) != len(args.controller):
+        parser.error("a --controller is given twice")
     if (args.curve_server_key is None) != (args.curve_key is None):
         parser.error("--curve-server-key and --curve-key go together")
+    pushers: list[ReportPusher] = []
     try:
         scope = make_scope(args.cpu_scope)
         curve = None
         if args.curve_server_key is not None:
             curve = CurveClientKeys.from_files(args.curve_server_key, args.curve_key)
-        pusher = ReportPusher(args.controller, curve)
+        for endpoint in args.controller:
+            pushers.append(ReportPusher(endpoint, curve))
     except (SamplerError, ValueError) as exc:
+        for pusher in pushers:
+            pusher.close()
         log.error("%s", exc)
         return 2
     ip, port = parse_dip(args.dip)
@@ -115,23 +126,26 @@ def main(argv: list[str] | None = None) -> int:
         "reporting %s (cpu scope %s) to %s every %ss",
         args.dip,
         scope.name,
-        args.controller,
+        " and ".join(args.controller),
         args.interval,
     )
     try:
-        run(builder, pusher, args.interval, args.count)
+        run(builder, pushers, args.interval, args.count)
     finally:
-        log.info(
-            "stopping: %d reports made, %d sent over a live connection, %d superseded while "
-            "unreachable (only the newest of those is kept), %d refused by ZeroMQ",
-            pusher.sent + pusher.dropped,
-            pusher.sent - pusher.superseded,
-            pusher.superseded,
-            pusher.dropped,
-        )
-        # A bounded flush: the last reports go out if the controller is there, and an agent
-        # whose controller is gone still exits within a second.
-        pusher.close(flush=FLUSH_ON_EXIT)
+        for pusher in pushers:
+            log.info(
+                "stopping: %d reports made for %s, %d sent over a live connection, %d "
+                "superseded while unreachable (only the newest of those is kept), %d refused "
+                "by ZeroMQ",
+                pusher.sent + pusher.dropped,
+                pusher.endpoint,
+                pusher.sent - pusher.superseded,
+                pusher.superseded,
+                pusher.dropped,
+            )
+            # A bounded flush: the last reports go out if the controller is there, and an
+            # agent whose controller is gone still exits within a second.
+            pusher.close(flush=FLUSH_ON_EXIT)
     return 0
 
 
@@ -160,8 +174,11 @@ def make_keys(base: Path) -> int:
     return 0
 
 
-def run(builder: ReportBuilder, pusher: ReportPusher, interval: float, count: int = 0) -> None:
-    """Report every `interval` seconds until SIGTERM/SIGINT (or `count` reports if > 0)."""
+def run(
+    builder: ReportBuilder, pushers: list[ReportPusher], interval: float, count: int = 0
+) -> None:
+    """Report every `interval` seconds to every controller until SIGTERM/SIGINT (or `count`
+    reports if > 0)."""
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     stopping = False
@@ -174,7 +191,8 @@ def run(builder: ReportBuilder, pusher: ReportPusher, interval: float, count: in
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     poller = zmq.Poller()
-    poller.register(pusher.monitor_socket, zmq.POLLIN)
+    for pusher in pushers:
+        poller.register(pusher.monitor_socket, zmq.POLLIN)
     poller.register(wake_read, zmq.POLLIN)
     try:
         started = time.monotonic()
@@ -185,20 +203,24 @@ def run(builder: ReportBuilder, pusher: ReportPusher, interval: float, count: in
         while not stopping:
             timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
             poller.poll(int(timeout_ms) + 1)
-            pusher.poll_events()
+            for pusher in pushers:
+                pusher.poll_events()
             now = time.monotonic()
             if stopping or now < next_tick:
                 continue
             # Skip ticks missed while stalled instead of bursting to catch up.
             next_tick = max(next_tick + interval, now)
-            pusher.send(encode_report(builder.build(now, time.time())))
+            report = encode_report(builder.build(now, time.time()))
+            for pusher in pushers:
+                pusher.send(report)
             sent += 1
-            if pusher.reachable is None and now >= next_warning:
+            unreached = [p.endpoint for p in pushers if p.reachable is None]
+            if unreached and now >= next_warning:
                 # Connecting never finished (wrong address, firewall, CURVE keys): say so, and
                 # keep saying so, rather than sending into the void in silence.
                 log.warning(
                     "controller %s not reached in %.0f s (reports are superseded meanwhile)",
-                    pusher.endpoint,
+                    " and ".join(unreached),
                     now - started,
                 )
                 next_warning = now + NEVER_REACHED_REPEAT

@@ -78,6 +78,35 @@ def test_agent_count_option_stops_after_n_reports(pull: zmq.Socket[Any]) -> None
     assert [r.state for r in reports] == ["drain", "drain"]
 
 
+def test_repeated_controllers_each_get_the_reports(pull: zmq.Socket[Any]) -> None:
+    context: zmq.Context[Any] = zmq.Context()
+    backup = context.socket(zmq.PULL)
+    backup.bind("tcp://127.0.0.1:*")
+    endpoints = [s.getsockopt_string(zmq.LAST_ENDPOINT) for s in (pull, backup)]
+    controllers = [arg for e in endpoints for arg in ("--controller", e)]
+    with socket.create_server(("127.0.0.1", 0)) as service:
+        dip = f"127.0.0.1:{service.getsockname()[1]}"
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent", *controllers, "--dip", dip, "--interval", "0.05"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # Each controller gets reports, in order (one that connected later missed the
+            # earliest, which its connection superseded).
+            for sock in (pull, backup):
+                seqs = [_receive(sock).seq for _ in range(3)]
+                assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, stderr = agent.communicate(timeout=10)
+            backup.close(linger=0)
+            context.term()
+    assert agent.returncode == 0, stderr
+    assert stderr.count("controller reachable") == 2
+    assert all(f"for {e}" in stderr for e in endpoints)  # one exit line per controller
+
+
 @pytest.mark.parametrize(("probe", "state"), [("tcp", "down"), ("none", "up")])
 def test_a_service_port_that_refuses_is_reported_down_unless_probing_is_off(
     pull: zmq.Socket[Any], probe: str, state: str
@@ -117,6 +146,14 @@ def test_make_keys_never_overwrites_a_key_pair(tmp_path: Path) -> None:
         ["--controller", "tcp://127.0.0.1:1", "--dip", "10.0.0.1"],
         ["--controller", "tcp://127.0.0.1:1", "--dip", "10.0.0.1:80", "--interval", "0"],
         ["--controller", "tcp://127.0.0.1:1", "--dip", "10.0.0.1:80", "--curve-key", "x"],
+        [
+            "--controller",
+            "tcp://127.0.0.1:1",
+            "--controller",
+            "tcp://127.0.0.1:1",
+            "--dip",
+            "10.0.0.1:80",
+        ],
     ],
 )
 def test_bad_arguments_exit_with_usage_error(args: list[str]) -> None:
