@@ -388,6 +388,14 @@ class Simulation:
             if reports and int(now / interval) != int((now - step) / interval):
                 self.report(now)
 
+    def advance_until(self, done: Callable[[], bool], limit: float) -> float:
+        """Step the run until `done()` holds (AssertionError after `limit` s); the time it did."""
+        end = self.clock.seconds() + limit
+        while not done():
+            assert self.clock.seconds() < end, "condition not reached in time"
+            self.advance(self.clock.seconds() + self.options.step)
+        return self.clock.seconds()
+
     def run(self) -> SimResult:
         """The standard run: connections spread over `rollouts` load phases, then drain."""
         o = self.options

@@ -7,7 +7,6 @@ that its connection keeps its DIP (topo.sim) and none is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 from agent.wire import LoadReport, encode_report
@@ -72,14 +71,6 @@ class LoadedPool(Simulation):
             cpu = min(1.0, self.load / len(active)) if member.dip in active else 0.02
             report = LoadReport(member.dip, self._report_seq, now, cpu, 0)
             self.service.ingest_report(encode_report(report))
-
-    def advance_until(self, done: Callable[[], bool], limit: float) -> float:
-        """Step the run until `done()` holds (within `limit` s); returns the time it did."""
-        end = self.clock.seconds() + limit
-        while not done():
-            assert self.clock.seconds() < end, "condition not reached in time"
-            self.advance(self.clock.seconds() + self.options.step)
-        return self.clock.seconds()
 
     def members(self) -> set[str]:
         """The pool's members."""

@@ -12,8 +12,6 @@ meaning of the timeout: "cut off", never "moved".
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from agent.wire import LoadReport, encode_report
@@ -64,14 +62,6 @@ class Pool(Simulation):
     def members(self) -> dict[str, MemberState]:
         """The web pool's members and their states."""
         return {m.dip: m.state for m in self.service.core.pools[0]}
-
-    def advance_until(self, done: Callable[[], bool], limit: float) -> float:
-        """Step the run until `done()` holds (within `limit` s); returns the time it did."""
-        end = self.clock.seconds() + limit
-        while not done():
-            assert self.clock.seconds() < end, "condition not reached in time"
-            self.advance(self.clock.seconds() + self.options.step)
-        return self.clock.seconds()
 
     def on(self, dip: str) -> list[int]:
         """Indices of the web connections pinned to `dip`."""

@@ -9,7 +9,6 @@ needs a restart are refused whole with nothing applied.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,14 +105,6 @@ class Reloading(Simulation):
     def members(self, vip: str) -> set[str]:
         """The members a VIP has now (empty if it has gone)."""
         return {m.dip for p in self.core.pools if p.vip.name == vip for m in p}
-
-    def advance_until(self, done: Callable[[], bool], limit: float) -> float:
-        """Step until `done()` holds (within `limit` s); the time it did."""
-        end = self.clock.seconds() + limit
-        while not done():
-            assert self.clock.seconds() < end, "condition not reached in time"
-            self.advance(self.clock.seconds() + self.options.step)
-        return self.clock.seconds()
 
     def first_dips(self, port: int, after: float) -> list[str]:
         """DIPs reached by connections to `port` that started after `after`."""
