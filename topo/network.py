@@ -1,14 +1,17 @@
-"""p4-utils topology for machines with BMv2: s1 runs ``p4src/loadbalancer.p4`` in simple_switch.
+"""p4-utils topology for machines with BMv2: s1 runs ``p4src/loadbalancer.p4`` in simple_switch
+(Thrift), or with ``--p4runtime`` in simple_switch_grpc (P4Runtime on loopback).
 
 Two clients (h1, h2) and four servers (h3..h6) with p4-utils ``l3`` addressing (host hN:
 ``10.1.N.2/24`` behind gateway ``10.1.N.1`` on switch port N). Each server runs the demo server
 app in its own CPU-quota cgroup and a ``p4lb-agent`` reporting that cgroup's load; the
-controller runs in the root namespace against simple_switch's Thrift port and reads the routes
+controller runs in the root namespace against the switch's Thrift or P4Runtime port (with
+``--p4runtime`` it loads p4c's P4Info and BMv2 JSON into the switch itself) and reads the routes
 from the ``topology.json`` p4-utils saves. Agents reach the controller over a Unix socket
 (``ipc://``), which works across network namespaces without a management network.
 
-``sudo .venv/bin/python -m topo.network [--policy ratio] [--cli]``; needs p4c, simple_switch
-and p4-utils (``pip install --no-deps`` of its source into the venv). Without them it says so.
+``sudo .venv/bin/python -m topo.network [--policy ratio] [--p4runtime] [--cli]``; needs p4c,
+simple_switch (simple_switch_grpc for ``--p4runtime``) and p4-utils (``pip install --no-deps`` of
+its source into the venv). Without them it says so.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ DEFAULT_CAPACITIES = (0.1, 0.2, 0.3, 0.4)
 """CPU share (of one core) of each server by default."""
 THRIFT_PORT = 9090
 """simple_switch's Thrift port for device 1 (p4-utils' default)."""
+GRPC_PORT = 9559
+"""simple_switch_grpc's P4Runtime port (its default)."""
 
 MISSING = (
     "p4-utils is not importable: this topology needs BMv2 (simple_switch), p4c and p4-utils "
@@ -67,6 +72,7 @@ def build_network(
     *,
     plan: NetworkPlan | None = None,
     thrift_port: int = THRIFT_PORT,
+    grpc_port: int | None = None,
 ) -> Any:
     """A configured (not started) NetworkAPI network; raises ImportError without p4-utils.
 
@@ -80,9 +86,14 @@ def build_network(
     net = NetworkAPI()
     net.cleanup = functools.partial(check_interfaces_free, plan)
     net.setLogLevel("info")
-    net.addP4Switch(plan.switch, device_id=plan.device_id)
+    if grpc_port is None:
+        net.addP4Switch(plan.switch, device_id=plan.device_id)
+    else:
+        net.addP4RuntimeSwitch(plan.switch, device_id=plan.device_id, cls=_loopback_grpc())
+        net.setGrpcPort(plan.switch, grpc_port)
     net.setP4Source(plan.switch, str(p4_source))
-    net.setCompiler(outdir=str(workdir))  # p4c output beside the logs, not in p4src/
+    # p4c output beside the logs, not in p4src/ (with the P4Info for P4Runtime)
+    net.setCompiler(outdir=str(workdir), p4rt=grpc_port is not None)
     net.setThriftPort(plan.switch, thrift_port)
     for host in plan.hosts:
         net.addHost(host.name)
@@ -91,6 +102,20 @@ def build_network(
     net.setTopologyFile(str(workdir / "topology.json"))
     net.disableCli()
     return net
+
+
+def _loopback_grpc() -> type:
+    """p4-utils' P4RuntimeSwitch serving P4Runtime on loopback only (it binds 0.0.0.0)."""
+    from p4utils.mininetlib.node import P4RuntimeSwitch  # noqa: PLC0415 (optional)
+
+    class LoopbackP4RuntimeSwitch(P4RuntimeSwitch):  # type: ignore[misc]
+        def add_target_arguments(self) -> list[str]:
+            return [
+                arg.replace("--grpc-server-addr 0.0.0.0:", "--grpc-server-addr 127.0.0.1:")
+                for arg in super().add_target_arguments()
+            ]
+
+    return LoopbackP4RuntimeSwitch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         "--device-id", type=int, default=1, help="BMv2 device id N (switch sN, hosts 10.N.x.2)"
     )
     parser.add_argument("--thrift-port", type=int, default=THRIFT_PORT)
+    parser.add_argument(
+        "--p4runtime",
+        nargs="?",
+        type=int,
+        const=GRPC_PORT,
+        metavar="PORT",
+        help=f"run simple_switch_grpc and drive it over P4Runtime on this port ({GRPC_PORT})",
+    )
     args = parser.parse_args(argv)
     capacities = [float(c) for c in args.capacities.split(",") if c]
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -118,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except AddressingError as exc:
         parser.error(str(exc))
     try:
-        net = build_network(workdir, plan=plan, thrift_port=args.thrift_port)
+        net = build_network(
+            workdir, plan=plan, thrift_port=args.thrift_port, grpc_port=args.p4runtime
+        )
     except ImportError:
         print(MISSING, file=sys.stderr)
         return 2
@@ -139,16 +174,19 @@ def main(argv: list[str] | None = None) -> int:
                 for off in ("tso", "gso", "gro"):
                     node.cmd(f"ethtool -K {host.name}-eth0 {off} off")
             with (workdir / "controller.log").open("wb") as log:
+                switch = f"thrift://127.0.0.1:{args.thrift_port}"
+                extra = ["--switch-name", plan.switch]
+                if args.p4runtime is not None:
+                    switch = f"p4rt://127.0.0.1:{args.p4runtime}?device_id={plan.device_id}"
+                    program = workdir / P4_SOURCE.stem
+                    extra += ["--p4info", f"{program}_p4rt.txt", "--device-config"]
+                    extra.append(f"{program}.json")
                 argv = controller_argv(
-                    BIN,
-                    config,
-                    f"thrift://127.0.0.1:{args.thrift_port}",
-                    workdir / "topology.json",
-                    record=workdir / "record.jsonl",
+                    BIN, config, switch, workdir / "topology.json", record=workdir / "record.jsonl"
                 )
                 procs.append(
                     subprocess.Popen(
-                        [*argv, "--switch-name", plan.switch],
+                        [*argv, *extra],
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
