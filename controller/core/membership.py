@@ -30,7 +30,7 @@ class Membership:
         self._config = config
         self._records = records
         self.pools = [BackendPool(i, vip) for i, vip in enumerate(config.vips)]
-        """In id order; the rollouts read this very list."""
+        """In configuration order, then VIPs added since; the rollouts read this very list."""
         self._next_pool_id = len(self.pools)
         self.weighting = [self._weighting(p, policy_name, config.policy_params) for p in self.pools]
         self.vip_changes = VipChanges(records)

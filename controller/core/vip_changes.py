@@ -4,11 +4,11 @@
 An added VIP's entry is written only once every version the switch holds has weights for its
 pool (the core rolls out until they do): before that, a packet of it could meet a version
 without the pool and be dropped, whereas without the entry it is routed as any other traffic.
-A removed VIP first drains every member (its pool's weights go
-to 0, so the next versions hold no entry for it and it takes no new connection; existing ones
-carry on); once the last member has left, the entry is deleted. Its handle is looked up by
-reading vip_table back, which also finds entries a previous controller wrote. Each write is
-retried a few times; what keeps failing is recorded, and tried again from the next tick.
+A removed VIP first drains every member (its pool's weights go to 0, so the next versions hold
+no entry for it and it takes no new connection; existing ones carry on); once the last member
+has left, the entry is deleted. Its handle is looked up by reading vip_table back, which also
+finds entries a previous controller wrote. Each write is retried a few times; what keeps
+failing is recorded, and tried again from the next tick.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class VipChanges:
         return ops
 
     def add(self, pool: BackendPool) -> None:
-        """A new pool whose VIP goes into vip_table once the active version serves it."""
+        """A new pool whose VIP goes into vip_table once every version holds its pool."""
         self._waiting[pool.pool_id] = pool
 
     def retire(self, pool: BackendPool) -> None:
@@ -97,8 +97,8 @@ class VipChanges:
         return len(self._waiting) + deleting + len(self._deleted)
 
     def due(self, served: Callable[[int], bool]) -> list[Op]:
-        """Entries to write now: VIPs the active version serves, and a read of vip_table when a
-        leaving pool has emptied."""
+        """Entries to write now: the VIPs of pools every version holds (`served`), and a read
+        of vip_table when a leaving pool has emptied."""
         ops: list[Op] = []
         for pool_id, pool in list(self._waiting.items()):
             if pool_id in self._leaving and len(pool) == 0:
@@ -142,7 +142,7 @@ class VipChanges:
             return []
         if isinstance(op, TableRead):
             return self._delete_found(now, outcome) if outcome.ok else []
-        gone = outcome.error is (ErrorKind.NOT_FOUND if isinstance(op, TableDelete) else None)
+        gone = isinstance(op, TableDelete) and outcome.error is ErrorKind.NOT_FOUND
         if outcome.ok or outcome.error is ErrorKind.DUPLICATE or gone:
             if isinstance(op, TableInsert):
                 pool = self._waiting.pop(int(op.params[0]), None)
