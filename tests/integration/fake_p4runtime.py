@@ -37,6 +37,8 @@ class FakeP4Runtime(P4RuntimeServicer):
         self.entries: dict[tuple[int, bytes], p4r.TableEntry] = {}
         self.writes: list[p4r.WriteRequest] = []
         self.acks: list[p4r.DigestListAck] = []
+        self.loads = 0
+        """SetForwardingPipelineConfig calls."""
         self.fail_next: list[int] | None = None
         """Canonical codes to answer the next Write's updates with (instead of applying them)."""
         self._streams: list[_Stream] = []
@@ -134,6 +136,7 @@ class FakeP4Runtime(P4RuntimeServicer):
     ) -> p4r.SetForwardingPipelineConfigResponse:
         """Take the P4Info (the device config is not looked at)."""
         self.info = request.config.p4info
+        self.loads += 1
         self.entries.clear()
         return p4r.SetForwardingPipelineConfigResponse()
 
