@@ -43,6 +43,7 @@ class FakeP4Runtime(P4RuntimeServicer):
         """Canonical codes to answer the next Write's updates with (instead of applying them)."""
         self._streams: list[_Stream] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._server: Any = None
 
     def start(self) -> int:
@@ -83,6 +84,7 @@ class FakeP4Runtime(P4RuntimeServicer):
         stream = _Stream(first.arbitration.election_id.low)
         with self._lock:
             self._streams.append(stream)
+            self._changed.notify_all()
             self._announce(stream)
         threading.Thread(
             target=self._incoming, args=(request_iterator, stream), daemon=True
@@ -109,11 +111,18 @@ class FakeP4Runtime(P4RuntimeServicer):
                 return
             was_primary = stream is self._primary()
             self._streams.remove(stream)
+            self._changed.notify_all()
             stream.out.put(None)
             if was_primary and self._streams:
                 new = self._primary()
                 assert new is not None
                 self._announce(new)
+
+    def wait_streams(self, count: int, timeout: float = 10.0) -> None:
+        """Block until exactly `count` controllers are connected (one that closed is gone)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._streams) == count, timeout):
+                raise TimeoutError(f"{len(self._streams)} streams, not {count}")
 
     def notify(self, message: p4r.StreamMessageResponse) -> None:
         """Send a message (DigestList, IdleTimeoutNotification) to the primary."""

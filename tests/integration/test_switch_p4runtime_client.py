@@ -201,6 +201,7 @@ def test_the_program_is_loaded_only_when_the_target_runs_another(
     finally:
         other_primary.close()
     for files, loads in ((same, 0), (other, 1)):
+        fake.wait_streams(0)  # the last client's election ID is free again
         client = Client(port, 10, PipelineFiles(files, device_config))
         try:
             (count,) = client.apply(EntryCount(OWNER, "vip_table"))
