@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from finsy.proto import p4r
+from finsy.proto import p4i, p4r
 from twisted.python.failure import Failure
 
 from controller.core.ops import (
@@ -94,6 +94,7 @@ class P4RuntimeSwitchClient:
         self._digest_config = digest_config or DigestConfig()
         self._worker = worker or WorkerThread(reactor, "p4lb-p4rt")
         self._conn: Connection | None = None
+        self._info: p4i.P4Info | None = None
         self._connect_error = "not connected yet"
         self._connect_kind = ErrorKind.UNAVAILABLE
         self._reconnect_at = 0.0
@@ -152,8 +153,10 @@ class P4RuntimeSwitchClient:
                 self._connect_error = f"{type(exc).__name__}: {exc}"
                 self._connect_kind = ErrorKind.INVALID
             else:
-                self._conn = conn
-                if conn.loaded_pipeline:  # a fresh program holds no entries
+                previous, self._conn = self._info, conn
+                self._info = conn.index.info
+                # A program just loaded holds no entries; another program's IDs name other things.
+                if conn.loaded_pipeline or previous not in (None, self._info):
                     self._book.forget_all()
                     self._full.forget()
                 if self._on_digest is not None and conn.primary:
