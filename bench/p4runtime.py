@@ -53,6 +53,30 @@ def _free_port() -> int:
         return port
 
 
+def _start_switch(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """simple_switch_grpc on a free loopback port: (process, address), once its own log says it
+    listens (a port taken meanwhile by another process makes it complain: try another)."""
+    log_path = workdir / "switch.log"
+    for _ in range(3):
+        address = f"127.0.0.1:{_free_port()}"
+        # stdbuf: the "Server listening" line must reach the log at once, not at exit.
+        cmd = ["stdbuf", "-oL", "simple_switch_grpc", "--no-p4", "--device-id", "1"]
+        cmd += ["--thrift-port", str(_free_port()), "--", "--grpc-server-addr", address]
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while time.monotonic() < deadline:  # a starting process has no "ready" event
+            text = log_path.read_text(errors="replace")
+            if "No address added" in text or proc.poll() is not None:
+                break  # PI prints "Server listening" even then: the bind error comes first
+            if f"Server listening on {address}" in text:
+                return proc, address
+            time.sleep(0.05)
+        proc.terminate()
+        proc.wait(timeout=10)
+    raise RuntimeError(f"simple_switch_grpc did not start: {log_path.read_text()[-1000:]}")
+
+
 @contextmanager
 def local_switch(workdir: Path) -> Iterator[tuple[str, PipelineFiles]]:
     """Compile the program and run simple_switch_grpc on a free port: (spec, pipeline files)."""
@@ -60,26 +84,13 @@ def local_switch(workdir: Path) -> Iterator[tuple[str, PipelineFiles]]:
     compile_cmd = ["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(workdir)]
     compile_cmd += ["--p4runtime-files", str(p4info), str(PROGRAM_PATH)]
     subprocess.run(compile_cmd, check=True, capture_output=True, timeout=600)
-    address = f"127.0.0.1:{_free_port()}"
-    cmd = ["simple_switch_grpc", "--no-p4", "--device-id", "1"]
-    cmd += ["--thrift-port", str(_free_port()), "--", "--grpc-server-addr", address]
-    with (workdir / "switch.log").open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + STARTUP_LIMIT
-            while True:  # a starting process has no "ready" event: poll its port
-                try:
-                    socket.create_connection(("127.0.0.1", int(address.split(":")[1])), 1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError(f"simple_switch_grpc did not start ({cmd})") from None
-                    time.sleep(0.05)
-            files = PipelineFiles(p4info, workdir / "loadbalancer.json")
-            yield f"p4rt://{address}?device_id=1", files
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    proc, address = _start_switch(workdir)
+    try:
+        files = PipelineFiles(p4info, workdir / "loadbalancer.json")
+        yield f"p4rt://{address}?device_id=1", files
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 class Driver:

@@ -46,15 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--switch",
         default="model",
         help="model | thrift://HOST:PORT | tcp://HOST:PORT (p4lb-switch) | "
-        "p4rt://HOST:PORT[?device_id=N] (P4Runtime) (default: %(default)s)",
+        "p4rt://HOST:PORT[?device_id=N][&election_id=M] (P4Runtime) (default: %(default)s)",
     )
     parser.add_argument(
         "--election-id",
         type=int,
-        default=1,
         metavar="N",
         help="P4Runtime election ID; the highest of the connected controllers is primary, the "
-        "others are backups that may only read (default: %(default)s)",
+        "others are backups that may only read (default: the spec's election_id, or 1)",
     )
     parser.add_argument(
         "--p4info",
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except SwitchSpecError as exc:
         print(f"p4lb-controller: --switch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    problem = p4runtime_options_problem(args, spec.kind)
+    problem = p4runtime_options_problem(args, spec.kind, spec.election_id)
     if problem is not None:
         print(f"p4lb-controller: {problem}", file=sys.stderr)
         return EXIT_CONFIG
@@ -152,10 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     return run(config, args)
 
 
-def p4runtime_options_problem(args: argparse.Namespace, kind: str) -> str | None:
-    """What is wrong with --election-id, --p4info and --device-config for this switch kind."""
-    if not 0 < args.election_id < 1 << 128:
-        return f"--election-id: {args.election_id!r} is not in 1..2^128-1"
+def p4runtime_options_problem(
+    args: argparse.Namespace, kind: str, spec_election_id: int | None = None
+) -> str | None:
+    """What is wrong with --election-id, --p4info and --device-config for this switch spec."""
+    if args.election_id is not None:
+        if not 0 < args.election_id < 1 << 128:
+            return f"--election-id: {args.election_id!r} is not in 1..2^128-1"
+        if kind != "p4rt":
+            return "--election-id needs a p4rt:// switch"
+        if spec_election_id not in (None, args.election_id):
+            return f"--election-id {args.election_id} and the spec's {spec_election_id} differ"
     if (args.p4info is None) != (args.device_config is None):
         return "--p4info and --device-config go together"
     if args.p4info is not None and kind != "p4rt":
@@ -168,7 +174,9 @@ def p4runtime_options_problem(args: argparse.Namespace, kind: str) -> str | None
 
 def p4runtime_options(args: argparse.Namespace) -> dict[str, Any]:
     """The P4Runtime client's options from the command line."""
-    options: dict[str, Any] = {"election_id": args.election_id}
+    options: dict[str, Any] = {}
+    if args.election_id is not None:
+        options["election_id"] = args.election_id
     if args.p4info is not None:
         from controller.switch.p4runtime_pipeline import PipelineFiles  # noqa: PLC0415
 

@@ -1,6 +1,6 @@
 """Choose and build a switch client from a `--switch` spec: "model", "thrift://HOST:PORT",
-"tcp://HOST:PORT" (a `p4lb-switch` control socket) or "p4rt://HOST:PORT[?device_id=N]"
-(P4Runtime)."""
+"tcp://HOST:PORT" (a `p4lb-switch` control socket) or
+"p4rt://HOST:PORT[?device_id=N][&election_id=M]" (P4Runtime)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from agent.wire import parse_host_port
 from controller.switch.api import SwitchClient, SwitchError, ThreadReactor
 
 SpecKind = Literal["model", "thrift", "tcp", "p4rt"]
-SPEC_FORMS = '"model", "thrift://HOST:PORT", "tcp://HOST:PORT" or "p4rt://HOST:PORT[?device_id=N]"'
+SPEC_FORMS = (
+    '"model", "thrift://HOST:PORT", "tcp://HOST:PORT" or '
+    '"p4rt://HOST:PORT[?device_id=N][&election_id=M]"'
+)
 DEFAULT_DEVICE_ID = 1
 """The P4Runtime device ID when the spec names none (p4lb-switch's; simple_switch_grpc's
 `--device-id` defaults to 0)."""
@@ -31,6 +34,8 @@ class SwitchSpec:
     port: int = 0
     device_id: int = DEFAULT_DEVICE_ID
     """The P4Runtime device ID (p4rt only)."""
+    election_id: int | None = None
+    """The P4Runtime election ID, when the spec gives one (p4rt only)."""
 
 
 def parse_switch_spec(spec: str) -> SwitchSpec:
@@ -42,9 +47,9 @@ def parse_switch_spec(spec: str) -> SwitchSpec:
     if not sep or scheme not in ("thrift", "tcp", "p4rt"):
         raise SwitchSpecError(f"switch spec {spec!r} is not one of {SPEC_FORMS}")
     rest, _, query = rest.partition("?")
-    device_id = _device_id(spec, query) if scheme == "p4rt" else DEFAULT_DEVICE_ID
     if query and scheme != "p4rt":
         raise SwitchSpecError(f"switch spec {spec!r}: only p4rt:// takes options")
+    options = _p4rt_options(spec, query)
     try:
         host, port = parse_host_port(rest)
     except ValueError:
@@ -52,16 +57,28 @@ def parse_switch_spec(spec: str) -> SwitchSpec:
             f"switch spec {spec!r} needs HOST:PORT with a port in 1..65535"
         ) from None
     kind: SpecKind = "thrift" if scheme == "thrift" else "p4rt" if scheme == "p4rt" else "tcp"
-    return SwitchSpec(kind, host, port, device_id)
+    device_id = options.get("device_id", DEFAULT_DEVICE_ID)
+    return SwitchSpec(kind, host, port, device_id, options.get("election_id"))
 
 
-def _device_id(spec: str, query: str) -> int:
-    if not query:
-        return DEFAULT_DEVICE_ID
-    name, sep, value = query.partition("=")
-    if name != "device_id" or not sep or not value.isdecimal() or int(value) >= 1 << 64:
-        raise SwitchSpecError(f"switch spec {spec!r}: the only option is device_id=N (N >= 0)")
-    return int(value)
+# option -> (lowest, highest allowed value)
+_P4RT_OPTIONS = {"device_id": (0, (1 << 64) - 1), "election_id": (1, (1 << 128) - 1)}
+
+
+def _p4rt_options(spec: str, query: str) -> dict[str, int]:
+    options: dict[str, int] = {}
+    for item in query.split("&") if query else ():
+        name, sep, value = item.partition("=")
+        if name not in _P4RT_OPTIONS or name in options or not sep or not value.isdecimal():
+            raise SwitchSpecError(
+                f"switch spec {spec!r}: options are device_id=N (N >= 0) and election_id=M "
+                "(M >= 1), each at most once"
+            )
+        low, high = _P4RT_OPTIONS[name]
+        if not low <= int(value) <= high:
+            raise SwitchSpecError(f"switch spec {spec!r}: {name} {value} is out of range")
+        options[name] = int(value)
+    return options
 
 
 def connect_switch(
@@ -95,7 +112,10 @@ def connect_switch(
     if parsed.kind == "p4rt":
         from controller.switch.p4runtime_client import P4RuntimeSwitchClient  # noqa: PLC0415
 
-        options = {"device_id": parsed.device_id, **(p4rt_options or {})}
+        options: dict[str, Any] = {"device_id": parsed.device_id}
+        if parsed.election_id is not None:
+            options["election_id"] = parsed.election_id
+        options.update(p4rt_options or {})
         return P4RuntimeSwitchClient(reactor, parsed.host, parsed.port, **options)
     from controller.switch.remote_client import RemoteSwitchClient  # noqa: PLC0415
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from finsy.proto import p4r
+from finsy.proto import p4i, p4r
 from twisted.python.failure import Failure
 
 from controller.core.ops import (
@@ -56,6 +56,7 @@ from controller.switch.p4runtime_reads import MAX_UPDATES, perform_read
 from controller.switch.p4runtime_stream import StreamSession
 from controller.switch.p4runtime_writes import (
     WRITE_OPS,
+    FullTables,
     WriteBatch,
     WritePlanner,
     mark_full,
@@ -93,11 +94,13 @@ class P4RuntimeSwitchClient:
         self._digest_config = digest_config or DigestConfig()
         self._worker = worker or WorkerThread(reactor, "p4lb-p4rt")
         self._conn: Connection | None = None
+        self._info: p4i.P4Info | None = None
         self._connect_error = "not connected yet"
         self._connect_kind = ErrorKind.UNAVAILABLE
         self._reconnect_at = 0.0
         self._retry_delay = RECONNECT_INTERVAL
         self._book = HandleBook()
+        self._full = FullTables()
         self._on_digest: DigestCallback | None = None
         self._on_aged: AgedCallback | None = None
         self._closed = False
@@ -150,9 +153,12 @@ class P4RuntimeSwitchClient:
                 self._connect_error = f"{type(exc).__name__}: {exc}"
                 self._connect_kind = ErrorKind.INVALID
             else:
-                self._conn = conn
-                if conn.loaded_pipeline:
-                    self._book.forget_all()  # a fresh program holds no entries
+                previous, self._conn = self._info, conn
+                self._info = conn.index.info
+                # A program just loaded holds no entries; another program's IDs name other things.
+                if conn.loaded_pipeline or previous not in (None, self._info):
+                    self._book.forget_all()
+                    self._full.forget()
                 if self._on_digest is not None and conn.primary:
                     conn.configure_digest(self._digest_config)
                 return conn
@@ -183,7 +189,9 @@ class P4RuntimeSwitchClient:
             if not isinstance(op, WRITE_OPS):
                 self._flush(conn, planner, batch, outcomes)
                 batch = WriteBatch()
-                outcomes[position] = perform_read(conn, self._book, op)
+                outcome = outcomes[position] = perform_read(conn, self._book, op)
+                if isinstance(op, TableClear) and outcome.ok:
+                    self._full.forget(conn.index.table(op.table).id)
                 continue
             if not conn.primary:
                 detail = f"{describe(op)}: not the primary controller of {self._address}"
@@ -213,16 +221,18 @@ class P4RuntimeSwitchClient:
             return
         updates = [planned for _, planned in batch.updates]
         errors = conn.write([planned.update for planned in updates])
-        full: dict[int, int] = {}
         for table_id in unexplained_inserts(updates, errors):
+            if table_id in self._full.known:
+                continue
             table = conn.index.table_by_id(table_id)
             try:
                 held = len(conn.read(p4r.TableEntry(table_id=table_id), "count"))
             except SwitchError:
                 continue  # the errors stay as the switch gave them
             if held >= table.size > 0:
-                full[table_id] = held
-        errors = mark_full(updates, errors, full)
+                self._full.note(table_id, held)
+        errors = mark_full(updates, errors, self._full.known)
+        self._full.after_write(updates, errors)
         for (position, planned), error in zip(batch.updates, errors, strict=True):
             outcomes[position] = planner.settle(planned, error)
 

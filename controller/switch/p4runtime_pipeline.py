@@ -16,6 +16,7 @@ import grpc
 from finsy.proto import p4i, p4r
 from finsy.proto.p4.v1.p4runtime_pb2_grpc import P4RuntimeStub
 from google.protobuf import json_format, text_format
+from google.protobuf.message import DecodeError
 
 from controller.switch.api import ErrorKind, SwitchError
 from controller.switch.p4runtime_status import FAILED_PRECONDITION, UNKNOWN, kind_of_rpc_code
@@ -50,7 +51,7 @@ def load_p4info(path: Path) -> p4i.P4Info:
         raise SwitchError(
             f"P4Info {str(path)!r}: {exc.strerror or exc}", ErrorKind.INVALID
         ) from exc
-    except (text_format.ParseError, json_format.ParseError, ValueError) as exc:
+    except (text_format.ParseError, json_format.ParseError, DecodeError, ValueError) as exc:
         raise SwitchError(f"P4Info {str(path)!r} is malformed: {exc}", ErrorKind.INVALID) from exc
     return info
 

@@ -27,6 +27,7 @@ from controller.core.ops import (
 from controller.switch.api import SwitchError
 from controller.switch.p4info_index import P4InfoIndex
 from controller.switch.p4runtime_codec import (
+    EntryKey,
     default_entry,
     encode_action,
     encode_key,
@@ -139,6 +140,33 @@ def unexplained_inserts(updates: list[PlannedUpdate], errors: list[UpdateError |
         and error is not None
         and error.code == UNKNOWN
     }
+
+
+class FullTables:
+    """Tables last seen full, with the entries they held: a full table is not read again for
+    every refused insert. A delete that removed (or missed) one of its entries, or a clear,
+    makes it unknown again; only the primary writes, so nothing else frees room."""
+
+    def __init__(self) -> None:
+        self.known: dict[int, int] = {}
+
+    def note(self, table_id: int, held: int) -> None:
+        """The table holds `held` entries, its size."""
+        self.known[table_id] = held
+
+    def after_write(self, updates: list[PlannedUpdate], errors: list[UpdateError | None]) -> None:
+        """Forget tables that deletes of this Write may have made room in."""
+        for planned, error in zip(updates, errors, strict=True):
+            if planned.kind == "delete" and (error is None or error.kind is ErrorKind.NOT_FOUND):
+                assert isinstance(planned.target, EntryKey)
+                self.known.pop(planned.target.table_id, None)
+
+    def forget(self, table_id: int | None = None) -> None:
+        """A table was cleared (None: the program was loaded, every table is empty)."""
+        if table_id is None:
+            self.known.clear()
+        else:
+            self.known.pop(table_id, None)
 
 
 def mark_full(

@@ -2,8 +2,10 @@
 
 The switch starts without a program (`--no-p4`): the client under test loads it over P4Runtime.
 Its gRPC server listens on a free loopback port (other servers run on this machine at the same
-time, so never 9559); frames go in and out over a nanomsg PAIR socket (`--packet-in`), so no
-root or veth pair is needed. Each wait polls with a deadline that bounds a broken switch only.
+time, so never 9559); the switch's own "Server listening" log line, not a connection attempt,
+says it is up, and a port taken meanwhile makes it try another. Frames go in and out over a
+nanomsg PAIR socket (`--packet-in`), so no root or veth pair is needed. Each wait polls with a
+deadline that bounds a broken switch only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from controller.switch import nanomsg
 
 PROGRAM = Path(__file__).resolve().parents[2] / "p4src" / "loadbalancer.p4"
 STARTUP_LIMIT = 30.0
+PORT_ATTEMPTS = 3
+BIND_FAILED = "No address added"  # gRPC's complaint when the port is taken
 _MSG_PACKET_IN = 3  # BMv2 packet_hdr_t type of a frame into the switch (as bmv2_harness)
 _PKT_HDR = struct.Struct("<iii")  # type, port, length
 
@@ -67,58 +71,81 @@ class GrpcSwitch:
 
     def __init__(self, workdir: Path, device_id: int = 1) -> None:
         self.device_id = device_id
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
         self.log_path = workdir / "simple_switch_grpc.log"
-        packets = f"ipc://{workdir}/packets.ipc"
-        # Built with Thrift too, it would take port 9090 unless told otherwise (and that port
-        # may belong to another switch on this machine).
-        cmd = ["simple_switch_grpc", "--no-p4", "--device-id", str(device_id)]
-        cmd += ["--thrift-port", str(free_port())]
-        cmd += ["--packet-in", packets, "--log-file", str(workdir / "switch"), "-L", "info"]
-        cmd += ["--", "--grpc-server-addr", self.address, "--cpu-port", "255"]
-        self._cmd = cmd
+        self._workdir = workdir
         self._log = self.log_path.open("w")
-        self._proc = self._start()
         self._packets: nanomsg.NanomsgSocket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         try:
-            self._wait_listening()
+            # A free port can be taken by another process before the switch binds it (other
+            # servers run here): then the switch says so, and we try another port.
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                self.port = free_port()
+                self.address = f"127.0.0.1:{self.port}"
+                self._start()
+                if self._wait_listening():
+                    break
+                self._stop()
+                if attempt == PORT_ATTEMPTS:
+                    raise RuntimeError(f"simple_switch_grpc found no free port:\n{self._tail()}")
             self._packets = nanomsg.NanomsgSocket(
-                nanomsg.PAIR, packets, connect_timeout=STARTUP_LIMIT
+                nanomsg.PAIR, self._packets_address, connect_timeout=STARTUP_LIMIT
             )
         except BaseException:
             self.close()
             raise
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            self._cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    @property
+    def _packets_address(self) -> str:
+        return f"ipc://{self._workdir}/packets.ipc"
+
+    def _start(self) -> None:
+        # Built with Thrift too, it would take port 9090 unless told otherwise (and that port
+        # may belong to another switch on this machine).
+        # stdbuf: the "Server listening" line must reach the log at once, not at exit.
+        cmd = ["stdbuf", "-oL", "simple_switch_grpc", "--no-p4", "--device-id", str(self.device_id)]
+        cmd += ["--thrift-port", str(free_port()), "--packet-in", self._packets_address]
+        cmd += ["--log-file", str(self._workdir / "switch"), "-L", "info"]
+        cmd += ["--", "--grpc-server-addr", self.address, "--cpu-port", "255"]
+        self._log.flush()
+        self._log_offset = self.log_path.stat().st_size
+        self._proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
 
     def restart(self) -> None:
         """Stop the switch and start it again, empty, on the same addresses."""
         self._stop()
-        self._proc = self._start()
-        self._wait_listening()
+        self._start()
+        if not self._wait_listening():
+            raise RuntimeError(f"simple_switch_grpc did not listen again:\n{self._tail()}")
 
     @property
     def spec(self) -> str:
         """The controller's `--switch` spec for this switch."""
         return f"p4rt://{self.address}?device_id={self.device_id}"
 
-    def _wait_listening(self) -> None:
+    def _tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-2000:]
+
+    def _wait_listening(self) -> bool:
+        """Whether this process's gRPC server came up on `address` (its own log line says so;
+        a port someone else listens on would answer a mere connection attempt too)."""
+        assert self._proc is not None
         deadline = time.monotonic() + STARTUP_LIMIT
         while True:
-            if self._proc.poll() is not None:
-                text = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"simple_switch_grpc exited ({self._proc.returncode}):\n{text}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no gRPC server on {self.address}") from None
-                time.sleep(0.05)  # polling a starting process (no event to wait on)
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                text = log.read().decode(errors="replace")
+            # PI prints "Server listening" even when gRPC could not bind (its error, on stderr,
+            # comes first).
+            if BIND_FAILED in text or self._proc.poll() is not None:
+                return False
+            if f"Server listening on {self.address}" in text:
+                return True
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"simple_switch_grpc did not start:\n{self._tail()}")
+            time.sleep(0.05)  # polling a starting process's log (no event to wait on)
 
     def send(self, port: int, frame: bytes) -> None:
         """Feed one frame into the switch on `port`."""
@@ -142,7 +169,7 @@ class GrpcSwitch:
         self._log.close()
 
     def _stop(self) -> None:
-        if self._proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=10)

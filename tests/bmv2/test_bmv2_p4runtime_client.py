@@ -350,11 +350,11 @@ def test_a_restarted_switch_gets_the_pipeline_and_digest_again(
 def test_the_switch_level_suite_passes_through_p4runtime(
     client: Client, switch: GrpcSwitch
 ) -> None:
-    """tests/integration/test_switch_targets.py with P4LB_TEST_SWITCH naming this switch."""
+    """tests/integration/test_switch_targets.py with P4LB_TEST_SWITCH naming this switch; its
+    client outranks this test's (which loaded the program and stays connected as a backup)."""
     client.run(client.p4rt.table_num_entries("vip_table"))  # the program is loaded
-    client.close()  # the suite's client becomes primary
     suite = ROOT / "tests" / "integration" / "test_switch_targets.py"
-    env = {**os.environ, "P4LB_TEST_SWITCH": switch.spec}
+    env = {**os.environ, "P4LB_TEST_SWITCH": f"{switch.spec}&election_id=100"}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
         capture_output=True,

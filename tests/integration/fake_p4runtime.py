@@ -37,10 +37,13 @@ class FakeP4Runtime(P4RuntimeServicer):
         self.entries: dict[tuple[int, bytes], p4r.TableEntry] = {}
         self.writes: list[p4r.WriteRequest] = []
         self.acks: list[p4r.DigestListAck] = []
+        self.loads = 0
+        """SetForwardingPipelineConfig calls."""
         self.fail_next: list[int] | None = None
         """Canonical codes to answer the next Write's updates with (instead of applying them)."""
         self._streams: list[_Stream] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._server: Any = None
 
     def start(self) -> int:
@@ -81,6 +84,7 @@ class FakeP4Runtime(P4RuntimeServicer):
         stream = _Stream(first.arbitration.election_id.low)
         with self._lock:
             self._streams.append(stream)
+            self._changed.notify_all()
             self._announce(stream)
         threading.Thread(
             target=self._incoming, args=(request_iterator, stream), daemon=True
@@ -107,11 +111,18 @@ class FakeP4Runtime(P4RuntimeServicer):
                 return
             was_primary = stream is self._primary()
             self._streams.remove(stream)
+            self._changed.notify_all()
             stream.out.put(None)
             if was_primary and self._streams:
                 new = self._primary()
                 assert new is not None
                 self._announce(new)
+
+    def wait_streams(self, count: int, timeout: float = 10.0) -> None:
+        """Block until exactly `count` controllers are connected (one that closed is gone)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._streams) == count, timeout):
+                raise TimeoutError(f"{len(self._streams)} streams, not {count}")
 
     def notify(self, message: p4r.StreamMessageResponse) -> None:
         """Send a message (DigestList, IdleTimeoutNotification) to the primary."""
@@ -134,6 +145,7 @@ class FakeP4Runtime(P4RuntimeServicer):
     ) -> p4r.SetForwardingPipelineConfigResponse:
         """Take the P4Info (the device config is not looked at)."""
         self.info = request.config.p4info
+        self.loads += 1
         self.entries.clear()
         return p4r.SetForwardingPipelineConfigResponse()
 

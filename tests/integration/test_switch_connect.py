@@ -29,6 +29,10 @@ sync = SynchronousTestCase()
         ("p4rt://127.0.0.1:9559", SwitchSpec("p4rt", "127.0.0.1", 9559, 1)),
         ("p4rt://127.0.0.1:9559?device_id=0", SwitchSpec("p4rt", "127.0.0.1", 9559, 0)),
         ("p4rt://[::1]:50001?device_id=7", SwitchSpec("p4rt", "::1", 50001, 7)),
+        (
+            "p4rt://h:1?election_id=9&device_id=0",
+            SwitchSpec("p4rt", "h", 1, device_id=0, election_id=9),
+        ),
     ],
 )
 def test_valid_specs_parse(spec: str, expected: SwitchSpec) -> None:
@@ -52,6 +56,9 @@ def test_valid_specs_parse(spec: str, expected: SwitchSpec) -> None:
         "p4rt://127.0.0.1:9559?device=1",
         "p4rt://127.0.0.1:9559?device_id=-1",
         "p4rt://127.0.0.1:9559?device_id=",
+        "p4rt://127.0.0.1:9559?device_id=1&device_id=2",
+        "p4rt://127.0.0.1:9559?election_id=0",
+        "p4rt://127.0.0.1:9559?device_id=1&",
         "thrift://127.0.0.1:9090?device_id=1",
     ],
 )
@@ -88,12 +95,12 @@ def test_p4rt_spec_builds_a_p4runtime_client_with_its_options() -> None:
     clock = ThreadedClock()
     port = _closed_port()
     client = connect_switch(
-        f"p4rt://127.0.0.1:{port}?device_id=3",
+        f"p4rt://127.0.0.1:{port}?device_id=3&election_id=4",
         clock,
-        p4rt_options={"election_id": 9, "connect_timeout": 0.2},
+        p4rt_options={"connect_timeout": 0.2},
     )
     assert isinstance(client, P4RuntimeSwitchClient)
-    assert (client.device_id, client.election_id) == (3, 9)
+    assert (client.device_id, client.election_id) == (3, 4)
     clock.run_from_threads(1)  # the first connection attempt failed: nothing listens
     assert not client.primary
     counted = defer.ensureDeferred(client.table_num_entries("vip_table"))

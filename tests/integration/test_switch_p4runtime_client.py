@@ -8,6 +8,7 @@ digests delivered and acknowledged, idle notifications mapped to handles.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from twisted.python.failure import Failure
 
 from controller.core.ops import EntryCount, ErrorKind, Outcome, Owner, TableInsert
 from controller.switch.api import Digest, SwitchError
-from controller.switch.p4runtime_client import P4RuntimeSwitchClient
+from controller.switch.p4runtime_client import P4RuntimeSwitchClient, PipelineFiles
 from controller.switch.testing import ThreadedClock
 
 OWNER = Owner.STARTUP
@@ -27,9 +28,11 @@ OWNER = Owner.STARTUP
 class Client:
     """A client on its own ThreadedClock, with blocking helpers."""
 
-    def __init__(self, port: int, election_id: int) -> None:
+    def __init__(self, port: int, election_id: int, files: PipelineFiles | None = None) -> None:
         self.clock = ThreadedClock()
-        self.p4rt = P4RuntimeSwitchClient(self.clock, "127.0.0.1", port, election_id=election_id)
+        self.p4rt = P4RuntimeSwitchClient(
+            self.clock, "127.0.0.1", port, election_id=election_id, pipeline=files
+        )
 
     def run(self, call: Any) -> Any:
         d = defer.ensureDeferred(call)
@@ -174,3 +177,35 @@ def test_subscribing_to_a_digest_of_another_layout_is_refused(sample_p4info: p4i
     finally:
         client.close()
         fake.stop()
+
+
+def test_the_program_is_loaded_only_when_the_target_runs_another(
+    server: tuple[FakeP4Runtime, int], sample_p4info: p4i.P4Info, tmp_path: Path
+) -> None:
+    fake, port = server
+    same, other = tmp_path / "same.p4info.bin", tmp_path / "other.p4info.bin"
+    same.write_bytes(sample_p4info.SerializeToString())
+    changed = p4i.P4Info()
+    changed.CopyFrom(sample_p4info)
+    changed.tables[0].size = 512
+    other.write_bytes(changed.SerializeToString())
+    device_config = tmp_path / "lb.json"
+    device_config.write_text("{}")
+    other_primary = Client(port, 50)  # someone else is primary: no one may load
+    try:
+        other_primary.wait_until(lambda: other_primary.p4rt.primary)
+        refused = Client(port, 10, PipelineFiles(other, device_config))
+        (outcome,) = refused.apply(EntryCount(OWNER, "vip_table"))
+        assert outcome.error is ErrorKind.NOT_PRIMARY and fake.loads == 0
+        refused.close()
+    finally:
+        other_primary.close()
+    for files, loads in ((same, 0), (other, 1)):
+        fake.wait_streams(0)  # the last client's election ID is free again
+        client = Client(port, 10, PipelineFiles(files, device_config))
+        try:
+            (count,) = client.apply(EntryCount(OWNER, "vip_table"))
+            assert count.ok and fake.loads == loads
+        finally:
+            client.close()
+    assert fake.info == changed

@@ -2,10 +2,10 @@
 
 `model` (the default) is the in-process reference model; `thrift://HOST:PORT` is BMv2's
 simple_switch running p4src/loadbalancer.p4; `tcp://HOST:PORT` is a running p4lb-switch;
-`p4rt://HOST:PORT[?device_id=N]` is any P4Runtime target already running the program (the bmv2
-tier runs this suite so against simple_switch_grpc); `skip` skips the suite. The same tests hold
-every client to the same outcomes and error kinds, which is all the core sees of a target. Each
-test deletes what it added.
+`p4rt://HOST:PORT[?device_id=N][&election_id=M]` is any P4Runtime target already running the
+program (the bmv2 tier runs this suite so against simple_switch_grpc); `skip` skips the suite.
+The same tests hold every client to the same outcomes and error kinds, which is all the core
+sees of a target. Each test deletes what it added.
 """
 
 from __future__ import annotations

@@ -93,6 +93,8 @@ def test_command_line_overrides_the_file_and_is_validated() -> None:
         ),
         (["--switch", "p4rt://127.0.0.1:1", "--election-id", "0"], "--election-id: 0"),
         (["--switch", "p4rt://127.0.0.1:1?device_id=x"], "device_id=N"),
+        (["--switch", "p4rt://127.0.0.1:1?election_id=2", "--election-id", "3"], "differ"),
+        (["--switch", "thrift://127.0.0.1:1", "--election-id", "3"], "needs a p4rt://"),
     ],
 )
 def test_p4runtime_options_are_checked_before_anything_starts(

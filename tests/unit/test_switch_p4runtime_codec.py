@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from finsy.proto import p4d, p4i, p4r
+from google.protobuf import json_format, text_format
 
 from controller.core.ops import DefaultEntry, ErrorKind
 from controller.switch.api import Digest, SwitchError
@@ -23,6 +26,7 @@ from controller.switch.p4runtime_codec import (
     table_entry,
     to_bytes,
 )
+from controller.switch.p4runtime_pipeline import load_p4info
 
 
 @pytest.fixture
@@ -184,3 +188,31 @@ def test_a_malformed_digest_sample_is_an_error(members: list[bytes], index: P4In
     data = p4d.P4Data(struct=p4d.P4StructLike(members=[_member(v) for v in members]))
     with pytest.raises(SwitchError):
         decode_digest(index.digest(), data)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json", ".bin"])
+def test_a_p4info_file_is_read_in_the_format_its_suffix_names(
+    tmp_path: Path, sample_p4info: p4i.P4Info, suffix: str
+) -> None:
+    path = tmp_path / f"lb.p4info{suffix}"
+    if suffix == ".bin":
+        path.write_bytes(sample_p4info.SerializeToString())
+    elif suffix == ".json":
+        path.write_text(json_format.MessageToJson(sample_p4info))
+    else:
+        path.write_text(text_format.MessageToString(sample_p4info))
+    assert load_p4info(path) == sample_p4info
+
+
+@pytest.mark.parametrize(
+    ("name", "content"), [("x.txt", b"tables {"), ("x.json", b"[1]"), ("x.bin", b"\xff\xff")]
+)
+def test_a_malformed_or_missing_p4info_file_is_invalid(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    for candidate in (path, tmp_path / "missing.txt"):
+        with pytest.raises(SwitchError) as raised:
+            load_p4info(candidate)
+        assert raised.value.kind is ErrorKind.INVALID

@@ -31,6 +31,7 @@ from controller.switch.p4runtime_status import (
     update_errors,
 )
 from controller.switch.p4runtime_writes import (
+    FullTables,
     WriteBatch,
     WritePlanner,
     mark_full,
@@ -224,3 +225,19 @@ def test_an_unexplained_insert_failure_into_a_full_table_reads_as_table_full(
     assert marked[0] is None
     assert marked[1] is not None and marked[1].kind is ErrorKind.TABLE_FULL
     assert mark_full(updates, errors, {}) == errors
+
+
+def test_a_table_seen_full_stays_full_until_a_delete_or_clear_makes_room(
+    planner: WritePlanner,
+) -> None:
+    full = FullTables()
+    full.note(102, 65536)
+    handle = inserted(planner, conn_insert(1))
+    delete = planner.plan(TableDelete(OWNER, "conn_table", handle))
+    full.after_write([delete], [UpdateError.of(UNKNOWN, "target error")])
+    assert full.known == {102: 65536}  # a failed delete made no room
+    full.after_write([delete], [None])
+    assert full.known == {}
+    full.note(102, 65536)
+    full.forget(102)
+    assert full.known == {}
