@@ -104,9 +104,7 @@ def bmv2(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def model() -> Iterator[str]:
     """A p4lb-switch with P4Runtime on an ephemeral port; its address."""
-    server = SwitchServer(
-        Switch(), [], "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", p4runtime="127.0.0.1:0"
-    )
+    server = SwitchServer(Switch(), [], "127.0.0.1:0")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
