@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options of p4lb-switch."""
     parser = argparse.ArgumentParser(
         prog="p4lb-switch",
-        description="Forward frames between interfaces through the p4model reference model.",
+        description="Forward frames between interfaces through the p4model reference model, "
+        "programmed over P4Runtime (it runs p4src/loadbalancer.p4 from the start).",
         epilog="Disable offloads on every attached link, on both ends: "
         "ethtool -K IFACE tx off sg off tso off gso off gro off",
     )
