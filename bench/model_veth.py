@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.switch.blocking import BlockingSwitch
 from p4model.afpacket import (
     ETH_P_ALL,
     PACKET_IGNORE_OUTGOING,
@@ -30,7 +31,6 @@ from p4model.afpacket import (
     SO_RCVBUFFORCE,
     SOL_PACKET,
 )
-from p4model.client import RemoteSwitch
 
 CLIENT, VIP, DIP = "10.0.1.2", "10.0.0.100", "10.0.2.2"
 GW1, GW2, H1, H2 = (
@@ -95,12 +95,12 @@ def veth_pairs(tag: str) -> Iterator[tuple[list[str], list[str]]]:
 
 
 @contextlib.contextmanager
-def switch_process(switch_ifaces: Sequence[str]) -> Iterator[RemoteSwitch]:
-    """A p4lb-switch on the given interfaces (ports 1, 2, ...) and a client for it."""
+def switch_process(switch_ifaces: Sequence[str]) -> Iterator[BlockingSwitch]:
+    """A p4lb-switch on the given interfaces (ports 1, 2, ...) and a P4Runtime client for it."""
     cmd = [sys.executable, "-m", "p4model", "--log-level", "warning"]
     for port, ifc in enumerate(switch_ifaces, start=1):
         cmd += ["-i", f"{port}@{ifc}"]
-    cmd += ["--control", "tcp://127.0.0.1:*", "--digests", "tcp://127.0.0.1:*"]
+    cmd += ["--p4runtime", "127.0.0.1:0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -109,7 +109,7 @@ def switch_process(switch_ifaces: Sequence[str]) -> Iterator[RemoteSwitch]:
         if line[:2] != ["p4lb-switch", "ready"]:
             raise RuntimeError(f"p4lb-switch did not start: {line!r}")
         fields = dict(item.split("=", 1) for item in line[2:])
-        with RemoteSwitch(fields["control"], fields["digests"], timeout=30.0) as remote:
+        with BlockingSwitch(f"p4rt://{fields['p4runtime']}", timeout=30.0) as remote:
             yield remote
     finally:
         proc.terminate()
@@ -120,7 +120,7 @@ def switch_process(switch_ifaces: Sequence[str]) -> Iterator[RemoteSwitch]:
             proc.wait()
 
 
-def install(remote: RemoteSwitch, hit_sport: int) -> None:
+def install(remote: BlockingSwitch, hit_sport: int) -> None:
     """Routes both ways, a UDP VIP with one DIP, and a conn_table entry for one flow."""
     remote.table_add("ipv4_lpm", "forward", [f"{DIP}/32"], ["2", GW2, H2])
     remote.table_add("ipv4_lpm", "forward", [f"{CLIENT}/32"], ["1", GW1, H1])
@@ -188,8 +188,7 @@ def veth_rows(count: int = 20000, window: int = 128, repeats: int = 3) -> list[d
     rows: list[dict[str, Any]] = []
     tag = str(os.getpid() % 100000)
     with veth_pairs(tag) as (hosts, switches), switch_process(switches) as remote:
-        install(remote, hit_sport)
-        remote.subscriber.close()  # digests are still published; nobody here spends CPU on them
+        install(remote, hit_sport)  # no digest is enabled: the switch buffers none
         tx, rx = _packet_socket(hosts[0], 0), _packet_socket(hosts[1], ETH_P_ALL)
         with tx, rx:
             if blast(tx, rx, [udp_frame(CLIENT, DIP, hit_sport, DPORT)], 100, window)[0] < 100:

@@ -42,15 +42,12 @@ def _conn_update(info: p4i.P4Info, n: int) -> p4r.Update:
 
 def measure(entries: int, batch: int) -> dict[str, object]:
     """Write `entries` conn_table entries in batches of `batch`, read them back; one row."""
-    server = SwitchServer(
-        Switch(), [], "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", p4runtime="127.0.0.1:0"
-    )
+    server = SwitchServer(Switch(), [], "127.0.0.1:0")
     loop = threading.Thread(target=server.run, daemon=True)
     loop.start()
     requests: queue.SimpleQueue[p4r.StreamMessageRequest | None] = queue.SimpleQueue()
     channel = grpc.insecure_channel(server.p4runtime_address)
     try:
-        assert server.p4runtime is not None
         info = server.p4runtime.device.own_p4info
         stub = p4r_grpc.P4RuntimeStub(channel)
         stream = stub.StreamChannel(iter(requests.get, None))

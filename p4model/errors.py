@@ -13,8 +13,6 @@ class ErrorCode(Enum):
     INVALID_HANDLE = "INVALID_HANDLE"
     BAD_REQUEST = "BAD_REQUEST"
     """Unknown name, malformed key or parameter, unsupported operation."""
-    UNAVAILABLE = "UNAVAILABLE"
-    """The switch could not be reached (remote clients only)."""
 
 
 class SwitchError(Exception):

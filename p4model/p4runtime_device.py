@@ -3,9 +3,11 @@ entity writes and reads, digest lists and idle-timeout notifications, on a `p4mo
 
 No gRPC, threads or clocks here: the service calls in under its lock and passes `now_ns`; every
 refusal raises `P4RuntimeError` with the status the P4Runtime spec names. The switch runs one
-program, so a forwarding pipeline config is accepted when its P4Info has the shape of ours
-(p4model.p4info); its IDs then become the ones clients write with (a client may push p4c's
-P4Info). The device config bytes (BMv2 JSON, say) are kept and returned, never interpreted.
+program, which is loaded from the start: unlike BMv2's simple_switch_grpc, the device answers
+GetForwardingPipelineConfig with the model's own P4Info (empty device config) before any Set.
+A pushed config is accepted when its P4Info has the shape of ours (p4model.p4info); its IDs
+then become the ones clients write with (a client may push p4c's P4Info). The device config
+bytes (BMv2 JSON, say) are kept and returned, never interpreted.
 """
 
 from __future__ import annotations
@@ -79,13 +81,15 @@ class P4RuntimeDevice:
     """One P4Runtime device: the model switch plus what P4Runtime keeps beside it."""
 
     def __init__(self, switch: Switch, device_id: int = 1) -> None:
-        """A device with no forwarding pipeline config yet (as BMv2's simple_switch_grpc)."""
+        """A device running the model's program under the model's own P4Info (the switch can
+        run nothing else, so that is its pipeline from the start)."""
         self.switch = switch
         self.device_id = device_id
         self.own_p4info = build_p4info(switch.tables(), switch.registers())
         self._own_shape = program_shape(self.own_p4info)
-        self.config: p4r.ForwardingPipelineConfig | None = None
-        self.index: ProgramIndex | None = None
+        self.config = p4r.ForwardingPipelineConfig()
+        self.config.p4info.CopyFrom(self.own_p4info)
+        self.index = ProgramIndex(self.config.p4info)
         self._saved: p4r.ForwardingPipelineConfig | None = None
         self._extras: dict[tuple[str, int], EntryExtras] = {}
         self.digests: dict[int, DigestBuffer] = {}
@@ -152,9 +156,7 @@ class P4RuntimeDevice:
 
     def get_pipeline(self, response_type: int) -> p4r.ForwardingPipelineConfig:
         """GetForwardingPipelineConfig's config for this response type."""
-        self._index_or_fail()
         config = self.config
-        assert config is not None  # set together with the index
         out = p4r.ForwardingPipelineConfig()
         out.cookie.CopyFrom(config.cookie)
         if response_type in (_Response.ALL, _Response.P4INFO_AND_COOKIE):
@@ -163,21 +165,10 @@ class P4RuntimeDevice:
             out.p4_device_config = config.p4_device_config
         return out
 
-    def require_pipeline(self) -> None:
-        """FAILED_PRECONDITION unless a forwarding pipeline config is active."""
-        self._index_or_fail()
-
-    def _index_or_fail(self) -> ProgramIndex:
-        if self.index is None:
-            raise P4RuntimeError(
-                Code.FAILED_PRECONDITION, "no forwarding pipeline config set for this device"
-            )
-        return self.index
-
     # ---- writes -----------------------------------------------------------------------------
     def write(self, update: p4r.Update) -> None:
         """Apply one update of a Write batch."""
-        index = self._index_or_fail()
+        index = self.index
         which = update.entity.WhichOneof("entity")
         if update.type not in (p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE):
             raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown update type {update.type}")
@@ -276,7 +267,7 @@ class P4RuntimeDevice:
     def snapshot(self, entity: p4r.Entity) -> ReadSnapshot:
         """What one entity of a ReadRequest matches, taken quickly (the caller holds the switch
         lock); encoding it into messages, the slow part, can follow without the lock."""
-        index = self._index_or_fail()
+        index = self.index
         which = entity.WhichOneof("entity")
         if which == "table_entry":
             return ReadSnapshot(index, self._table_rows(index, entity.table_entry), [])
@@ -361,13 +352,12 @@ class P4RuntimeDevice:
             buffer.clear_cache()
 
     def _digest_id(self) -> int:
-        return 0 if self.index is None else self.index.digest_ids.get(DIGEST_NAME, 0)
+        digest_id: int = self.index.digest_ids.get(DIGEST_NAME, 0)
+        return digest_id
 
     def idle_entries(self) -> list[p4r.TableEntry]:
         """Entries idle past their P4Runtime TTL; each one's timer restarts (spec: the next
         notification comes a whole TTL later if it stays idle)."""
-        if self.index is None:
-            return []
         out: list[p4r.TableEntry] = []
         for handle in self.switch.sweep_aged():
             for table in self.index.tables.values():

@@ -103,7 +103,7 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
     def GetForwardingPipelineConfig(
         self, request: p4r.GetForwardingPipelineConfigRequest, context: Any
     ) -> Any:
-        """The active config (FAILED_PRECONDITION before one was set)."""
+        """The active config (the model's own P4Info until a client pushes one)."""
         with _refusals(context):
             self._check_device(request.device_id)
             with self.lock:
@@ -117,8 +117,6 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             self._check_primary(request.role, request)
             if request.atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
                 raise P4RuntimeError(Code.UNIMPLEMENTED, "only CONTINUE_ON_ERROR is supported")
-            with self.lock:
-                self.device.require_pipeline()
         errors = [self._apply(update) for update in request.updates]
         if any(e.canonical_code != Code.OK for e in errors):
             failed = sum(e.canonical_code != Code.OK for e in errors)

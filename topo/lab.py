@@ -180,7 +180,7 @@ class Lab:
         record = self.workdir / f"record-{n}-{policy}.jsonl"
         self.records.append(record)
         argv = controller_argv(
-            BIN, config, self.net.control_address, self.net.topology_path, record=record
+            BIN, config, self.net.switch_spec, self.net.topology_path, record=record
         )
         argv += ["--policy", policy, "--state", str(self.state_path)]
         self.controller = self.net.root_popen(argv, f"controller-{n}-{policy}.log")
@@ -192,11 +192,12 @@ class Lab:
             raise NetworkError(f"controller exited with {code}; see its log in {self.workdir}")
 
     def _programmed(self) -> bool:
-        from p4model.client import RemoteSwitch  # noqa: PLC0415 (root-only path)
+        from controller.switch.blocking import count_entries  # noqa: PLC0415 (root-only path)
 
         self.check_controller()
-        with RemoteSwitch(self.net.control_address) as switch:
-            return int(switch.table_num_entries("dip_table")) > 0
+        # A Read without a stream: the lab takes no part in the controller's arbitration.
+        address, device_id = self.net.p4runtime_address, self.net.device_id
+        return count_entries(address, "dip_table", device_id=device_id) > 0
 
     def probe(self) -> bool:
         """Whether one connection through the VIP succeeds from the first client."""

@@ -5,7 +5,9 @@ vSwitch: Mininet makes the hosts and veth links; the switch node lives in the ro
 and runs ``p4lb-switch -i N@s1-ethN ...`` on its ends of the links. Offloads are disabled on
 every veth end (otherwise TCP frames carry partial checksums or exceed the MTU), IPv6 is off,
 and hosts get a static ARP entry for their gateway as p4-utils ``l3`` gives them. The topology
-is saved as ``topology.json`` (p4-utils shape) for the controller's ``--topology``.
+is saved as ``topology.json`` (p4-utils shape) for the controller's ``--topology``; its switch
+node records where p4lb-switch serves P4Runtime (``p4runtime``, ``device_id``), which the
+controller reaches with ``--switch p4rt://HOST:PORT``.
 
 ``python -m topo.mininet_net [--cli]`` starts the bare network (switch empty: run the
 controller and agents by hand), see the README.
@@ -19,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +36,17 @@ OFFLOADS = ("rx", "tx", "sg", "tso", "gso", "gro")
 """Offloads turned off on every veth end."""
 BIN = Path(sys.executable).parent
 """Where the virtualenv's console scripts live (used by absolute path inside hosts)."""
+
+
+DEFAULT_P4RUNTIME = "127.0.0.1:9559"
+"""Where the by-hand network's switch serves P4Runtime (p4lb-switch's own default)."""
+DEVICE_ID = 1
+"""p4lb-switch's P4Runtime device id (its default)."""
+
+
+def switch_command(p4runtime: str) -> list[str]:
+    """p4lb-switch serving P4Runtime on ``p4runtime`` (HOST:PORT); the ports are added later."""
+    return [str(BIN / "p4lb-switch"), "--p4runtime", p4runtime, "--device-id", str(DEVICE_ID)]
 
 
 class NetworkError(RuntimeError):
@@ -64,21 +76,6 @@ def wait_for(
         if time.monotonic() > deadline:
             raise NetworkError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def free_port_pair() -> int:
-    """A TCP port P on 127.0.0.1 such that P and P + 1 are both free right now."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise NetworkError("no two consecutive free TCP ports on 127.0.0.1")
 
 
 def _offloads_off(run: Callable[[str], object], iface: str) -> None:
@@ -179,15 +176,16 @@ class ModelNetwork:
         switch_argv: Sequence[str] | None = None,
         ready_timeout: float = 30.0,
     ) -> None:
+        """A network whose switch runs `switch_argv` (default: p4lb-switch serving P4Runtime on
+        a free loopback port, which its ready line names)."""
         self.workdir = workdir
         self.plan = plan or make_plan()
-        # p4lb-switch publishes digests on control port + 1, where clients look for them
-        control = f"tcp://127.0.0.1:{free_port_pair()}"
-        self.switch_argv = list(switch_argv or [str(BIN / "p4lb-switch"), "--control", control])
+        self.switch_argv = list(switch_argv or switch_command("127.0.0.1:0"))
         self.ready_timeout = ready_timeout
         self.net: Any = None
-        self.control_address = ""
-        self.digest_address = ""
+        self.p4runtime_address = ""
+        """HOST:PORT where p4lb-switch serves P4Runtime, from its ready line."""
+        self.device_id = DEVICE_ID
         self.topology_path = workdir / "topology.json"
         self._procs: list[subprocess.Popen[bytes]] = []
         self._owns_interfaces = False
@@ -262,15 +260,21 @@ class ModelNetwork:
             for line in switch_log.read_text(errors="replace").splitlines():
                 if line.startswith("p4lb-switch ready"):
                     fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
-                    self.control_address = fields.get("control", "")
-                    self.digest_address = fields.get("digests", "")
-                    return True
+                    self.p4runtime_address = fields.get("p4runtime", "")
+                    self.device_id = int(fields.get("device_id", DEVICE_ID))
+                    return bool(self.p4runtime_address)
             return False
 
         wait_for(ready, self.ready_timeout, "p4lb-switch to start")
         document = topology_json(self.plan)
-        document["nodes"][-1]["control"] = self.control_address
+        document["nodes"][-1]["p4runtime"] = self.p4runtime_address
+        document["nodes"][-1]["device_id"] = self.device_id
         self.topology_path.write_text(json.dumps(document, indent=1) + "\n")
+
+    @property
+    def switch_spec(self) -> str:
+        """The controller's ``--switch`` for this network's switch."""
+        return f"p4rt://{self.p4runtime_address}?device_id={self.device_id}"
 
     def popen(
         self,
@@ -327,7 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m topo.mininet_net", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path("p4lb-net"))
     parser.add_argument("--servers", type=int, default=4)
-    parser.add_argument("--control", default="tcp://127.0.0.1:9559", help="switch control socket")
+    parser.add_argument(
+        "--p4runtime",
+        default=DEFAULT_P4RUNTIME,
+        metavar="HOST:PORT",
+        help="where p4lb-switch serves P4Runtime (default: %(default)s; port 0: a free one)",
+    )
     parser.add_argument(
         "--metrics",
         default="127.0.0.1:9100",
@@ -340,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT and SIGTERM both unwind through the clean-up (also when started in the background)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    switch_argv = [str(BIN / "p4lb-switch"), "--control", args.control]
+    switch_argv = switch_command(args.p4runtime)
     with contextlib.ExitStack() as stack:
         try:
             network = stack.enter_context(ModelNetwork(workdir, plan, switch_argv))
@@ -351,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         servers = [ServerSpec(host, 1.0) for host in plan.servers]
         knobs = ControllerKnobs(metrics_listen=args.metrics)
         config.write_text(controller_toml(servers, f"ipc://{workdir}/load.sock", knobs))
-        print(f"switch control {network.control_address}; wrote {network.topology_path}, {config}")
+        print(
+            f"p4lb-switch serves P4Runtime on {network.p4runtime_address} "
+            f"(--switch {network.switch_spec}); wrote {network.topology_path}, {config}"
+        )
         # hN.pid: for `nsenter --net=/proc/$(cat WORKDIR/hN.pid)/ns/net ...` (see the README)
         pid_files = [workdir / f"{host.name}.pid" for host in plan.hosts]
         try:

@@ -129,7 +129,7 @@ def controller_argv(
     record: Path | None = None,
     policy: str | None = None,
 ) -> list[str]:
-    """``p4lb-controller`` against ``switch`` (``tcp://…`` model or ``thrift://…`` BMv2)."""
+    """``p4lb-controller`` against ``switch`` (``p4rt://…`` p4lb-switch or ``thrift://…`` BMv2)."""
     argv = [str(bin_dir / "p4lb-controller"), "--config", str(config), "--switch", switch]
     argv += ["--topology", str(topology)]
     if policy is not None:

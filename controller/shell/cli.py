@@ -1,5 +1,6 @@
 """`p4lb-controller`: run the controller against a switch, or check a configuration file.
 
+p4lb-controller --config lb.toml --switch p4rt://127.0.0.1:9559 --topology topology.json
 p4lb-controller --config lb.toml --switch thrift://127.0.0.1:9090 --topology topology.json
 p4lb-controller --config lb.toml --switch 'p4rt://127.0.0.1:9559?device_id=0' --election-id 2 \
     --p4info build/loadbalancer.p4info.txt --device-config build/loadbalancer.json
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--switch",
         default="model",
-        help="model | thrift://HOST:PORT | tcp://HOST:PORT (p4lb-switch) | "
-        "p4rt://HOST:PORT[?device_id=N][&election_id=M] (P4Runtime) (default: %(default)s)",
+        help="model | thrift://HOST:PORT (BMv2 simple_switch) | "
+        "p4rt://HOST:PORT[?device_id=N][&election_id=M] (P4Runtime: p4lb-switch, "
+        "simple_switch_grpc) (default: %(default)s)",
     )
     parser.add_argument(
         "--election-id",

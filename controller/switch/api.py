@@ -1,6 +1,6 @@
 """The controller's switch interface: errors, digests, the async client protocol and shared helpers.
 
-Every switch client (in-process model, remote model, BMv2 over Thrift, fault injection) implements
+Every switch client (in-process model, P4Runtime, BMv2 over Thrift, fault injection) implements
 `SwitchClient` and raises `SwitchError` with an `ErrorKind` it read from its target's own error
 codes. Controller code outside `controller/switch/` sees only this module and `execute`.
 """

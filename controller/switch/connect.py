@@ -1,6 +1,6 @@
-"""Choose and build a switch client from a `--switch` spec: "model", "thrift://HOST:PORT",
-"tcp://HOST:PORT" (a `p4lb-switch` control socket) or
-"p4rt://HOST:PORT[?device_id=N][&election_id=M]" (P4Runtime)."""
+"""Choose and build a switch client from a `--switch` spec: "model", "thrift://HOST:PORT" or
+"p4rt://HOST:PORT[?device_id=N][&election_id=M]" (P4Runtime: `p4lb-switch`, simple_switch_grpc,
+...)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from typing import Any, Literal
 from agent.wire import parse_host_port
 from controller.switch.api import SwitchClient, SwitchError, ThreadReactor
 
-SpecKind = Literal["model", "thrift", "tcp", "p4rt"]
-SPEC_FORMS = (
-    '"model", "thrift://HOST:PORT", "tcp://HOST:PORT" or '
-    '"p4rt://HOST:PORT[?device_id=N][&election_id=M]"'
-)
+SpecKind = Literal["model", "thrift", "p4rt"]
+SPEC_FORMS = '"model", "thrift://HOST:PORT" or "p4rt://HOST:PORT[?device_id=N][&election_id=M]"'
 DEFAULT_DEVICE_ID = 1
 """The P4Runtime device ID when the spec names none (p4lb-switch's; simple_switch_grpc's
 `--device-id` defaults to 0)."""
@@ -44,7 +41,7 @@ def parse_switch_spec(spec: str) -> SwitchSpec:
     if text == "model":
         return SwitchSpec("model")
     scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in ("thrift", "tcp", "p4rt"):
+    if not sep or scheme not in ("thrift", "p4rt"):
         raise SwitchSpecError(f"switch spec {spec!r} is not one of {SPEC_FORMS}")
     rest, _, query = rest.partition("?")
     if query and scheme != "p4rt":
@@ -56,7 +53,7 @@ def parse_switch_spec(spec: str) -> SwitchSpec:
         raise SwitchSpecError(
             f"switch spec {spec!r} needs HOST:PORT with a port in 1..65535"
         ) from None
-    kind: SpecKind = "thrift" if scheme == "thrift" else "p4rt" if scheme == "p4rt" else "tcp"
+    kind: SpecKind = "thrift" if scheme == "thrift" else "p4rt"
     device_id = options.get("device_id", DEFAULT_DEVICE_ID)
     return SwitchSpec(kind, host, port, device_id, options.get("election_id"))
 
@@ -109,18 +106,10 @@ def connect_switch(
         from controller.switch.thrift_client import ThriftSwitchClient  # noqa: PLC0415
 
         return ThriftSwitchClient(reactor, parsed.host, parsed.port, **(thrift_options or {}))
-    if parsed.kind == "p4rt":
-        from controller.switch.p4runtime_client import P4RuntimeSwitchClient  # noqa: PLC0415
+    from controller.switch.p4runtime_client import P4RuntimeSwitchClient  # noqa: PLC0415
 
-        options: dict[str, Any] = {"device_id": parsed.device_id}
-        if parsed.election_id is not None:
-            options["election_id"] = parsed.election_id
-        options.update(p4rt_options or {})
-        return P4RuntimeSwitchClient(reactor, parsed.host, parsed.port, **options)
-    from controller.switch.remote_client import RemoteSwitchClient  # noqa: PLC0415
-
-    return RemoteSwitchClient(reactor, f"tcp://{_bracketed(parsed.host)}:{parsed.port}")
-
-
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    options: dict[str, Any] = {"device_id": parsed.device_id}
+    if parsed.election_id is not None:
+        options["election_id"] = parsed.election_id
+    options.update(p4rt_options or {})
+    return P4RuntimeSwitchClient(reactor, parsed.host, parsed.port, **options)

@@ -1,9 +1,10 @@
 """Carrying out the core's switch operations on a blocking runtime API, one typed outcome each.
 
-Every client's `SwitchClient.apply` ends here: the in-process model directly, the remote model
-and BMv2's Thrift API on their worker thread (one hop for a whole batch, in order). The API is
-the p4-utils runtime API shape (`table_add(table, action, keys, params) -> handle`, ...), which
-`p4model.Switch`, `p4model.client.RemoteSwitch` and the Thrift client's checked wrapper share.
+The in-process model's and the Thrift client's `SwitchClient.apply` end here: the model
+directly, BMv2's Thrift API on its worker thread (one hop for a whole batch, in order). The API
+is the p4-utils runtime API shape (`table_add(table, action, keys, params) -> handle`, ...),
+which `p4model.Switch` and the Thrift client's checked wrapper share. (The P4Runtime client
+builds Write batches of its own, `p4runtime_writes`.)
 """
 
 from __future__ import annotations

@@ -38,12 +38,11 @@ MODEL_ERROR_KINDS = {
     ErrorCode.DUPLICATE_ENTRY: ErrorKind.DUPLICATE,
     ErrorCode.INVALID_HANDLE: ErrorKind.NOT_FOUND,
     ErrorCode.BAD_REQUEST: ErrorKind.INVALID,
-    ErrorCode.UNAVAILABLE: ErrorKind.UNAVAILABLE,
 }
 
 
 def model_error_kind(exc: Exception) -> ErrorKind:
-    """The kind of an exception from the model (in-process or remote): from its error code."""
+    """The kind of an exception from the in-process model: from its error code."""
     if isinstance(exc, p4model.SwitchError):
         return MODEL_ERROR_KINDS[exc.code]
     return ErrorKind.UNKNOWN

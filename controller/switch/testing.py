@@ -1,6 +1,6 @@
 """Test support shipped with the switch clients: a `task.Clock` that also takes calls from threads.
 
-Threaded clients (remote, Thrift) hand results to the reactor with `callFromThread`. In tests the
+Threaded clients (P4Runtime, Thrift) hand results to the reactor with `callFromThread`. In tests the
 reactor is a `ThreadedClock`: calls from other threads wait in a queue until the test runs them
 with `run_from_threads`, which blocks (with a deadline) for as many as the test expects.
 """

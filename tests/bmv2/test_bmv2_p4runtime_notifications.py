@@ -107,9 +107,7 @@ def model() -> Iterator[tuple[str, SendFrame]]:
     server = SwitchServer(
         Switch(),
         list(ports),
-        "tcp://127.0.0.1:*",
-        "tcp://127.0.0.1:*",
-        p4runtime="127.0.0.1:0",
+        "127.0.0.1:0",
         ageing_interval=0.2,
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,22 +1,23 @@
-"""p4lb-switch forwarding real traffic between two network namespaces over veth pairs (root)."""
+"""p4lb-switch forwarding real traffic between two network namespaces over veth pairs (root),
+programmed and heard over P4Runtime by the controller's client (through `BlockingSwitch`)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import select
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from controller.switch.blocking import BlockingSwitch
 from p4model import Digest
-from p4model.client import RemoteSwitch
 
 pytestmark = [
     pytest.mark.mininet,
@@ -46,7 +47,7 @@ class Host:
 @dataclass
 class Network:
     hosts: dict[int, Host]
-    remote: RemoteSwitch
+    remote: BlockingSwitch
     switch: subprocess.Popen[str]
 
 
@@ -114,24 +115,25 @@ def destroy_host(host: Host) -> None:
     run("ip", "link", "del", host.switch_iface, check=False)
 
 
-def start_switch(hosts: dict[int, Host]) -> tuple[subprocess.Popen[str], str, str]:
+def start_switch(hosts: dict[int, Host], log: Path) -> tuple[subprocess.Popen[str], str]:
+    """p4lb-switch on the hosts' switch ends, P4Runtime on a free port; (process, HOST:PORT)."""
     args = [f"{h.port}@{h.switch_iface}" for h in hosts.values()]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "p4model",
-            *[a for s in args for a in ("-i", s)],
-            "--control",
-            "tcp://127.0.0.1:*",
-            "--digests",
-            "tcp://127.0.0.1:*",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    with log.open("w") as stderr:  # its counters, logged when it stops, are checked at the end
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "p4model",
+                *[a for s in args for a in ("-i", s)],
+                "--p4runtime",
+                "127.0.0.1:0",
+                "--log-level",
+                "info",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30.0)
     line = proc.stdout.readline().split() if ready else []
@@ -140,10 +142,20 @@ def start_switch(hosts: dict[int, Host]) -> tuple[subprocess.Popen[str], str, st
         proc.wait()
         raise AssertionError(f"p4lb-switch did not start: {line!r}")
     fields = dict(item.split("=", 1) for item in line[2:])
-    return proc, fields["control"], fields["digests"]
+    return proc, fields["p4runtime"]
 
 
-def install(remote: RemoteSwitch, hosts: dict[int, Host]) -> None:
+def final_counters(log: Path) -> dict[str, int]:
+    """The packet counters p4lb-switch logged when it stopped."""
+    for line in log.read_text().splitlines():
+        _, found, counters = line.partition("stopped; counters ")
+        if found:
+            parsed: dict[str, int] = ast.literal_eval(counters)
+            return parsed
+    raise AssertionError(f"p4lb-switch logged no counters: {log.read_text()[-2000:]}")
+
+
+def install(remote: BlockingSwitch, hosts: dict[int, Host]) -> None:
     for h in hosts.values():
         remote.table_add("ipv4_lpm", "forward", [f"{h.ip}/32"], [str(h.port), h.gateway_mac, h.mac])
     dip = hosts[2].ip
@@ -154,19 +166,26 @@ def install(remote: RemoteSwitch, hosts: dict[int, Host]) -> None:
 
 
 @pytest.fixture(scope="module")
-def network() -> Iterator[Network]:
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     hosts = make_hosts()
+    log = tmp_path_factory.mktemp("veth") / "switch.log"
     switch: subprocess.Popen[str] | None = None
-    remote: RemoteSwitch | None = None
+    remote: BlockingSwitch | None = None
     try:
         for host in hosts.values():
             create_host(host)
-        switch, control, digests = start_switch(hosts)
-        remote = RemoteSwitch(control, digests, timeout=10.0)
+        switch, address = start_switch(hosts, log)
+        remote = BlockingSwitch(f"p4rt://{address}", timeout=10.0)
         install(remote, hosts)
+        remote.subscribe()
         yield Network(hosts, remote, switch)
+        remote.close()
+        remote = None
         switch.terminate()
         assert switch.wait(30.0) == 0, "p4lb-switch did not exit cleanly on SIGTERM"
+        counters = final_counters(log)
+        assert counters.get("process_errors", 0) == 0, counters
+        assert not any(k.startswith("tx_errors") for k in counters), counters
     finally:
         if remote is not None:
             remote.close()
@@ -246,22 +265,12 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
             proc.communicate()
 
 
-def wait_for_digest(remote: RemoteSwitch, match: Callable[[Digest], bool]) -> Digest:
-    """The first digest satisfying ``match`` within 10 s."""
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        for digest in remote.recv_digests(0.5):
-            if match(digest):
-                return digest
-    raise AssertionError("no matching digest")
-
-
 def test_tcp_to_the_vip_reaches_the_dip_and_raises_a_digest(network: Network) -> None:
     client, server = network.hosts[1], network.hosts[2]
     with processes() as procs:
         procs.append(echo := in_netns(server, ECHO_SERVER, server.ip, str(DPORT)))
         assert read_line(echo) == "ready"
-        network.remote.recv_digests(0.0)  # forget older digests
+        network.remote.digests.clear()  # forget older digests
         procs.append(talker := in_netns(client, ECHO_CLIENT, VIP, str(VPORT)))
         sport = int(read_line(talker))
         assert read_line(talker) == "ok"
@@ -269,10 +278,7 @@ def test_tcp_to_the_vip_reaches_the_dip_and_raises_a_digest(network: Network) ->
         assert peer_ip == client.ip  # the DIP sees the real client
         assert echo.wait(30.0) == talker.wait(30.0) == 0
     wanted = Digest("new_conn", client.ip, VIP, sport, VPORT, 6, 0, server.ip, DPORT)
-    assert wait_for_digest(network.remote, lambda d: d == wanted) == wanted
-    counters = network.remote.info()["counters"]
-    assert counters.get("process_errors", 0) == 0
-    assert counters.get("tx_errors.1", 0) == counters.get("tx_errors.2", 0) == 0
+    assert network.remote.wait_digest(lambda d: d == wanted) == wanted
 
 
 def test_learned_connection_hits_conn_table_and_its_fin_raises_teardown(network: Network) -> None:
@@ -283,7 +289,7 @@ def test_learned_connection_hits_conn_table_and_its_fin_raises_teardown(network:
         assert read_line(echo) == "ready"
         procs.append(talker := in_netns(client, ECHO_CLIENT, VIP, str(VPORT), "wait"))
         sport = int(read_line(talker))
-        learned = wait_for_digest(remote, lambda d: d.kind == "new_conn" and d.src_port == sport)
+        learned = remote.wait_digest(lambda d: d.kind == "new_conn" and d.src_port == sport)
         keys = [learned.src_ip, learned.dst_ip, str(sport), str(learned.dst_port), "6"]
         handle = remote.table_add(
             "conn_table", "rewrite_dst", keys, [learned.dip_ip, str(learned.dip_port)]
@@ -294,9 +300,7 @@ def test_learned_connection_hits_conn_table_and_its_fin_raises_teardown(network:
             talker.stdin.flush()
             assert read_line(talker) == "ok"
             # Only a conn_table hit raises teardown: this proves the entry carried the flow.
-            teardown = wait_for_digest(
-                remote, lambda d: d.kind == "teardown" and d.src_port == sport
-            )
+            teardown = remote.wait_digest(lambda d: d.kind == "teardown" and d.src_port == sport)
             assert (teardown.dip_ip, teardown.dip_port) == (server.ip, DPORT)
         finally:
             remote.table_delete("conn_table", handle)

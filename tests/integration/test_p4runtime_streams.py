@@ -46,15 +46,12 @@ def served() -> Iterator[Served]:
     server = SwitchServer(
         Switch(clock=clock),
         [],
-        "tcp://127.0.0.1:*",
-        "tcp://127.0.0.1:*",
-        p4runtime="127.0.0.1:0",
+        "127.0.0.1:0",
         ageing_interval=0.05,  # idle scans: notifications come soon after the clock moves
     )
     thread = threading.Thread(target=server.run, name="switch-server", daemon=True)
     thread.start()
     channel = grpc.insecure_channel(server.p4runtime_address)
-    assert server.p4runtime is not None
     try:
         yield Served(
             server,

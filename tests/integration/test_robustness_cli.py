@@ -53,7 +53,7 @@ def write(tmp_path: Path, content: str | bytes) -> str:
             "--switch: switch spec 'udp://10.0.0.1:9090' is not one of",
             id="unknown-switch-scheme",
         ),
-        pytest.param(VIP, ["--switch", "tcp://host"], "needs HOST:PORT", id="switch-without-port"),
+        pytest.param(VIP, ["--switch", "p4rt://host"], "needs HOST:PORT", id="switch-without-port"),
         pytest.param(
             VIP, ["--metrics", "bogus"], "--metrics: 'bogus' is not HOST:PORT", id="metrics"
         ),

@@ -11,7 +11,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from controller.switch.api import ErrorKind, SwitchError
 from controller.switch.connect import SwitchSpec, SwitchSpecError, connect_switch, parse_switch_spec
 from controller.switch.model_client import ModelSwitchClient
-from controller.switch.remote_client import RemoteSwitchClient
 from controller.switch.testing import ThreadedClock
 
 sync = SynchronousTestCase()
@@ -24,8 +23,6 @@ sync = SynchronousTestCase()
         (" model ", SwitchSpec("model")),
         ("thrift://127.0.0.1:9090", SwitchSpec("thrift", "127.0.0.1", 9090)),
         ("thrift://s1.example:9091", SwitchSpec("thrift", "s1.example", 9091)),
-        ("tcp://10.0.0.1:9559", SwitchSpec("tcp", "10.0.0.1", 9559)),
-        ("tcp://[::1]:9559", SwitchSpec("tcp", "::1", 9559)),
         ("p4rt://127.0.0.1:9559", SwitchSpec("p4rt", "127.0.0.1", 9559, 1)),
         ("p4rt://127.0.0.1:9559?device_id=0", SwitchSpec("p4rt", "127.0.0.1", 9559, 0)),
         ("p4rt://[::1]:50001?device_id=7", SwitchSpec("p4rt", "::1", 50001, 7)),
@@ -48,9 +45,10 @@ def test_valid_specs_parse(spec: str, expected: SwitchSpec) -> None:
         "udp://1.2.3.4:5",
         "thrift://127.0.0.1",
         "thrift://:9090",
-        "tcp://host:0",
-        "tcp://host:65536",
-        "tcp://host:http",
+        "tcp://127.0.0.1:9559",  # the old private protocol of p4lb-switch: p4rt:// now
+        "p4rt://host:0",
+        "p4rt://host:65536",
+        "p4rt://host:http",
         "thrift:/127.0.0.1:9090",
         "p4rt://127.0.0.1",
         "p4rt://127.0.0.1:9559?device=1",
@@ -78,15 +76,6 @@ def test_model_spec_builds_a_working_in_process_switch() -> None:
     )
     assert isinstance(handle, int)
     assert sync.successResultOf(defer.ensureDeferred(client.table_num_entries("ipv4_lpm"))) == 1
-
-
-def test_tcp_spec_builds_a_remote_client() -> None:
-    clock = ThreadedClock()
-    client = connect_switch("tcp://127.0.0.1:9", clock)
-    assert isinstance(client, RemoteSwitchClient)
-    closing = defer.ensureDeferred(client.close())
-    clock.run_from_threads(1)
-    sync.successResultOf(closing)
 
 
 def test_p4rt_spec_builds_a_p4runtime_client_with_its_options() -> None:

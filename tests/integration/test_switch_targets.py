@@ -1,16 +1,20 @@
 """The switch-level contract the core relies on, against the target `P4LB_TEST_SWITCH` names.
 
-`model` (the default) is the in-process reference model; `thrift://HOST:PORT` is BMv2's
-simple_switch running p4src/loadbalancer.p4; `tcp://HOST:PORT` is a running p4lb-switch;
+`model` is the in-process reference model; `p4lb-switch` starts p4lb-switch's server in this
+process on a free loopback port and talks P4Runtime to it (`p4rt://`); by default the suite runs
+against both. `thrift://HOST:PORT` is BMv2's simple_switch running p4src/loadbalancer.p4;
 `p4rt://HOST:PORT[?device_id=N][&election_id=M]` is any P4Runtime target already running the
-program (the bmv2 tier runs this suite so against simple_switch_grpc); `skip` skips the suite.
+program (a running p4lb-switch, or simple_switch_grpc: the bmv2 tier runs this suite so); `skip`
+skips the suite.
 The same tests hold every client to the same outcomes and error kinds, which is all the core
 sees of a target. Each test deletes what it added.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 
@@ -31,6 +35,8 @@ from controller.core.ops import (
 from controller.switch.api import SwitchClient
 from controller.switch.connect import connect_switch
 from controller.switch.testing import ThreadedClock
+from p4model import Switch
+from p4model.server import SwitchServer
 from p4src.contract import DIP_REVERSE, REWRITE_SRC, SET_POOL, VIP_TABLE, load_settings
 
 OWNER = Owner.STARTUP
@@ -65,15 +71,32 @@ class Target:
             self.clock.run_from_threads(1)
 
 
-@pytest.fixture
-def target() -> Iterator[Target]:
-    spec = os.environ.get("P4LB_TEST_SWITCH", "model")
+@contextlib.contextmanager
+def running_switch() -> Iterator[str]:
+    """p4lb-switch's server (no ports) on a free loopback port; its P4Runtime address."""
+    server = SwitchServer(Switch(), [], "127.0.0.1:0")
+    thread = threading.Thread(target=server.run, name="switch-server", daemon=True)
+    thread.start()
+    try:
+        yield server.p4runtime_address
+    finally:
+        server.stop()
+        thread.join(10.0)
+        server.close()
+
+
+@pytest.fixture(params=os.environ.get("P4LB_TEST_SWITCH", "model p4lb-switch").split())
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    spec: str = request.param
     if spec == "skip":
         pytest.skip("P4LB_TEST_SWITCH=skip")
-    clock = ThreadedClock()
-    target = Target(connect_switch(spec, clock), clock)
-    yield target
-    target.cleanup()
+    with contextlib.ExitStack() as stack:
+        if spec == "p4lb-switch":
+            spec = f"p4rt://{stack.enter_context(running_switch())}"
+        clock = ThreadedClock()
+        target = Target(connect_switch(spec, clock), clock)
+        yield target
+        target.cleanup()
 
 
 def vip(n: int, pool: int = 1) -> TableInsert:

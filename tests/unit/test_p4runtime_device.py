@@ -43,19 +43,23 @@ def vip_count(device: P4RuntimeDevice) -> int:
     return device.switch.table_num_entries("vip_table")
 
 
-def test_writes_and_reads_need_a_pipeline_first() -> None:
+def test_the_program_runs_from_the_start_under_the_models_own_p4info() -> None:
     device = P4RuntimeDevice(Switch())
-    with pytest.raises(P4RuntimeError) as caught:
-        device.write(vip_insert(device, 80))
-    assert caught.value.code is Code.FAILED_PRECONDITION
-    with pytest.raises(P4RuntimeError):
-        device.read(p4r.Entity(table_entry=p4r.TableEntry()))
+    running = device.get_pipeline(p4r.GetForwardingPipelineConfigRequest.ALL)
+    assert running.p4info == device.own_p4info and running.p4_device_config == b""
+    insert = vip_insert(device, 80)
+    device.write(insert)
+    assert vip_count(device) == 1
+    query = p4r.TableEntry(table_id=insert.entity.table_entry.table_id)
+    (read,) = device.read(p4r.Entity(table_entry=query))
+    assert read.table_entry.match[1].exact.value == b"\x50"  # canonical: port 80
 
 
 def test_verify_checks_without_activating() -> None:
     device = P4RuntimeDevice(Switch())
-    device.set_pipeline(Action.VERIFY, config(device))
-    assert device.index is None
+    device.set_pipeline(Action.VERIFY, config(device, cookie=5))
+    running = device.get_pipeline(p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY)
+    assert running.cookie.cookie == 0
     with pytest.raises(P4RuntimeError) as caught:
         device.set_pipeline(Action.VERIFY, p4r.ForwardingPipelineConfig())
     assert caught.value.code is Code.INVALID_ARGUMENT
