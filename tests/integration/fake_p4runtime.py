@@ -1,4 +1,5 @@
-"""A small in-process P4Runtime server for the client's tests where no real target runs.
+"""A scripted in-process P4Runtime server for the client's tests of what a correct server never
+sends (p4lb-switch's real server is in p4model; the switch-level suite uses that one).
 
 It keeps table entries by (table, match bytes), answers INSERT/MODIFY/DELETE like a switch
 (ALREADY_EXISTS, NOT_FOUND, per-update errors in the status details of an UNKNOWN), refuses

@@ -1,8 +1,10 @@
-"""P4RuntimeSwitchClient against an in-process fake P4Runtime server (real gRPC on loopback).
+"""P4RuntimeSwitchClient against a scripted P4Runtime server (real gRPC on loopback).
 
-What the bmv2 tier checks on simple_switch_grpc, checked here where no switch is installed: one
-WriteRequest per batch, per-update error kinds, a backup's unsent writes and its promotion,
-digests delivered and acknowledged, idle notifications mapped to handles.
+The switch-level suite runs the client against p4lb-switch's real server; this one scripts what
+a correct server never does or does not let a test see: the updates of each WriteRequest (one
+per batch), an error forced onto one update of a batch, a digest list with a malformed sample,
+an idle notice naming an entry no handle knows, a digest of another layout. Also a backup's
+unsent writes and its promotion.
 """
 
 from __future__ import annotations
