@@ -5,8 +5,8 @@ the controller's own work plus the model's table writes): loads change, one tick
 weights, builds the prefix entries, gives the next slot a fresh epoch, writes its difference and
 flips version_config (two register-free single-entry writes plus the DIP diff). Reported: entries
 written per rollout and latency percentiles. With `--p4runtime` the same controller drives a
-p4lb-switch started in this process over P4Runtime on loopback (its client's worker thread and
-gRPC included): the time runs from the tick until the flip's outcome is back.
+`p4lb-switch` process over P4Runtime on loopback (its client's worker thread and gRPC
+included): the time runs from the tick until the flip's outcome is back.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import argparse
 import math
 import random
 import statistics
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,9 @@ from controller.switch.api import SwitchClient
 from controller.switch.model_client import ModelSwitchClient
 from controller.switch.p4runtime_client import P4RuntimeSwitchClient
 from controller.switch.testing import ThreadedClock
-from p4model.server import SwitchServer
+
+BIN = Path(sys.executable).parent
+"""Where this interpreter's console scripts (p4lb-switch) are."""
 
 TARGET_MS_64 = 50.0
 """Rollout latency (p95, ms) a 64-DIP pool must stay under."""
@@ -54,13 +57,18 @@ class _Target:
     """Where the controller's operations go, and how the benchmark waits for their outcomes."""
 
     def __init__(self, p4runtime: bool) -> None:
-        self.server: SwitchServer | None = None
+        self.process: subprocess.Popen[str] | None = None
         if p4runtime:
             self.clock: task.Clock = ThreadedClock()
-            self.server = SwitchServer(p4model.Switch(), [], "127.0.0.1:0")
-            self._loop = threading.Thread(target=self.server.run, daemon=True)
-            self._loop.start()
-            host, port = self.server.p4runtime_address.rsplit(":", 1)
+            self.process = subprocess.Popen(
+                [str(BIN / "p4lb-switch"), "--p4runtime", "127.0.0.1:0", "--log-level", "warning"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert self.process.stdout is not None
+            ready = self.process.stdout.readline()  # "p4lb-switch ready p4runtime=HOST:PORT ..."
+            fields = dict(f.split("=", 1) for f in ready.split()[2:] if "=" in f)
+            host, port = fields["p4runtime"].rsplit(":", 1)
             self.client: SwitchClient = P4RuntimeSwitchClient(self.clock, host, int(port))
         else:
             self.clock = task.Clock()
@@ -74,20 +82,19 @@ class _Target:
             self.clock.run_from_threads(1)
 
     def dip_entries(self) -> int:
-        """dip_table's entries, read from the switch itself."""
-        if self.server is None:
-            assert isinstance(self.client, ModelSwitchClient)
-            return self.client.switch.table_num_entries("dip_table")
-        with self.server.lock:
-            return self.server.switch.table_num_entries("dip_table")
+        """dip_table's entries, as the switch counts them."""
+        counted = defer.ensureDeferred(self.client.table_num_entries("dip_table"))
+        self.settle(lambda: counted.called)
+        entries = counted.result
+        assert isinstance(entries, int)
+        return entries
 
     def close(self, service: ControllerService) -> None:
         stopped = defer.ensureDeferred(service.stop())
         self.settle(lambda: stopped.called)
-        if self.server is not None:
-            self.server.stop()
-            self._loop.join(10.0)
-            self.server.close()
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 def measure(n_dips: int, rounds: int, seed: int, p4runtime: bool = False) -> dict[str, object]:
@@ -143,11 +150,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
-        "--p4runtime", action="store_true", help="over P4Runtime to an in-process p4lb-switch"
+        "--p4runtime", action="store_true", help="over P4Runtime to a p4lb-switch process"
     )
     args = parser.parse_args(argv)
     rows = [measure(int(n), args.rounds, args.seed, args.p4runtime) for n in args.dips.split(",")]
-    where = "P4Runtime to an in-process p4lb-switch" if args.p4runtime else "in-process model"
+    where = "P4Runtime to a p4lb-switch process" if args.p4runtime else "in-process model"
     emit(f"Rollout latency, decision -> flip ({where})", rows, args.json)
     slow = [r for r in rows if r["DIPs"] == 64 and float(str(r["p95 ms"])) >= TARGET_MS_64]
     return 1 if slow else 0

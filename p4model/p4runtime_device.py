@@ -190,32 +190,33 @@ class P4RuntimeDevice:
             return
         if table.const:
             raise P4RuntimeError(Code.PERMISSION_DENIED, f"{table.name} has const entries")
-        model = self.switch.table(table.name)
-        handle = model.find(entry.keys, entry.priority)
         if kind == p4r.Update.INSERT:
-            if handle is not None:
-                raise P4RuntimeError(Code.ALREADY_EXISTS, f"{table.name}: the entry exists")
             assert entry.action is not None
-            try:
+            try:  # the model refuses a duplicate itself: no lookup before (half an insert's cost)
                 handle = self.switch.table_add(
                     table.name, entry.action, entry.keys, entry.params, entry.priority
                 )
             except SwitchError as exc:
+                if exc.code is ErrorCode.DUPLICATE_ENTRY:
+                    raise P4RuntimeError(
+                        Code.ALREADY_EXISTS, f"{table.name}: the entry exists"
+                    ) from None
                 code = (
                     Code.RESOURCE_EXHAUSTED if exc.code is ErrorCode.TABLE_FULL else Code.INTERNAL
                 )
                 raise P4RuntimeError(code, str(exc)) from None
             self._keep_extras(table, handle, entry)
             return
-        if handle is None:
+        found = self.switch.table(table.name).find(entry.keys, entry.priority)
+        if found is None:
             raise P4RuntimeError(Code.NOT_FOUND, f"{table.name}: no such entry")
         if kind == p4r.Update.MODIFY:
             assert entry.action is not None
-            self.switch.table_modify(table.name, entry.action, handle, entry.params)
-            self._keep_extras(table, handle, entry)
+            self.switch.table_modify(table.name, entry.action, found, entry.params)
+            self._keep_extras(table, found, entry)
         else:
-            self.switch.table_delete(table.name, handle)
-            self._extras.pop((table.name, handle), None)
+            self.switch.table_delete(table.name, found)
+            self._extras.pop((table.name, found), None)
 
     def _keep_extras(self, table: TableInfo, handle: int, entry: ModelEntry) -> None:
         extras = EntryExtras(entry.idle_timeout_ns, entry.controller_metadata, entry.metadata)
