@@ -117,19 +117,21 @@ def key_of_entry(table: TableInfo, entry: p4r.TableEntry) -> EntryKey:
     return EntryKey(table.id, tuple(match), entry.priority)
 
 
-def field_matches(table: TableInfo, key: EntryKey) -> list[p4r.FieldMatch]:
-    """The wire form of a match: canonical bytes, don't-care lpm fields left out."""
-    out: list[p4r.FieldMatch] = []
+def fill_match(entry: p4r.TableEntry, table: TableInfo, key: EntryKey) -> None:
+    """Write the wire form of a match into `entry`: canonical bytes, don't-care lpm fields left
+    out. (Filled in place: building sub-messages and assigning them copies each one.)"""
     for field_id, value, length in key.match:
         if table.field(field_id).kind == "lpm":
             if length == 0:
                 continue
-            lpm = p4r.FieldMatch.LPM(value=to_bytes(value), prefix_len=length)
-            out.append(p4r.FieldMatch(field_id=field_id, lpm=lpm))
+            field = entry.match.add()
+            field.field_id = field_id
+            field.lpm.value = to_bytes(value)
+            field.lpm.prefix_len = length
         else:
-            exact = p4r.FieldMatch.Exact(value=to_bytes(value))
-            out.append(p4r.FieldMatch(field_id=field_id, exact=exact))
-    return out
+            field = entry.match.add()
+            field.field_id = field_id
+            field.exact.value = to_bytes(value)
 
 
 def encode_action(action: ActionInfo, params: Sequence[str]) -> ActionValue:
@@ -145,10 +147,14 @@ def encode_action(action: ActionInfo, params: Sequence[str]) -> ActionValue:
     return ActionValue(action.id, values)
 
 
-def action_message(action: ActionValue) -> p4r.TableAction:
-    """The wire form of an action call."""
-    params = [p4r.Action.Param(param_id=i, value=to_bytes(v)) for i, v in action.params]
-    return p4r.TableAction(action=p4r.Action(action_id=action.action_id, params=params))
+def fill_action(entry: p4r.TableEntry, action: ActionValue) -> None:
+    """Write the wire form of an action call into `entry` (in place, as `fill_match`)."""
+    call = entry.action.action
+    call.action_id = action.action_id
+    for param_id, value in action.params:
+        param = call.params.add()
+        param.param_id = param_id
+        param.value = to_bytes(value)
 
 
 def action_of_entry(entry: p4r.TableEntry) -> ActionValue:
@@ -161,17 +167,29 @@ def action_of_entry(entry: p4r.TableEntry) -> ActionValue:
     )
 
 
+def fill_table_entry(
+    entry: p4r.TableEntry,
+    table: TableInfo,
+    key: EntryKey,
+    action: ActionValue | None = None,
+    timeout_ns: int = 0,
+) -> None:
+    """Write the entry `key` names into `entry`, with its action and idle timeout when given."""
+    entry.table_id = table.id
+    fill_match(entry, table, key)
+    entry.priority = key.priority
+    if action is not None:
+        fill_action(entry, action)
+    if timeout_ns:
+        entry.idle_timeout_ns = timeout_ns
+
+
 def table_entry(
     table: TableInfo, key: EntryKey, action: ActionValue | None = None, timeout_ns: int = 0
 ) -> p4r.TableEntry:
     """A TableEntry message for `key`, with its action and idle timeout when given."""
-    entry = p4r.TableEntry(
-        table_id=table.id, match=field_matches(table, key), priority=key.priority
-    )
-    if action is not None:
-        entry.action.CopyFrom(action_message(action))
-    if timeout_ns:
-        entry.idle_timeout_ns = timeout_ns
+    entry = p4r.TableEntry()
+    fill_table_entry(entry, table, key, action, timeout_ns)
     return entry
 
 
@@ -179,7 +197,7 @@ def default_entry(table: TableInfo, action: ActionValue | None = None) -> p4r.Ta
     """The TableEntry message for a table's default action (to set it, or to read it)."""
     entry = p4r.TableEntry(table_id=table.id, is_default_action=True)
     if action is not None:
-        entry.action.CopyFrom(action_message(action))
+        fill_action(entry, action)
     return entry
 
 

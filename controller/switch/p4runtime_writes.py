@@ -25,14 +25,15 @@ from controller.core.ops import (
     describe,
 )
 from controller.switch.api import SwitchError
-from controller.switch.p4info_index import P4InfoIndex
+from controller.switch.p4info_index import P4InfoIndex, TableInfo
 from controller.switch.p4runtime_codec import (
+    ActionValue,
     EntryKey,
     default_entry,
     encode_action,
     encode_key,
+    fill_table_entry,
     invalid,
-    table_entry,
 )
 from controller.switch.p4runtime_handles import EntryState, HandleBook
 from controller.switch.p4runtime_status import UNKNOWN, UpdateError
@@ -57,8 +58,17 @@ class PlannedUpdate:
     """The entry as it stands once the update succeeds."""
 
 
-def _update(kind: p4r.Update.Type.ValueType, entry: p4r.TableEntry) -> p4r.Update:
-    return p4r.Update(type=kind, entity=p4r.Entity(table_entry=entry))
+def _update(
+    kind: p4r.Update.Type.ValueType,
+    table: TableInfo,
+    key: EntryKey,
+    action: ActionValue | None = None,
+    timeout_ns: int = 0,
+) -> p4r.Update:
+    # Filled in place: an entry built apart and wrapped would be copied twice more.
+    update = p4r.Update(type=kind)
+    fill_table_entry(update.entity.table_entry, table, key, action, timeout_ns)
+    return update
 
 
 class WritePlanner:
@@ -75,23 +85,19 @@ class WritePlanner:
             action = encode_action(self.index.table_action(table, op.action), op.params)
             key = encode_key(table, op.keys)
             state = EntryState(key, action)
-            entry = table_entry(table, key, action)
-            return PlannedUpdate(
-                op, "insert", _update(p4r.Update.INSERT, entry), key, self.book.new_handle(), state
-            )
+            update = _update(p4r.Update.INSERT, table, key, action)
+            return PlannedUpdate(op, "insert", update, key, self.book.new_handle(), state)
         if isinstance(op, DefaultActionSet):
             action = encode_action(self.index.table_action(table, op.action), op.params)
-            entry = default_entry(table, action)
-            target = ("default", table.id)
-            return PlannedUpdate(op, "default", _update(p4r.Update.MODIFY, entry), target)
+            default = p4r.Update(type=p4r.Update.MODIFY)
+            default.entity.table_entry.CopyFrom(default_entry(table, action))
+            return PlannedUpdate(op, "default", default, ("default", table.id))
         known = self.book.entry(op.handle)
         if known is None or known.key.table_id != table.id:
             raise SwitchError(f"no entry #{op.handle} in {table.alias!r}", ErrorKind.NOT_FOUND)
         if isinstance(op, TableDelete):
-            entry = table_entry(table, known.key)
-            return PlannedUpdate(
-                op, "delete", _update(p4r.Update.DELETE, entry), known.key, op.handle
-            )
+            update = _update(p4r.Update.DELETE, table, known.key)
+            return PlannedUpdate(op, "delete", update, known.key, op.handle)
         if isinstance(op, TableModify):
             action = encode_action(self.index.table_action(table, op.action), op.params)
             state = EntryState(known.key, action, known.timeout_ns)
@@ -104,10 +110,8 @@ class WritePlanner:
             state = EntryState(known.key, known.action, op.timeout_ms * NS_PER_MS)
             kind = "timeout"
         # MODIFY replaces the action and the idle timeout: send both as they are to stand.
-        entry = table_entry(table, state.key, state.action, state.timeout_ns)
-        return PlannedUpdate(
-            op, kind, _update(p4r.Update.MODIFY, entry), known.key, op.handle, state
-        )
+        update = _update(p4r.Update.MODIFY, table, state.key, state.action, state.timeout_ns)
+        return PlannedUpdate(op, kind, update, known.key, op.handle, state)
 
     def settle(self, planned: PlannedUpdate, error: UpdateError | None) -> Outcome:
         """Record an update's result in the handle book; the operation's outcome."""

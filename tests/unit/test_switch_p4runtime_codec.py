@@ -18,7 +18,6 @@ from controller.switch.p4runtime_codec import (
     decode_digest,
     encode_action,
     encode_key,
-    field_matches,
     key_of_entry,
     parse_value,
     read_default,
@@ -98,10 +97,9 @@ def test_an_exact_key_encodes_canonically_and_reads_back_equal_from_padded_bytes
     table = index.table("vip_table")
     key = encode_key(table, ("10.0.0.1", "80", "6"))
     assert key == EntryKey(100, ((1, 0x0A000001, 0), (2, 80, 0), (3, 6, 0)))
-    wire = field_matches(table, key)
-    assert [m.exact.value for m in wire] == [b"\n\x00\x00\x01", b"P", b"\x06"]
+    padded = table_entry(table, key)
+    assert [m.exact.value for m in padded.match] == [b"\n\x00\x00\x01", b"P", b"\x06"]
     # A target may answer with leading zeros: the identity is the same.
-    padded = p4r.TableEntry(table_id=100, match=wire)
     padded.match[1].exact.value = b"\x00\x50"
     assert key_of_entry(table, padded) == key
 
@@ -112,10 +110,10 @@ def test_an_lpm_key_is_masked_and_a_zero_length_prefix_is_left_out_on_the_wire(
     table = index.table("dip_table")
     key = encode_key(table, ("1", "7", "0xffff/4"))
     assert key.match[2] == (3, 0xF000, 4)
-    assert field_matches(table, key)[2].lpm.prefix_len == 4
+    assert table_entry(table, key).match[2].lpm.prefix_len == 4
     wildcard = encode_key(table, ("1", "7", "0/0"))
-    assert [m.field_id for m in field_matches(table, wildcard)] == [1, 2]
-    read = p4r.TableEntry(table_id=101, match=field_matches(table, wildcard))
+    read = table_entry(table, wildcard)
+    assert [m.field_id for m in read.match] == [1, 2]
     assert key_of_entry(table, read) == wildcard
 
 
