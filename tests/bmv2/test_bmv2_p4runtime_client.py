@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from grpc_switch_harness import (
@@ -22,13 +21,13 @@ from grpc_switch_harness import (
     compile_with_p4info,
     tools_missing,
 )
-from twisted.internet import defer
-from twisted.python.failure import Failure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from p4rt_controllers import P4rtClient
 
 from controller.core.ops import (
     EntryCount,
     ErrorKind,
-    Outcome,
     Owner,
     TableInsert,
     TableRead,
@@ -37,10 +36,8 @@ from controller.switch.api import DefaultEntry, Digest, SwitchError
 from controller.switch.p4runtime_client import (
     RECONNECT_INTERVAL,
     DigestConfig,
-    P4RuntimeSwitchClient,
 )
 from controller.switch.p4runtime_pipeline import PipelineFiles
-from controller.switch.testing import ThreadedClock
 
 ROOT = Path(__file__).resolve().parents[2]
 MISSING = tools_missing()
@@ -80,58 +77,20 @@ def switch(tmp_path: Path) -> Iterator[GrpcSwitch]:
         yield sw
 
 
-class Client:
-    """A P4RuntimeSwitchClient on its own ThreadedClock, with blocking helpers for tests."""
-
-    def __init__(
-        self,
-        switch: GrpcSwitch,
-        election_id: int,
-        files: PipelineFiles | None,
-        digest_config: DigestConfig | None = None,
-    ) -> None:
-        self.clock = ThreadedClock()
-        host, port = switch.address.rsplit(":", 1)
-        self.p4rt = P4RuntimeSwitchClient(
-            self.clock,
-            host,
-            int(port),
-            device_id=switch.device_id,
-            election_id=election_id,
-            pipeline=files,
-            digest_config=digest_config,
-        )
-
-    def run(self, call: Any) -> Any:
-        """Run a client coroutine to its end; its result (its exception re-raised)."""
-        d = defer.ensureDeferred(call)
-        while not d.called:
-            self.clock.run_from_threads(1)  # raises TimeoutError after 10 s without a call
-        box: list[Any] = []
-        d.addBoth(box.append)
-        if isinstance(box[0], Failure):
-            box[0].raiseException()
-        return box[0]
-
-    def failure(self, call: Any) -> BaseException:
-        """The exception a client coroutine ends with."""
-        with pytest.raises(SwitchError) as raised:
-            self.run(call)
-        return raised.value
-
-    def apply(self, *ops: Any) -> list[Outcome]:
-        """Apply operations; their outcomes."""
-        outcomes: list[Outcome] = self.run(self.p4rt.apply(list(ops)))
-        return outcomes
-
-    def wait_until(self, condition: Callable[[], bool]) -> None:
-        """Run thread calls until `condition` holds (each wait bounded by 10 s)."""
-        while not condition():
-            self.clock.run_from_threads(1)
-
-    def close(self) -> None:
-        """Close the client."""
-        self.run(self.p4rt.close())
+def make_client(
+    switch: GrpcSwitch,
+    election_id: int,
+    files: PipelineFiles | None,
+    digest_config: DigestConfig | None = None,
+) -> P4rtClient:
+    """A client of the simple_switch_grpc under test."""
+    return P4rtClient(
+        switch.address,
+        election_id,
+        files,
+        device_id=switch.device_id,
+        digest_config=digest_config,
+    )
 
 
 @pytest.fixture
@@ -141,10 +100,10 @@ def files(compiled: CompiledP4Runtime) -> PipelineFiles:
 
 
 @pytest.fixture
-def client(switch: GrpcSwitch, files: PipelineFiles) -> Iterator[Client]:
+def client(switch: GrpcSwitch, files: PipelineFiles) -> Iterator[P4rtClient]:
     """The primary client (election ID 10); it loads the program."""
     # A long ack timeout: a repeated digest can then only come from our acknowledgement.
-    primary = Client(switch, 10, files, DigestConfig(ack_timeout_ns=600 * 10**9))
+    primary = make_client(switch, 10, files, DigestConfig(ack_timeout_ns=600 * 10**9))
     yield primary
     primary.close()
 
@@ -155,7 +114,7 @@ def vip(n: int, pool: int = 1) -> TableInsert:
     return TableInsert(OWNER, "vip_table", keys, "set_pool", (str(pool), "0"))
 
 
-def test_tables_and_default_actions_act_on_packets(client: Client, switch: GrpcSwitch) -> None:
+def test_tables_and_default_actions_act_on_packets(client: P4rtClient, switch: GrpcSwitch) -> None:
     """Entries and defaults written over P4Runtime read back and forward real frames."""
     p4rt = client.p4rt
     handle = client.run(p4rt.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], list(ROUTE)))
@@ -175,7 +134,7 @@ def test_tables_and_default_actions_act_on_packets(client: Client, switch: GrpcS
     assert read == DefaultEntry("set_versions", (3, 1, 4294967295, 0, 77))
 
 
-def test_a_batch_is_one_write_and_each_update_gets_its_own_error(client: Client) -> None:
+def test_a_batch_is_one_write_and_each_update_gets_its_own_error(client: P4rtClient) -> None:
     """Consecutive writes share one WriteRequest; the switch's per-update errors map to each
     operation's kind, and an operation the client cannot encode is refused without sending."""
     (first,) = client.apply(vip(1))
@@ -195,12 +154,12 @@ def test_a_batch_is_one_write_and_each_update_gets_its_own_error(client: Client)
 
 
 def test_entries_read_back_get_handles_that_later_operations_use(
-    client: Client, switch: GrpcSwitch
+    client: P4rtClient, switch: GrpcSwitch
 ) -> None:
     """Another client's entries read back carry handles this client can delete them by."""
     (added,) = client.apply(vip(4, pool=7))
     assert added.ok
-    other = Client(switch, 3, None)  # a backup: it may read
+    other = make_client(switch, 3, None)  # a backup: it may read
     try:
         (read,) = other.apply(TableRead(OWNER, "vip_table"))
         (entry,) = read.entries
@@ -213,12 +172,12 @@ def test_entries_read_back_get_handles_that_later_operations_use(
 
 
 def test_a_backup_reads_is_refused_writes_and_takes_over_when_the_primary_goes(
-    client: Client, switch: GrpcSwitch
+    client: P4rtClient, switch: GrpcSwitch
 ) -> None:
     """A lower election ID makes a backup: reads work, writes fail as NOT_PRIMARY unsent; once
     the primary closes, the switch promotes the backup and its writes go through."""
     client.apply(vip(5))
-    backup = Client(switch, 5, None)
+    backup = make_client(switch, 5, None)
     try:
         (count,) = backup.apply(EntryCount(OWNER, "vip_table"))
         assert count.value == 1
@@ -235,7 +194,7 @@ def test_a_backup_reads_is_refused_writes_and_takes_over_when_the_primary_goes(
 
 
 def test_a_digest_from_a_real_packet_arrives_and_is_acknowledged(
-    client: Client, switch: GrpcSwitch
+    client: P4rtClient, switch: GrpcSwitch
 ) -> None:
     """A VIP SYN's new_conn digest arrives decoded; the same SYN again raises it again only
     because the first list was acknowledged (the ack timeout is far longer than the test)."""
@@ -255,13 +214,13 @@ def test_a_digest_from_a_real_packet_arrives_and_is_acknowledged(
 
 
 def test_a_higher_election_id_takes_over_and_the_old_primary_learns_it_is_a_backup(
-    client: Client, switch: GrpcSwitch
+    client: P4rtClient, switch: GrpcSwitch
 ) -> None:
     """A second controller with a higher election ID becomes primary at once; the switch tells
     the first, whose writes then fail as NOT_PRIMARY without being sent."""
     client.apply(vip(6))  # connected, the program loaded
     assert client.p4rt.primary
-    newer = Client(switch, 20, None)
+    newer = make_client(switch, 20, None)
     try:
         newer.wait_until(lambda: newer.p4rt.primary)
         client.wait_until(lambda: not client.p4rt.primary)
@@ -276,7 +235,7 @@ def test_a_higher_election_id_takes_over_and_the_old_primary_learns_it_is_a_back
 
 
 def test_a_promoted_backup_enables_the_digest_it_subscribed_to(
-    client: Client, switch: GrpcSwitch
+    client: P4rtClient, switch: GrpcSwitch
 ) -> None:
     """A backup's subscription waits; once the primary has gone, the promoted backup configures
     the digest and a real packet's digest reaches it."""
@@ -284,7 +243,7 @@ def test_a_promoted_backup_enables_the_digest_it_subscribed_to(
     client.run(p4rt.table_add("ipv4_lpm", "forward", ["10.0.2.0/24"], list(ROUTE)))
     client.run(p4rt.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"]))
     client.run(p4rt.table_add("dip_table", "rewrite_dst", ["0", "0", "0/0"], ["10.0.2.3", "8080"]))
-    backup = Client(switch, 5, None)
+    backup = make_client(switch, 5, None)
     try:
         digests: list[Digest] = []
         backup.run(backup.p4rt.subscribe(digests.append, lambda handles: None))
@@ -301,7 +260,7 @@ def test_a_promoted_backup_enables_the_digest_it_subscribed_to(
         backup.close()
 
 
-def test_an_idle_entry_is_reported_by_its_handle(client: Client) -> None:
+def test_an_idle_entry_is_reported_by_its_handle(client: P4rtClient) -> None:
     """A conn_table entry given an idle timeout (MODIFY with idle_timeout_ns) is reported idle."""
     p4rt = client.p4rt
     aged: list[Sequence[int]] = []
@@ -318,7 +277,7 @@ def test_an_idle_entry_is_reported_by_its_handle(client: Client) -> None:
 
 
 def test_a_restarted_switch_gets_the_pipeline_and_digest_again(
-    client: Client, switch: GrpcSwitch
+    client: P4rtClient, switch: GrpcSwitch
 ) -> None:
     """The stream breaks when the switch restarts; the client reconnects on its own (paced by
     the reactor's clock), loads the program again and re-enables the digest; handles of the lost
@@ -348,7 +307,7 @@ def test_a_restarted_switch_gets_the_pipeline_and_digest_again(
 
 
 def test_the_switch_level_suite_passes_through_p4runtime(
-    client: Client, switch: GrpcSwitch
+    client: P4rtClient, switch: GrpcSwitch
 ) -> None:
     """tests/integration/test_switch_targets.py with P4LB_TEST_SWITCH naming this switch; its
     client outranks this test's (which loaded the program and stays connected as a backup)."""

@@ -9,53 +9,24 @@ unsent writes and its promotion.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fake_p4runtime import ALREADY_EXISTS, OK, FakeP4Runtime
 from finsy.proto import p4d, p4i, p4r
-from twisted.internet import defer
-from twisted.python.failure import Failure
+from p4rt_controllers import P4rtClient
 
-from controller.core.ops import EntryCount, ErrorKind, Outcome, Owner, TableInsert
+from controller.core.ops import EntryCount, ErrorKind, Owner, TableInsert
 from controller.switch.api import Digest, SwitchError
-from controller.switch.p4runtime_client import P4RuntimeSwitchClient, PipelineFiles
-from controller.switch.testing import ThreadedClock
+from controller.switch.p4runtime_client import PipelineFiles
 
 OWNER = Owner.STARTUP
 
 
-class Client:
-    """A client on its own ThreadedClock, with blocking helpers."""
-
-    def __init__(self, port: int, election_id: int, files: PipelineFiles | None = None) -> None:
-        self.clock = ThreadedClock()
-        self.p4rt = P4RuntimeSwitchClient(
-            self.clock, "127.0.0.1", port, election_id=election_id, pipeline=files
-        )
-
-    def run(self, call: Any) -> Any:
-        d = defer.ensureDeferred(call)
-        while not d.called:
-            self.clock.run_from_threads(1)  # raises TimeoutError after 10 s without a call
-        box: list[Any] = []
-        d.addBoth(box.append)
-        if isinstance(box[0], Failure):
-            box[0].raiseException()
-        return box[0]
-
-    def apply(self, *ops: Any) -> list[Outcome]:
-        outcomes: list[Outcome] = self.run(self.p4rt.apply(list(ops)))
-        return outcomes
-
-    def wait_until(self, condition: Callable[[], bool]) -> None:
-        while not condition():
-            self.clock.run_from_threads(1)
-
-    def close(self) -> None:
-        self.run(self.p4rt.close())
+def make_client(port: int, election_id: int, files: PipelineFiles | None = None) -> P4rtClient:
+    """A client of the scripted server on `port`."""
+    return P4rtClient(f"127.0.0.1:{port}", election_id, files)
 
 
 @pytest.fixture
@@ -67,8 +38,8 @@ def server(sample_p4info: p4i.P4Info) -> Iterator[tuple[FakeP4Runtime, int]]:
 
 
 @pytest.fixture
-def client(server: tuple[FakeP4Runtime, int]) -> Iterator[Client]:
-    primary = Client(server[1], 10)
+def client(server: tuple[FakeP4Runtime, int]) -> Iterator[P4rtClient]:
+    primary = make_client(server[1], 10)
     yield primary
     primary.close()
 
@@ -78,7 +49,7 @@ def vip(n: int) -> TableInsert:
 
 
 def test_consecutive_writes_are_one_request_and_errors_land_on_their_ops(
-    server: tuple[FakeP4Runtime, int], client: Client
+    server: tuple[FakeP4Runtime, int], client: P4rtClient
 ) -> None:
     fake, _ = server
     outcomes = client.apply(vip(1), vip(2), vip(3))
@@ -90,7 +61,7 @@ def test_consecutive_writes_are_one_request_and_errors_land_on_their_ops(
 
 
 def test_a_read_splits_a_batch_and_two_updates_of_one_entry_never_share_a_request(
-    server: tuple[FakeP4Runtime, int], client: Client
+    server: tuple[FakeP4Runtime, int], client: P4rtClient
 ) -> None:
     fake, _ = server
     outcomes = client.apply(vip(1), EntryCount(OWNER, "vip_table"), vip(2), vip(2))
@@ -100,11 +71,11 @@ def test_a_read_splits_a_batch_and_two_updates_of_one_entry_never_share_a_reques
 
 
 def test_a_backup_sends_no_write_and_is_promoted_when_the_primary_leaves(
-    server: tuple[FakeP4Runtime, int], client: Client
+    server: tuple[FakeP4Runtime, int], client: P4rtClient
 ) -> None:
     fake, port = server
     client.apply(vip(1))
-    backup = Client(port, 5)
+    backup = make_client(port, 5)
     try:
         (count,) = backup.apply(EntryCount(OWNER, "vip_table"))
         assert count.value == 1 and not backup.p4rt.primary
@@ -125,7 +96,7 @@ def _sample(*values: bytes) -> p4d.P4Data:
 
 
 def test_a_digest_list_is_delivered_then_acknowledged(
-    server: tuple[FakeP4Runtime, int], client: Client
+    server: tuple[FakeP4Runtime, int], client: P4rtClient
 ) -> None:
     fake, _ = server
     digests: list[Digest] = []
@@ -147,7 +118,7 @@ def test_a_digest_list_is_delivered_then_acknowledged(
 
 
 def test_an_idle_notification_names_the_entries_by_their_handles(
-    server: tuple[FakeP4Runtime, int], client: Client
+    server: tuple[FakeP4Runtime, int], client: P4rtClient
 ) -> None:
     fake, _ = server
     aged: list[list[int]] = []
@@ -170,7 +141,7 @@ def test_subscribing_to_a_digest_of_another_layout_is_refused(sample_p4info: p4i
     members = sample_p4info.type_info.structs["digest_t"].members
     members[0].type_spec.bitstring.bit.bitwidth = 16  # `kind` two bytes wide: not our program
     fake = FakeP4Runtime(sample_p4info)
-    client = Client(fake.start(), 10)
+    client = make_client(fake.start(), 10)
     try:
         with pytest.raises(SwitchError) as raised:
             client.run(client.p4rt.subscribe(lambda digest: None, lambda handles: None))
@@ -193,10 +164,10 @@ def test_the_program_is_loaded_only_when_the_target_runs_another(
     other.write_bytes(changed.SerializeToString())
     device_config = tmp_path / "lb.json"
     device_config.write_text("{}")
-    other_primary = Client(port, 50)  # someone else is primary: no one may load
+    other_primary = make_client(port, 50)  # someone else is primary: no one may load
     try:
         other_primary.wait_until(lambda: other_primary.p4rt.primary)
-        refused = Client(port, 10, PipelineFiles(other, device_config))
+        refused = make_client(port, 10, PipelineFiles(other, device_config))
         (outcome,) = refused.apply(EntryCount(OWNER, "vip_table"))
         assert outcome.error is ErrorKind.NOT_PRIMARY and fake.loads == 0
         refused.close()
@@ -204,7 +175,7 @@ def test_the_program_is_loaded_only_when_the_target_runs_another(
         other_primary.close()
     for files, loads in ((same, 0), (other, 1)):
         fake.wait_streams(0)  # the last client's election ID is free again
-        client = Client(port, 10, PipelineFiles(files, device_config))
+        client = make_client(port, 10, PipelineFiles(files, device_config))
         try:
             (count,) = client.apply(EntryCount(OWNER, "vip_table"))
             assert count.ok and fake.loads == loads
