@@ -255,3 +255,27 @@ def test_a_member_added_to_a_large_pool_ramps_past_the_dead_band() -> None:
     # It climbed in several rollouts (a step back is the quantization of ~1.2 buckets).
     assert len(set(seen)) >= 3 and max(seen[:8]) < 4
     assert seen[-1] == core.desired()[0][-1] >= 3  # all the way to its share (256 / 65)
+
+
+def test_a_second_reload_before_the_first_took_effect_wins_cleanly() -> None:
+    """Two reloads back to back: the first adds api, the second removes it before any version
+    held it. api never reaches vip_table and leaves no trace."""
+    runner = started(parsed(interval=5.0))
+    core, switch = runner.core, runner.switch
+    return_paths = switch.table_num_entries("dip_reverse")
+    runner.feed(core.reload(1.0, plan_reload(core.config, parsed(more=API, interval=5.0))))
+    runner.run()
+    assert switch.table_num_entries("dip_reverse") == return_paths + 1
+    runner.feed(core.reload(1.1, plan_reload(core.config, parsed(interval=5.0))))
+    runner.run()
+    now = 1.1
+    while any(p.vip.name == "api" for p in core.pools):
+        now += 0.5
+        assert now < 30.0, "the api pool never went"
+        runner.tick(now)
+    for later in (now + 6.0, now + 12.0):  # rollouts after it: nothing of api comes back
+        runner.tick(later)
+    assert switch.table_num_entries(VIP_TABLE) == 1
+    assert not any(row[1][1] == 1 for row in switch.table_entries(DIP_TABLE))
+    assert switch.table_num_entries("dip_reverse") == return_paths
+    assert core.config.vips == parsed(interval=5.0).vips
