@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import queue
-import threading
 import time
 from pathlib import Path
 
@@ -42,12 +41,9 @@ def _conn_update(info: p4i.P4Info, n: int) -> p4r.Update:
 
 def measure(entries: int, batch: int) -> dict[str, object]:
     """Write `entries` conn_table entries in batches of `batch`, read them back; one row."""
-    server = SwitchServer(Switch(), [], "127.0.0.1:0")
-    loop = threading.Thread(target=server.run, daemon=True)
-    loop.start()
     requests: queue.SimpleQueue[p4r.StreamMessageRequest | None] = queue.SimpleQueue()
-    channel = grpc.insecure_channel(server.p4runtime_address)
-    try:
+    server = SwitchServer(Switch(), [], "127.0.0.1:0")
+    with server.running(), grpc.insecure_channel(server.p4runtime_address) as channel:
         info = server.p4runtime.device.own_p4info
         stub = p4r_grpc.P4RuntimeStub(channel)
         stream = stub.StreamChannel(iter(requests.get, None))
@@ -73,11 +69,6 @@ def measure(entries: int, batch: int) -> dict[str, object]:
         got = sum(len(r.entities) for r in stub.Read(read))
         t2 = time.perf_counter()
         requests.put(None)
-    finally:
-        channel.close()
-        server.stop()
-        loop.join(10.0)
-        server.close()
     return {
         "entries": entries,
         "batch": batch,

@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -187,6 +187,20 @@ class SwitchServer:
                 pass
         except OSError:
             pass
+
+    @contextlib.contextmanager
+    def running(self, stop_within: float = 10.0) -> Iterator[SwitchServer]:
+        """Its packet loop on a thread of its own while the block runs (tests, benchmarks);
+        then stopped (AssertionError if the loop outlives `stop_within` seconds) and closed."""
+        thread = threading.Thread(target=self.run, name="switch-server", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            thread.join(stop_within)
+            self.close()
+            assert not thread.is_alive(), f"the switch loop still runs after {stop_within} s"
 
     def close(self) -> None:
         """Stop the P4Runtime server and close the packet ports."""

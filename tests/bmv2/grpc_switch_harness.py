@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from finsy.proto import p4i
+from google.protobuf import text_format
+
 from controller.switch import nanomsg
 
 PROGRAM = Path(__file__).resolve().parents[2] / "p4src" / "loadbalancer.p4"
@@ -38,6 +41,12 @@ class CompiledP4Runtime:
     p4info_path: Path
     returncode: int
     output: str
+
+    def program(self) -> tuple[p4i.P4Info, bytes]:
+        """The P4Info (parsed) and the BMv2 JSON; AssertionError with p4c's output if it failed."""
+        assert self.returncode == 0, self.output
+        info = text_format.Parse(self.p4info_path.read_text(), p4i.P4Info())
+        return info, self.json_path.read_bytes()
 
 
 _COMPILED: dict[Path, CompiledP4Runtime] = {}
@@ -105,6 +114,8 @@ class GrpcSwitch:
         # stdbuf: the "Server listening" line must reach the log at once, not at exit.
         cmd = ["stdbuf", "-oL", "simple_switch_grpc", "--no-p4", "--device-id", str(self.device_id)]
         cmd += ["--thrift-port", str(free_port()), "--packet-in", self._packets_address]
+        # Its own notification socket: the default ipc path is shared by every BMv2 here.
+        cmd += ["--notifications-addr", f"ipc://{self._workdir}/notifications.ipc"]
         cmd += ["--log-file", str(self._workdir / "switch"), "-L", "info"]
         cmd += ["--", "--grpc-server-addr", self.address, "--cpu-port", "255"]
         self._log.flush()

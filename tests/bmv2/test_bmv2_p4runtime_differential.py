@@ -7,11 +7,7 @@ older rule our controller relies on, p4lb-switch answers as BMv2."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +15,13 @@ from typing import Any
 import grpc
 import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
-from google.protobuf import text_format
+
+# The P4Runtime test client lives beside the integration tier's tests; this tier reuses it.
+from grpc_switch_harness import GrpcSwitch, compile_with_p4info, tools_missing
 
 from p4model import Switch
 from p4model.server import SwitchServer
-from p4src.contract import PROGRAM_PATH
 
-# The P4Runtime test client lives beside the integration tier's tests; this tier reuses it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from p4rt_harness import (
     Names,
@@ -37,7 +33,7 @@ from p4rt_harness import (
     write,
 )
 
-MISSING = [tool for tool in ("p4c", "simple_switch_grpc") if shutil.which(tool) is None]
+MISSING = tools_missing()
 pytestmark = [
     pytest.mark.bmv2,
     pytest.mark.skipif(bool(MISSING), reason=f"not on PATH: {', '.join(MISSING)}"),
@@ -63,62 +59,24 @@ KNOWN_DIFFERENCES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[p4i.P4Info, bytes]:
+def compiled() -> tuple[p4i.P4Info, bytes]:
     """p4c's P4Info and BMv2 JSON for our program."""
-    out = tmp_path_factory.mktemp("p4c")
-    p4info = out / "lb.p4info.txt"
-    command = ["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(out)]
-    subprocess.run(
-        [*command, "--p4runtime-files", str(p4info), str(PROGRAM_PATH)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    info = text_format.Parse(p4info.read_text(), p4i.P4Info())
-    return info, (out / "loadbalancer.json").read_bytes()
+    return compile_with_p4info().program()
 
 
 @pytest.fixture
 def bmv2(tmp_path: Path) -> Iterator[str]:
     """A simple_switch_grpc with no program on ephemeral ports; its gRPC address."""
-    address = f"127.0.0.1:{_free_port()}"
-    command = ["simple_switch_grpc", "--device-id", "1", "--no-p4", "-L", "warn"]
-    command += ["--thrift-port", str(_free_port())]
-    command += ["--notifications-addr", f"ipc://{tmp_path}/notifications.ipc"]
-    process = subprocess.Popen(
-        [*command, "--", "--grpc-server-addr", address],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with grpc.insecure_channel(address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-        yield address
-    finally:
-        process.terminate()
-        process.wait(30)
+    with GrpcSwitch(tmp_path) as switch:
+        yield switch.address
 
 
 @pytest.fixture
 def model() -> Iterator[str]:
     """A p4lb-switch with P4Runtime on an ephemeral port; its address."""
-    server = SwitchServer(Switch(), [], "127.0.0.1:0")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with SwitchServer(Switch(), [], "127.0.0.1:0").running() as server:
         yield server.p4runtime_address
-    finally:
-        server.stop()
-        thread.join(10.0)
-        server.close()
 
 
 def _code(call: Any) -> str:

@@ -5,47 +5,33 @@ scans once a second, so this test takes a few seconds (every wait is bounded).""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import struct
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
-from google.protobuf import text_format
-
-from controller.switch import nanomsg
-from p4model import Switch
-from p4model.server import SwitchServer
-from p4src.contract import PROGRAM_PATH
-from topo.frames import SYN, TCP, FlowKey, build_frame
 
 # Test helpers of the integration tier, reused here.
+from grpc_switch_harness import GrpcSwitch, compile_with_p4info, tools_missing
+
+from p4model import Switch
+from p4model.server import SwitchServer
+from topo.frames import SYN, TCP, FlowKey, build_frame
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from p4rt_harness import Names, StreamClient, update, write
 from socketpair_port import CLIENT, DIP, GW1, GW2, H1, H2, VIP, SocketPairPort
 
-MISSING = [tool for tool in ("p4c", "simple_switch_grpc") if shutil.which(tool) is None]
+MISSING = tools_missing()
 pytestmark = [
     pytest.mark.bmv2,
     pytest.mark.skipif(bool(MISSING), reason=f"not on PATH: {', '.join(MISSING)}"),
 ]
 INSERT = p4r.Update.INSERT
-_PKT_HDR = struct.Struct("<iii")  # BMv2's packet_hdr_t: type, port, length
-_MSG_PACKET_IN = 3
 SendFrame = Callable[[int, bytes], None]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ip(text: str) -> bytes:
@@ -53,75 +39,29 @@ def _ip(text: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[p4i.P4Info, bytes]:
+def compiled() -> tuple[p4i.P4Info, bytes]:
     """p4c's P4Info and BMv2 JSON for our program."""
-    out = tmp_path_factory.mktemp("p4c")
-    p4info = out / "lb.p4info.txt"
-    command = ["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(out)]
-    subprocess.run(
-        [*command, "--p4runtime-files", str(p4info), str(PROGRAM_PATH)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return text_format.Parse(p4info.read_text(), p4i.P4Info()), (
-        out / "loadbalancer.json"
-    ).read_bytes()
+    return compile_with_p4info().program()
 
 
 @pytest.fixture
 def bmv2(tmp_path: Path) -> Iterator[tuple[str, SendFrame]]:
     """simple_switch_grpc with frames in over nanomsg; its address and a frame sender."""
-    address = f"127.0.0.1:{_free_port()}"
-    packets = f"ipc://{tmp_path}/packets.ipc"
-    command = ["simple_switch_grpc", "--device-id", "1", "--no-p4", "-L", "warn"]
-    command += ["--thrift-port", str(_free_port()), "--packet-in", packets]
-    command += ["--notifications-addr", f"ipc://{tmp_path}/notifications.ipc"]
-    process = subprocess.Popen(
-        [*command, "--", "--grpc-server-addr", address],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    pair: nanomsg.NanomsgSocket | None = None
-    try:
-        with grpc.insecure_channel(address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-        pair = nanomsg.NanomsgSocket(nanomsg.PAIR, packets, connect_timeout=30)
-        sock = pair
-
-        def send(port: int, frame: bytes) -> None:
-            sock.send(_PKT_HDR.pack(_MSG_PACKET_IN, port, len(frame)) + frame)
-
-        yield address, send
-    finally:
-        if pair is not None:
-            pair.close()
-        process.terminate()
-        process.wait(30)
+    with GrpcSwitch(tmp_path) as switch:
+        yield switch.address, switch.send
 
 
 @pytest.fixture
 def model() -> Iterator[tuple[str, SendFrame]]:
     """p4lb-switch with a socketpair port 1 and P4Runtime; its address and a frame sender."""
     ports = [SocketPairPort(1), SocketPairPort(2)]
-    server = SwitchServer(
-        Switch(),
-        list(ports),
-        "127.0.0.1:0",
-        ageing_interval=0.2,
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
 
     def send(port: int, frame: bytes) -> None:
         ports[port - 1].far.send(frame)
 
-    try:
+    server = SwitchServer(Switch(), list(ports), "127.0.0.1:0", ageing_interval=0.2)
+    with server.running():
         yield server.p4runtime_address, send
-    finally:
-        server.stop()
-        thread.join(10.0)
-        server.close()
 
 
 def conversation(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import select
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -53,22 +52,16 @@ def rig() -> Iterator[Rig]:
     """A running switch with two socketpair ports, the pipeline set by a primary client."""
     ports = {n: SocketPairPort(n) for n in (1, 2)}
     server = SwitchServer(Switch(), list(ports.values()), "127.0.0.1:0")
-    thread = threading.Thread(target=server.run, name="switch-server", daemon=True)
-    thread.start()
-    channel = grpc.insecure_channel(server.p4runtime_address)
-    stub = p4r_grpc.P4RuntimeStub(channel)
-    primary = StreamClient(stub)
-    try:
-        assert primary.arbitrate(PRIMARY).status.code == 0
-        info = server.p4runtime.device.own_p4info
-        set_pipeline(stub, info, PRIMARY)
-        yield Rig(server, ports, stub, Names(info), primary)
-    finally:
-        primary.close()
-        channel.close()
-        server.stop()
-        thread.join(10.0)
-        server.close()
+    with server.running(), grpc.insecure_channel(server.p4runtime_address) as channel:
+        stub = p4r_grpc.P4RuntimeStub(channel)
+        primary = StreamClient(stub)
+        try:
+            assert primary.arbitrate(PRIMARY).status.code == 0
+            info = server.p4runtime.device.own_p4info
+            set_pipeline(stub, info, PRIMARY)
+            yield Rig(server, ports, stub, Names(info), primary)
+        finally:
+            primary.close()
 
 
 def test_get_before_set_gives_our_p4info_and_after_set_the_pushed_config() -> None:

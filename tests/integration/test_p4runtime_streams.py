@@ -3,7 +3,6 @@ idle-timeout notifications driven by the model's clock."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -49,21 +48,13 @@ def served() -> Iterator[Served]:
         "127.0.0.1:0",
         ageing_interval=0.05,  # idle scans: notifications come soon after the clock moves
     )
-    thread = threading.Thread(target=server.run, name="switch-server", daemon=True)
-    thread.start()
-    channel = grpc.insecure_channel(server.p4runtime_address)
-    try:
+    with server.running(), grpc.insecure_channel(server.p4runtime_address) as channel:
         yield Served(
             server,
             p4r_grpc.P4RuntimeStub(channel),
             Names(server.p4runtime.device.own_p4info),
             clock,
         )
-    finally:
-        channel.close()
-        server.stop()
-        thread.join(10.0)
-        server.close()
 
 
 def vip_entry(names: Names, port: int) -> p4r.TableEntry:

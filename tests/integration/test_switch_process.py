@@ -39,18 +39,12 @@ class Served:
 def served() -> Iterator[Served]:
     """A running switch with two socketpair ports, and the controller's client as primary."""
     ports = {n: SocketPairPort(n) for n in (1, 2)}
-    server = SwitchServer(Switch(), list(ports.values()), "127.0.0.1:0")
-    thread = threading.Thread(target=server.run, name="switch-server", daemon=True)
-    thread.start()
-    remote = BlockingSwitch(f"p4rt://{server.p4runtime_address}", timeout=WAIT)
-    try:
-        yield Served(server, remote, ports)
-    finally:
-        remote.close()
-        server.stop()
-        thread.join(WAIT)
-        assert not thread.is_alive()
-        server.close()
+    with SwitchServer(Switch(), list(ports.values()), "127.0.0.1:0").running(WAIT) as server:
+        remote = BlockingSwitch(f"p4rt://{server.p4runtime_address}", timeout=WAIT)
+        try:
+            yield Served(server, remote, ports)
+        finally:
+            remote.close()
 
 
 def tcp_frame(dst: str, sport: int) -> bytes:

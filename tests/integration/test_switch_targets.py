@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 
@@ -74,15 +73,8 @@ class Target:
 @contextlib.contextmanager
 def running_switch() -> Iterator[str]:
     """p4lb-switch's server (no ports) on a free loopback port; its P4Runtime address."""
-    server = SwitchServer(Switch(), [], "127.0.0.1:0")
-    thread = threading.Thread(target=server.run, name="switch-server", daemon=True)
-    thread.start()
-    try:
+    with SwitchServer(Switch(), [], "127.0.0.1:0").running() as server:
         yield server.p4runtime_address
-    finally:
-        server.stop()
-        thread.join(10.0)
-        server.close()
 
 
 @pytest.fixture(params=os.environ.get("P4LB_TEST_SWITCH", "model p4lb-switch").split())
