@@ -3,6 +3,7 @@ weights), prefix-compressed buckets (weights -> LPM entries) and autoscaling. Pu
 no clock (time is an argument), and nothing else of ours is imported.
 """
 
+from policy.arrivals import ArrivalSpans
 from policy.base import Observations, Policy, PolicyError
 from policy.quantize import quantize
 from policy.registry import DEFAULT_POLICY, PARAMS, POLICIES, make_policy, policy_params
@@ -11,6 +12,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "PARAMS",
     "POLICIES",
+    "ArrivalSpans",
     "Observations",
     "Policy",
     "PolicyError",

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from policy.arrivals import ArrivalSpans
 from policy.base import BoolArray, FloatArray, IntArray, Observations, Policy
 from policy.buckets import PrefixEntry, moved_values, popcount_bound, prefix_entries
 from policy.quantize import quantize
@@ -107,6 +108,17 @@ class Trace:
     """New connections per server in the round."""
 
 
+class _Report(NamedTuple):
+    """One report of every agent: CPU, active connections, new-connection rate over the report
+    period and the connections counted since the agent (re)started, as the load book keeps."""
+
+    at: float
+    cpu: FloatArray
+    conns: FloatArray
+    rate: FloatArray
+    arrived: FloatArray
+
+
 class _Agents:
     """Accumulates ticks into reports and releases each one report interval late."""
 
@@ -115,8 +127,10 @@ class _Agents:
         self.cpu_sum = np.zeros(n)
         self.ticks = 0
         self.arrivals = np.zeros(n)
-        self.pending: list[tuple[float, FloatArray, FloatArray, FloatArray]] = []
-        self.delivered: tuple[float, FloatArray, FloatArray, FloatArray] | None = None
+        self.arrived = np.zeros(n)
+        self.pending: list[_Report] = []
+        self.delivered: _Report | None = None
+        self.spans = ArrivalSpans(n)
 
     def tick(self, cpu: FloatArray, arrivals: IntArray) -> None:
         self.cpu_sum += cpu
@@ -125,15 +139,21 @@ class _Agents:
 
     def report(self, now: float, conns: IntArray, interval: float, noise: FloatArray) -> None:
         cpu = np.clip(self.cpu_sum / max(self.ticks, 1) + noise, 0.0, 1.0)
-        self.pending.append((now, cpu, conns.astype(np.float64), self.arrivals / interval))
+        self.arrived += self.arrivals
+        rate = self.arrivals / interval
+        self.pending.append(_Report(now, cpu, conns.astype(np.float64), rate, self.arrived.copy()))
         self.cpu_sum[:] = 0.0
         self.arrivals[:] = 0.0
         self.ticks = 0
 
+    def restart(self, member: int) -> None:
+        """A fresh agent on `member`: its count starts again."""
+        self.arrived[member] = 0.0
+
     def deliver(self, now: float, delay: float) -> None:
-        while self.pending and self.pending[0][0] + delay <= now + 1e-9:
-            _, cpu, conns, rate = self.pending.pop(0)
-            self.delivered = (now, cpu, conns, rate)
+        while self.pending and self.pending[0].at + delay <= now + 1e-9:
+            # The controller knows a report from when it arrives (as the load book's last_seen).
+            self.delivered = self.pending.pop(0)._replace(at=now)
 
     def observations(
         self, now: float, n: int, live: BoolArray, returned: BoolArray, silent_since: float
@@ -141,15 +161,17 @@ class _Agents:
         if self.delivered is None:
             nan = np.full(n, np.nan)
             return Observations(nan, nan, nan, np.full(n, np.inf), live.copy())
-        at, cpu, conns, rate = self.delivered
-        if not self.report_rate:
-            rate = np.full(n, np.nan)
-        age = np.full(n, now - at)
+        report = self.delivered
+        age = np.full(n, now - report.at)
         # A dead server's agent is silent; one that came back reports only from its return on.
         age[~live] = np.inf
-        if at < silent_since:
+        if report.at < silent_since:
             age[live & returned] = np.inf
-        return Observations(cpu, conns, rate, age, live.copy())
+        origin = np.where(returned & (report.at >= silent_since), silent_since, 0.0)
+        rate = self.spans.rates(now - age, report.arrived, origin, report.rate)
+        if not self.report_rate:
+            rate = np.full(n, np.nan)
+        return Observations(report.cpu, report.conns, rate, age, live.copy())
 
 
 def simulate(policy: Policy | Dispatcher, config: SimConfig, rng: np.random.Generator) -> Trace:
@@ -188,6 +210,7 @@ def simulate(policy: Policy | Dispatcher, config: SimConfig, rng: np.random.Gene
             elif not dead and not live[c.step_server]:
                 live[c.step_server] = True
                 silent_since = now
+                agents.restart(c.step_server)
         rate = base_rate * (c.surge_factor if now > c.step_time else 1.0)
         demand = active * c.conn_cost / capacity
         speed = np.minimum(1.0, 1.0 / np.maximum(demand, 1e-12))

@@ -100,6 +100,13 @@ class DipLoad:
     seq: int | None
     reported_state: str | None
     """The state field of the latest report ("up", "drain", "down")."""
+    arrived: float | None = None
+    """New connections the agent's current run has reported since `arrived_since` (each
+    report's conn_rate times the agent's time since the run's previous report); None without
+    rates. A policy that looks less often than agents report takes its rate between two looks
+    from this count (`policy.ArrivalSpans`), not from the latest report's period alone."""
+    arrived_since: float | None = None
+    """Controller time of the report `arrived` counts from (a new run starts a new count)."""
 
     @property
     def live(self) -> bool:
@@ -129,6 +136,8 @@ class _DipRecord:
     cpu: float = 0.0
     conns: int = 0
     conn_rate: float | None = None
+    arrived: float | None = None
+    arrived_since: float | None = None
     expected: bool = False
     """Known (from the journal) to have reported to a previous controller."""
     reported_state: str | None = None
@@ -228,6 +237,13 @@ class LoadBook:
         was_down = record.last_seen is not None and (silent or record.reported_state == "down")
         if was_down and report.state != "down":
             record.recovering_since = now
+        rate = report.conn_rate
+        if rate is None:
+            record.arrived = record.arrived_since = None
+        elif restarted or silent or record.arrived is None or not report.ts > record.ts:
+            record.arrived, record.arrived_since = 0.0, now
+        else:
+            record.arrived += rate * (report.ts - record.ts)
         record.seq = report.seq
         record.ts = report.ts
         record.cpu = report.cpu
@@ -309,5 +325,7 @@ class LoadBook:
                 report_age=math.inf if last is None else max(0.0, now - last),
                 seq=None if record.seq < 0 else record.seq,
                 reported_state=record.reported_state,
+                arrived=record.arrived,
+                arrived_since=record.arrived_since,
             )
         return result

@@ -46,6 +46,7 @@ class PoolWeighting:
         self.desired: tuple[int, ...] = ()
         self.no_live_member = False
         self._policy: policy.Policy | None = None
+        self._arrivals = policy.ArrivalSpans(0)
         self._member_names = [m.dip for m in pool]
         self._configured = [m.weight for m in pool]
         self._basis: tuple[float, ...] = ()
@@ -67,6 +68,7 @@ class PoolWeighting:
         """A fresh policy for the current members, seeded from `basis` (member order)."""
         seed = self._seed(basis)
         self._policy = policy.make_policy(self.policy_name, len(self.pool), seed, self.params)
+        self._arrivals = policy.ArrivalSpans(len(self.pool))
         self._member_names = [m.dip for m in self.pool]
         self._configured = [m.weight for m in self.pool]
         self.generation = self.pool.generation
@@ -149,9 +151,11 @@ class PoolWeighting:
         obs = policy.Observations(
             cpu=np.array([v.cpu if v else 0.0 for v in views], dtype=np.float64),
             conns=np.array([float(v.conns) if v else 0.0 for v in views], dtype=np.float64),
-            conn_rate=np.array(
-                [v.conn_rate if v and v.conn_rate is not None else math.nan for v in views],
-                dtype=np.float64,
+            conn_rate=self._arrivals.rates(
+                at=_floats([v.last_seen if v else None for v in views]),
+                count=_floats([v.arrived if v else None for v in views]),
+                origin=_floats([v.arrived_since if v else None for v in views]),
+                rate=_floats([v.conn_rate if v else None for v in views]),
             ),
             report_age=np.array([v.report_age if v else math.inf for v in views], dtype=np.float64),
             live=live,
@@ -184,3 +188,8 @@ class PoolWeighting:
             weights = policy.quantize(shares / shares.sum(), self.total, current)
             self.desired = tuple(int(w) for w in weights)
         return self.desired
+
+
+def _floats(values: Sequence[float | None]) -> npt.NDArray[np.float64]:
+    """An array of `values` with NaN for None."""
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)

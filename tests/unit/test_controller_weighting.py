@@ -100,6 +100,25 @@ def test_all_members_silent_keeps_the_weights_of_active_members() -> None:
     assert weighting.update(3.0, silent) == (256, 0, 0)
 
 
+def test_the_policy_sees_the_arrival_rate_since_its_previous_round() -> None:
+    # Two equal members, 100 connections a second each; the first one's latest report covers a
+    # quiet half-second (20/s). Read alone, that rate makes it look five times weaker.
+    vip = VipConfig(
+        "web", "10.0.0.100", 80, "tcp", (DipConfig("10.1.0.1", 80), DipConfig("10.1.0.2", 80))
+    )
+    weighting = PoolWeighting(BackendPool(0, vip), "ratio", {}, 8)
+    for t in range(12):
+        now = float(t)
+        loads = {
+            f"10.1.0.{i}:80": DipLoad(
+                f"10.1.0.{i}:80", "up", 0.5, 50, rate, now, 0.0, t, "up", 100.0 * now, 0.0
+            )
+            for i, rate in ((1, 20.0), (2, 100.0))
+        }
+        weights = weighting.update(now, loads)
+    assert weights == (128, 128)
+
+
 def test_member_list_change_rebuilds_the_policy_keeping_known_weights() -> None:
     pool = BackendPool(0, VIP)
     weighting = PoolWeighting(pool, "static", {}, 8)
