@@ -2,8 +2,9 @@
 
 `python -m bench policy [--json PATH] [--seeds N]`. Tables:
 1. per scenario (`bench.policy_scenarios`): steady state on 1:2:3:4 and on 16 heterogeneous
-   servers, a capacity step, a x2 load surge, an outage and return, an idle pool; every policy
-   and the peers (gRPC weighted_round_robin, LVS wlc), median (range) over N seeds (default 10);
+   servers (with 8- and 12-bit weights), a capacity step, a x2 load surge, an outage and
+   return, an idle pool; every policy and the peers (gRPC weighted_round_robin, LVS wlc),
+   median (range) over N seeds (default 10);
 2. LPM entries: naive (one per bucket) vs sum popcount vs the fewest possible (ours) vs the
    previous layout (`policy.layout`), at 2^8, 2^12, 2^16 buckets, over 10 random pools each;
 3. churn with the entry budget the controller uses (`controller.weighting.entry_budget`, copied

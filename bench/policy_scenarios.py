@@ -33,6 +33,10 @@ SCENARIOS: list[tuple[str, SimConfig]] = [
         "steady, 16 heterogeneous",
         SimConfig(capacities=HETEROGENEOUS, step_time=math.inf, duration=100.0),
     ),
+    (
+        "steady, 16 heterogeneous, 12-bit weights",
+        SimConfig(capacities=HETEROGENEOUS, step_time=math.inf, duration=100.0, weight_bits=12),
+    ),
     ("capacity step: 4-core server halves at 75 s", SimConfig(capacities=CAPACITIES)),
     (
         "load surge x2 at 75 s (0.4 -> 0.8 of capacity)",
@@ -86,6 +90,7 @@ POLICIES: list[tuple[str, Maker]] = [
 COLUMNS: list[tuple[str, str, int]] = [
     ("steady max/mean", "steady_max_mean", 3),
     ("peak max util", "peak_max_util", 2),
+    ("peak after reacting", "reaction_peak", 2),
     ("rounds to <=1.15", "recovery_rounds", 0),
     ("overshoot %", "overshoot_pct", 0),
     ("settling", "settling_rounds", 0),

@@ -21,7 +21,7 @@ arrive, and an idle-ish one finishes few but at little CPU. So saturation needs 
 when rates are reported, and a member saturated at its very first sample is estimated right.
 
 When the median of the last three per-round samples differs from the estimate by more than
-`jump` and by more than twice the samples' own scatter (a running RMS of their relative
+`jump` and by more than three times the samples' own scatter (a running RMS of their relative
 deviation), both EWMAs restart as running means of the last two rounds (a median beyond the
 gap needs two rounds past the change): a real change is followed within two samples, while
 noise and a single odd round are still averaged out. Rounds below `min_cpu` carry no
@@ -46,6 +46,9 @@ from policy.base import BoolArray, FloatArray, Observations
 
 WINDOW = 3
 """Rounds in the jump detector's window."""
+SIGMAS = 3.0
+"""A change counts only beyond this many times the samples' scatter: at 2, noise alone restarted
+some estimate about once a run in a 16-member pool (and moved its share by 10 % for a while)."""
 SCATTER_ALPHA = 0.1
 """EWMA weight of the squared relative deviation behind the jump detector's scatter."""
 
@@ -181,7 +184,7 @@ class CapacityEstimator:
         with np.errstate(divide="ignore", invalid="ignore"):
             gap = np.abs(median - self.estimate) / self.estimate
         noise = np.nan_to_num(np.sqrt(self.scatter), nan=0.0)
-        jumped = full & (gap > s.jump) & (gap > 2.0 * noise)
+        jumped = full & (gap > s.jump) & (gap > SIGMAS * noise)
         # A saturated member finishing clearly less per CPU-second than estimated has lost
         # capacity: its sample measures the new capacity directly (CPU pinned, completions at
         # capacity), so one sample is enough, and waiting two more rounds is what lets its
@@ -193,7 +196,7 @@ class CapacityEstimator:
         # we knew it) arrivals and completions lag share changes, and one sample misleads.
         sudden = where & self.saturated & ~self.was_saturated & np.isfinite(drop)
         sudden &= drop > s.jump
-        sudden &= drop > 3.0 * noise
+        sudden &= drop > SIGMAS * noise
         if sudden.any():
             self.work[sudden] = finished[sudden]
             self.busy[sudden] = cpu[sudden]

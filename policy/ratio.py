@@ -39,11 +39,24 @@ Transients (issue 14). Three changes, each feed-forward or a hold, so none adds 
   misleading reports of its ramp-up; its history is dropped so no jump is detected across
   its absence. An idle pool (every member seen and below `idle_load`) keeps its shares: with
   nobody near saturation, unequal utilisation costs nothing and moving only churns.
+- A saturated member's cut (its restarted estimate plus the drain) is taken in one round; the
+  max_step rail spreads every other move. The rail is there so that a wrong estimate cannot
+  hand a member more than it can take; a cut from a member that reports saturation cannot do
+  that, and spreading it over rounds only let the backlog grow (the round after the event used
+  to be as hot as the event's own).
+- After a saturation or an estimate jump the trim stays held for `trim_hold` seconds (a drained
+  backlog keeps its member busier than its share for a few connection lifetimes, an error the
+  trim used to integrate and then unwind for tens of seconds), and a member whose estimate
+  restarts loses its trim (the correction was for the estimate it replaces).
+- Completions are arrivals minus growth over the span between the two reports a round sees; the
+  arrivals come from the same span (`policy.arrivals`), not from the last report's half-second,
+  which misread a member whose share was moving by the move.
 The stability argument above is unchanged: the trim loop and its bound are as before, and the
-new parts only act on the estimate (open loop) or switch the trim off.
+new parts only act on the estimate (open loop), hold the trim, or let a cut through at once.
 
 Safety rails: clamp to [clamp_low, clamp_high] x the mean share; each round a share moves at most
-max_step x the mean share (the whole move is scaled, so shares still sum to 1); no move is made
+max_step x the mean share (the whole move is scaled, so shares still sum to 1; a saturated
+member's cut is not); no move is made
 unless some share would change by more than hold_band of itself (no churn from noise); a new
 reporter counts only after `blackout` seconds of reports (until then: its configured weight,
 scaled to the others' estimates); a member that (re)joins ramps up over `slow_start` seconds; a
@@ -74,7 +87,7 @@ class RatioParams:
     changes are followed by the jump)."""
     jump: float = 0.15
     """Relative gap of the last-3 median from the estimate that restarts the EWMAs from the
-    last two rounds, if also above twice the samples' scatter (default 0.15)."""
+    last two rounds, if also above three times the samples' scatter (default 0.15)."""
     cpu_floor: float = 0.05
     """Smallest CPU used as a divisor (default 0.05)."""
     min_cpu: float = 0.02
@@ -100,7 +113,8 @@ class RatioParams:
     clamp_high: float = 10.0
     """Largest share as a multiple of the mean live share (default 10.0)."""
     max_step: float = 0.5
-    """Largest change of a share per round, as a multiple of the mean live share (default 0.5)."""
+    """Largest change of a share per round, as a multiple of the mean live share, except a
+    saturated member's cut (default 0.5)."""
     hold_band: float = 0.03
     """No move unless a share would change by more than this fraction of itself (default 0.03)."""
     blackout: float = 2.0
@@ -113,6 +127,9 @@ class RatioParams:
     drain_time: float = 4.0
     """Seconds over which a saturated member's backlog is drained by withholding arrivals
     (default 4.0; 0 disables the drain)."""
+    trim_hold: float = 8.0
+    """Seconds the trim stays held after the last round in which a member was saturated or its
+    estimate jumped (default 8.0): a drain's tail leaves utilisation errors of its own."""
     idle_load: float = 0.3
     """While every counted member's CPU is below this, shares stay put unless membership
     changes: nobody is near saturation, so moving would only churn (default 0.3)."""
@@ -138,6 +155,7 @@ class RatioParams:
         check_range(self, "slow_start", 0.0)
         check_range(self, "expiry", 0.0)
         check_range(self, "drain_time", 0.0)
+        check_range(self, "trim_hold", 0.0)
         check_range(self, "idle_load", 0.0, 1.0)
 
 
@@ -182,6 +200,8 @@ class RatioPolicy:
         self.hold = np.zeros(n_members, dtype=np.bool_)
         self.first_report = np.full(n_members, np.nan)
         self.live_since = np.full(n_members, -math.inf)
+        self.unsettled_at = -math.inf
+        """The last round in which a counted member was saturated or its estimate jumped."""
         self.was_live: BoolArray | None = None
         self.shares = np.zeros(n_members)
         self.live_before: BoolArray | None = None
@@ -200,12 +220,19 @@ class RatioPolicy:
         self.estimator.update(now, obs, counted & ~(settling & remembered))
         self.hold = self.estimator.moved | self.estimator.saturated
         self.estimate = self.estimator.estimate
+        # A restarted estimate starts without the correction of the estimate it replaces.
+        self.trim[self.estimator.moved] = 0.0
+        self.trim_error[self.estimator.moved] = 0.0
+        if (self.estimator.moved | (counted & self.estimator.saturated)).any():
+            self.unsettled_at = now
         capacity = self._capacity(live, fresh, counted)
         # The trim corrects steady errors of the estimate. While a member ramps up after joining
-        # (and for as long again, while its reports catch up) or one is saturated, utilisation
-        # errors are the transient's, made on purpose (slow start, drain): integrating them
-        # would push the estimate off for tens of seconds afterwards.
-        if not (settling | (counted & self.estimator.saturated)).any():
+        # (and for as long again, while its reports catch up) or one is saturated, and for
+        # trim_hold seconds after the last saturation or jump (a drained backlog's tail keeps
+        # its member busier than its share for a few lifetimes), utilisation errors are the
+        # transient's, made on purpose (slow start, drain): integrating them would push the
+        # estimate off for tens of seconds afterwards.
+        if not settling.any() and now - self.unsettled_at >= p.trim_hold:
             self._update_trim(obs, counted)
         else:
             self.trim *= 1.0 - p.leak
@@ -322,9 +349,14 @@ class RatioPolicy:
             return target
         previous = normalise_live(previous, live)
         delta = target - previous
-        biggest = float(np.abs(delta).max())
         relative = np.abs(delta) / np.maximum(np.maximum(previous, target), 1e-12)
         if idle or float(relative[live].max()) <= p.hold_band:
             return previous
-        scale = min(1.0, p.max_step / n_live / biggest)
-        return normalise_live(previous + scale * delta, live)
+        # A saturated member's cut is taken whole: the rail guards against a wrong estimate
+        # handing a member more than it can take, and a member that reports saturation cannot
+        # take what it has. Taking the cut over rounds is what lets its backlog grow.
+        cut = live & self.estimator.saturated & (delta < 0)
+        bounded = np.where(cut, 0.0, delta)
+        biggest = float(np.abs(bounded).max())
+        scale = min(1.0, p.max_step / n_live / biggest) if biggest > 0 else 1.0
+        return normalise_live(np.where(cut, target, previous + scale * bounded), live)

@@ -25,6 +25,7 @@ class EventQuality:
 
     steady_max_mean: float
     peak_max_util: float
+    reaction_peak: float
     recovery_rounds: float
     overshoot_pct: float
     settling_rounds: float
@@ -61,14 +62,17 @@ def score(
     steady max/mean: per-server utilisation averaged over the `window` seconds (default 30.0)
     before the event (before the end without one), max over servers / mean. peak max
     utilisation: the highest per-round utilisation of any server in the `window` after the
-    event. recovery: rounds from the event until max/mean stays <= 1.15 for 3 rounds.
-    overshoot and settling: of the stepped server's share, as `policy.simulation.summarise`.
-    jitter: mean |share change| / share per round over the steady window, in %. reversals:
-    sign changes of successive share moves over the whole run. p99 slowdown: the 99th
-    percentile, over new connections after `warmup` seconds (default 10.0), of the slowdown
-    (demand / capacity, at least 1) of the server each was sent to. return overshoot: after an
-    outage, how far the returning server's share went above its final share, in %. rollouts:
-    rounds after `warmup` whose weights changed.
+    event. peak after reacting: the same from the round after the event's, the first whose
+    weights can answer a report of it (no policy can answer within the event round: there,
+    a pool balanced before has the stepped server at its old utilisation / step_factor).
+    recovery: rounds from the event until max/mean stays <= 1.15 for 3 rounds. overshoot and
+    settling: of the stepped server's share, as `policy.simulation.summarise`. jitter: mean
+    |share change| / share per round over the steady window, in %. reversals: sign changes of
+    successive share moves over the whole run. p99 slowdown: the 99th percentile, over new
+    connections after `warmup` seconds (default 10.0), of the slowdown (demand / capacity, at
+    least 1) of the server each was sent to. return overshoot: after an outage, how far the
+    returning server's share went above its final share, in %. rollouts: rounds after `warmup`
+    whose weights changed.
     """
     times = np.asarray(trace.times)
     shares = np.asarray(trace.shares)
@@ -83,13 +87,14 @@ def score(
     has_event = event < len(times)
     steady_rows = util[max(0, event - rounds) : event] if has_event else util[-rounds:]
     steady = _max_mean(steady_rows)
-    peak = recovery = overshoot = settling = back = math.nan
+    peak = reaction = recovery = overshoot = settling = back = math.nan
     j = config.step_server
     s = shares[:, j]
     final = float(s[-rounds:].mean())
     if has_event:
         after = util[event : event + rounds]
         peak = float(np.nanmax(after))
+        reaction = float(np.nanmax(after[1:])) if len(after) > 1 else math.nan
         per_round = np.nanmax(util, axis=1) / np.nanmean(util, axis=1)
         good = per_round[event:] <= RECOVERED
         runs = np.convolve(good.astype(np.int64), np.ones(STAY, dtype=np.int64), "valid")
@@ -127,5 +132,15 @@ def score(
     changed = np.any(np.diff(shares, axis=0) != 0, axis=1)
     rollouts = int(np.count_nonzero(changed & late[1:]))
     return EventQuality(
-        steady, peak, recovery, overshoot, settling, jitter, reversals, p99, back, rollouts
+        steady,
+        peak,
+        reaction,
+        recovery,
+        overshoot,
+        settling,
+        jitter,
+        reversals,
+        p99,
+        back,
+        rollouts,
     )

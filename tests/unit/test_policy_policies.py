@@ -128,9 +128,18 @@ def test_ratio_moves_each_share_at_most_max_step_per_round() -> None:
     policy = make_policy("ratio", 4, [1, 1, 1, 1], {"blackout": 0.0, "max_step": 0.2})
     previous = policy.update(0.0, obs([0.5] * 4, [50] * 4))
     for k in range(1, 10):
-        shares = policy.update(float(k), obs([0.9, 0.1, 0.1, 0.1], [50, 50, 50, 50]))
+        shares = policy.update(float(k), obs([0.8, 0.1, 0.1, 0.1], [50, 50, 50, 50]))
         assert np.abs(shares - previous).max() <= 0.2 / 4 + 1e-9
         previous = shares
+
+
+def test_ratio_takes_a_saturated_members_cut_in_one_round() -> None:
+    policy = make_policy("ratio", 4, [1, 1, 1, 1], {"blackout": 0.0, "max_step": 0.2})
+    before = policy.update(0.0, obs([0.5] * 4, [50] * 4))
+    after = policy.update(1.0, obs([0.95, 0.1, 0.1, 0.1], [50, 50, 50, 50]))
+    # Its estimate says it can take a tenth of the others' share: no rail holds that back.
+    assert before[0] - after[0] > 0.2 / 4
+    assert after[0] < 0.1
 
 
 def test_ratio_clamps_shares_around_the_mean() -> None:

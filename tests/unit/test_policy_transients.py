@@ -16,13 +16,10 @@ from policy.simulation import SimConfig, simulate
 CAPACITIES = (1.0, 2.0, 3.0, 4.0)
 STEP = SimConfig(capacities=CAPACITIES, duration=110.0, step_time=60.0)
 OUTAGE = SimConfig(
-    capacities=CAPACITIES,
-    duration=120.0,
-    step_time=40.0,
-    outage=30.0,
-    step_factor=1.0,
-    step_server=1,
+    capacities=CAPACITIES, step_time=60.0, outage=30.0, step_factor=1.0, step_server=1
 )
+"""The bench's outage scenario (seed 9 over-allocated the returning server by 11.5 % while the
+policy read each report's own half-second rate as the rate since its previous round)."""
 IDLE = SimConfig(capacities=(1.0,) * 4, load=0.05, duration=70.0, step_time=math.inf)
 
 
@@ -50,8 +47,16 @@ def test_capacity_step_recovers_within_five_rounds_and_sooner_than_grpc() -> Non
     assert all(q.jitter_pct < 1.0 for q in ratio)
 
 
+def test_after_a_capacity_step_the_event_round_is_the_worst_one() -> None:
+    # Once a report of the drop is in, the stepped server is relieved at once (its cut is not
+    # spread over rounds), so no later round is as hot as the one nobody could answer.
+    ratio = runs(STEP, "ratio", range(5))
+    assert all(q.reaction_peak < q.peak_max_util for q in ratio)
+    assert statistics.median(q.reaction_peak for q in ratio) <= 1.25
+
+
 def test_returning_server_is_not_over_allocated() -> None:
-    for q in runs(OUTAGE, "ratio", range(5)):
+    for q in runs(OUTAGE, "ratio", range(10)):
         assert q.return_overshoot_pct <= 5.0
 
 
