@@ -92,6 +92,7 @@ def write_outputs(out: Path, plan: DemoPlan, data: RunData, mode: str) -> dict[s
         capacities=capacities,
         settle_before=plan.settle_before,
         settle_after=plan.settle_after,
+        events=events,
     )
     summary["offered_rate"] = plan.rate
     summary["work_ms"] = plan.work_ms

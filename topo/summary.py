@@ -42,6 +42,14 @@ class UtilSample:
 
 
 @dataclass(frozen=True)
+class WeightRound:
+    """The weight shares the controller set at ``t`` (each DIP's fraction of its pool)."""
+
+    t: float
+    shares: dict[str, float]
+
+
+@dataclass(frozen=True)
 class RunData:
     """What one demo run observed: phases, connections, utilisation, controller events."""
 
@@ -92,6 +100,44 @@ def shares_follow_capacities(shares: Mapping[str, float], capacities: Mapping[st
     )
 
 
+def weight_shares(events: Sequence[Mapping[str, Any]], dips: Sequence[str]) -> list[WeightRound]:
+    """The controller's weights events as shares of each DIP, in time order."""
+    rounds = []
+    for event in events:
+        weights = event.get("weights")
+        if event.get("kind") != "weights" or not isinstance(weights, Mapping):
+            continue
+        total = sum(float(weights.get(d, 0)) for d in dips)
+        if total > 0:
+            shares = {d: float(weights.get(d, 0)) / total for d in dips}
+            rounds.append(WeightRound(float(event["t"]), shares))
+    return sorted(rounds, key=lambda r: r.t)
+
+
+def share_overshoot(
+    rounds: Sequence[WeightRound], dips: Sequence[str], switch: float, window: tuple[float, float]
+) -> dict[str, float]:
+    """Per DIP: how far its weight share rose after `switch` above both its share at the switch
+    and its settled share (held-time mean over `window`); 0.0 when it never did."""
+    start, end = window
+    held: dict[str, float] = defaultdict(float)
+    span = 0.0
+    for here, after in zip(rounds, [*rounds[1:], None], strict=True):
+        a, b = max(here.t, start), min(after.t if after else end, end)
+        if b > a:
+            span += b - a
+            for d in dips:
+                held[d] += here.shares[d] * (b - a)
+    before = [r for r in rounds if r.t < switch]
+    out = {}
+    for d in dips:
+        settled = held[d] / span if span > 0 else 0.0
+        at_switch = before[-1].shares[d] if before else 0.0
+        later = [r.shares[d] for r in rounds if r.t >= switch]
+        out[d] = max(0.0, max(later, default=0.0) - max(settled, at_switch))
+    return out
+
+
 def build_summary(
     *,
     mode: str,
@@ -102,8 +148,13 @@ def build_summary(
     capacities: Mapping[str, float],
     settle_before: float,
     settle_after: float,
+    events: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """``summary.json``: the first phase is "before" (equal weights), the last "after"."""
+    """``summary.json``: the first phase is "before" (equal weights), the last "after".
+
+    ``events`` are the controller's (its ``weights`` events give ``weight_share_overshoot``:
+    how far each server's weight share went above its value at the switch and its settled one).
+    """
     if len(phases) < 2:
         raise ValueError(f"need a before and an after phase, got {len(phases)!r}")
     dips = list(capacities)
@@ -131,6 +182,9 @@ def build_summary(
         "shares_ordered_like_capacities": shares_follow_capacities(shares["after"], capacities),
         "mean_utilisation": {k: rounded(v) for k, v in utilisation.items()},
         "max_mean_utilisation": {k: round(max_over_mean(v), 4) for k, v in utilisation.items()},
+        "weight_share_overshoot": rounded(
+            share_overshoot(weight_shares(events, dips), dips, after.start, windows["after"])
+        ),
         "windows": {
             k: [round(a - origin, 2), round(b - origin, 2)] for k, (a, b) in windows.items()
         },

@@ -17,10 +17,12 @@ from topo.demo_plan import (
 from topo.summary import (
     Phase,
     UtilSample,
+    WeightRound,
     build_summary,
     connection_shares,
     max_over_mean,
     mean_utilisation,
+    share_overshoot,
     shares_follow_capacities,
 )
 
@@ -101,7 +103,13 @@ def test_build_summary_compares_phases() -> None:
         capacities={"a": 0.1, "b": 0.3},
         settle_before=5.0,
         settle_after=20.0,
+        events=[
+            {"t": 100.0, "kind": "weights", "pool": "web", "weights": {"a": 128, "b": 128}},
+            {"t": 121.0, "kind": "weights", "pool": "web", "weights": {"a": 32, "b": 224}},
+            {"t": 125.0, "kind": "weights", "pool": "web", "weights": {"a": 64, "b": 192}},
+        ],
     )
+    assert summary["weight_share_overshoot"] == {"a": 0.0, "b": 0.125}
     assert summary["connections"] == 51 and summary["made"] == 50 and summary["broken"] == 1
     assert summary["broken_by_kind"]["misrouted"] == 1
     assert summary["max_mean_utilisation"] == {
@@ -122,7 +130,19 @@ def test_build_summary_compares_phases() -> None:
             capacities={},
             settle_before=0,
             settle_after=0,
+            events=[],
         )
+
+
+def test_share_overshoot_counts_only_what_rose_above_the_switch_and_the_settled_share() -> None:
+    rounds = [
+        WeightRound(0.0, {"a": 0.5, "b": 0.5}),
+        WeightRound(10.0, {"a": 0.2, "b": 0.8}),  # b: 0.05 above where it settles
+        WeightRound(12.0, {"a": 0.3, "b": 0.7}),
+        WeightRound(20.0, {"a": 0.2, "b": 0.8}),  # held from 20 to 30: settled b 0.75
+    ]
+    got = share_overshoot(rounds, ["a", "b"], switch=5.0, window=(15.0, 30.0))
+    assert got == {"a": 0.0, "b": pytest.approx(0.8 - (0.7 * 5 + 0.8 * 10) / 15)}
 
 
 def test_default_capacities_are_unequal_and_ordered() -> None:
