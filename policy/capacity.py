@@ -75,6 +75,9 @@ class CapacityEstimator:
         self.work = np.zeros(n_members)
         self.busy = np.zeros(n_members)
         self.count = np.zeros(n_members)
+        self.evidence = np.zeros(n_members)
+        """Connections seen finishing in the samples folded in so far (kept across jumps and
+        absences: it says how much the estimator has seen of the member, not of its state)."""
         self.scatter = np.full(n_members, np.nan)
         self.recent = np.full((n_members, WINDOW, 2), np.nan)
         self.lifetime = np.full(n_members, np.nan)
@@ -103,7 +106,7 @@ class CapacityEstimator:
             arr[members] = np.nan
         for arr in (self.last_conns, self.last_at):
             arr[members] = np.nan
-        for arr in (self.work, self.busy, self.count):
+        for arr in (self.work, self.busy, self.count, self.evidence):
             arr[members] = 0.0
         self.recent[members] = np.nan
 
@@ -134,7 +137,12 @@ class CapacityEstimator:
         # Without rates, conns / lifetime stands in for completions (see the module docstring).
         lifetime = self._pool_lifetime()
         finished = np.where(calm, conns / lifetime, finished)
-        self._fold(measured | calm, finished, cpu)
+        folded = measured | calm
+        self._fold(folded, finished, cpu)
+        # A saturated member without rates is read by its cut below: that reading counts too.
+        read = np.where(folded, np.maximum(finished, 0.0), 0.0)
+        read = np.where(blind & self.saturated, conns / lifetime, read)
+        self.evidence += np.nan_to_num(read * elapsed, nan=0.0, posinf=0.0)
         self._cut(
             now,
             where=blind & self.saturated,

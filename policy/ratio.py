@@ -51,6 +51,11 @@ Transients (issue 14). Three changes, each feed-forward or a hold, so none adds 
 - Completions are arrivals minus growth over the span between the two reports a round sees; the
   arrivals come from the same span (`policy.arrivals`), not from the last report's half-second,
   which misread a member whose share was moving by the move.
+- An estimate is trusted as far as the connections behind it: c = seen / (seen + evidence), and
+  the capacity used is estimate^c x prior^(1-c) (prior: the weight the policy started from,
+  scaled to the estimates). At hundreds of connections a second c is near 1 after one round;
+  at a few a second (the demo) the first rounds' estimates are mostly counting noise, and
+  following them swung a server's share to 0.5 right after a live switch to `ratio`.
 The stability argument above is unchanged: the trim loop and its bound are as before, and the
 new parts only act on the estimate (open loop), hold the trim, or let a cut through at once.
 
@@ -124,12 +129,17 @@ class RatioParams:
     (default 5.0)."""
     expiry: float = 3.0
     """Report age in seconds after which a member gets the mean estimate (default 3.0)."""
-    drain_time: float = 4.0
+    drain_time: float = 2.0
     """Seconds over which a saturated member's backlog is drained by withholding arrivals
-    (default 4.0; 0 disables the drain)."""
+    (default 2.0; 0 disables the drain)."""
     trim_hold: float = 8.0
     """Seconds the trim stays held after the last round in which a member was saturated or its
     estimate jumped (default 8.0): a drain's tail leaves utilisation errors of its own."""
+    evidence: float = 20.0
+    """Connections a member must be seen finishing before its estimate weighs as much as its
+    prior (the configured or current weight); the two are blended by c = seen / (seen +
+    evidence) (default 20: at a few connections a second the first rounds' estimates are noise,
+    at hundreds a second one round is enough)."""
     idle_load: float = 0.3
     """While every counted member's CPU is below this, shares stay put unless membership
     changes: nobody is near saturation, so moving would only churn (default 0.3)."""
@@ -156,6 +166,7 @@ class RatioParams:
         check_range(self, "expiry", 0.0)
         check_range(self, "drain_time", 0.0)
         check_range(self, "trim_hold", 0.0)
+        check_range(self, "evidence", 0.0)
         check_range(self, "idle_load", 0.0, 1.0)
 
 
@@ -312,7 +323,14 @@ class RatioPolicy:
         mean_est = float(self.estimate[known].mean())
         prior_known = float(self.prior[known].mean())
         scaled_prior = self.prior * (mean_est / prior_known if prior_known > 0 else 0.0)
-        capacity = np.where(known, self.estimate, np.where(fresh, scaled_prior, mean_est))
+        # An estimate from few finished connections is blended with the prior (geometrically:
+        # shares are ratios), so that noise in the first rounds does not swing the shares.
+        seen = self.estimator.evidence
+        trust = seen / np.maximum(seen + self.params.evidence, 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            blended = np.exp(trust * np.log(self.estimate) + (1 - trust) * np.log(scaled_prior))
+        blended = np.where(np.isfinite(blended) & (blended > 0), blended, self.estimate)
+        capacity = np.where(known, blended, np.where(fresh, scaled_prior, mean_est))
         capacity[~np.isfinite(capacity) | (capacity <= 0)] = mean_est
         return np.where(live, capacity, 0.0)
 

@@ -271,3 +271,21 @@ def test_ratio_with_rates_converges_to_capacity_proportions() -> None:
         o = Observations.fresh(cpu, conns, conn_rate=rate)
         shares = policy.update(float(k), o)
     assert shares == pytest.approx(CAPACITY / CAPACITY.sum(), abs=0.01)
+
+
+@pytest.mark.parametrize(("per_second", "most"), [(2.0, 0.65), (200.0, 0.76)])
+def test_ratio_trusts_an_estimate_as_far_as_the_connections_behind_it(
+    per_second: float, most: float
+) -> None:
+    # Member 0 finishes three times what member 1 does at the same CPU. Seen over a handful of
+    # connections that may be noise, and the shares stay nearer the prior; over hundreds it is
+    # capacity, and the shares follow it (3:1).
+    policy = make_policy("ratio", 2, [1, 1], {"blackout": 0.0, "max_step": 10.0})
+    for k in range(5):
+        o = Observations.fresh(
+            np.array([0.5, 0.5]),
+            np.array([4.0, 4.0]),
+            conn_rate=np.array([3 * per_second, per_second]),
+        )
+        shares = policy.update(float(k), o)
+    assert 0.55 < shares[0] < most

@@ -50,7 +50,7 @@ def test_capacity_step_recovers_within_five_rounds_and_sooner_than_grpc() -> Non
 def test_after_a_capacity_step_the_event_round_is_the_worst_one() -> None:
     # Once a report of the drop is in, the stepped server is relieved at once (its cut is not
     # spread over rounds), so no later round is as hot as the one nobody could answer.
-    ratio = runs(STEP, "ratio", range(5))
+    ratio = runs(STEP, "ratio", range(10))
     assert all(q.reaction_peak < q.peak_max_util for q in ratio)
     assert statistics.median(q.reaction_peak for q in ratio) <= 1.25
 
