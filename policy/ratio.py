@@ -77,7 +77,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policy.base import BoolArray, FloatArray, Observations, normalise_live
-from policy.capacity import CapacityEstimator, EstimatorSettings
+from policy.capacity import SIGMAS, CapacityEstimator, EstimatorSettings
 from policy.params import check_range
 from policy.simple import prior_weights
 
@@ -234,16 +234,17 @@ class RatioPolicy:
         # A restarted estimate starts without the correction of the estimate it replaces.
         self.trim[self.estimator.moved] = 0.0
         self.trim_error[self.estimator.moved] = 0.0
-        if (self.estimator.moved | (counted & self.estimator.saturated)).any():
+        if self.estimator.moved.any():
             self.unsettled_at = now
         capacity = self._capacity(live, fresh, counted)
         # The trim corrects steady errors of the estimate. While a member ramps up after joining
         # (and for as long again, while its reports catch up) or one is saturated, and for
-        # trim_hold seconds after the last saturation or jump (a drained backlog's tail keeps
-        # its member busier than its share for a few lifetimes), utilisation errors are the
+        # trim_hold seconds after the last drain or jump (a drained backlog's tail keeps its
+        # member busier than its share for a few lifetimes), utilisation errors are the
         # transient's, made on purpose (slow start, drain): integrating them would push the
         # estimate off for tens of seconds afterwards.
-        if not settling.any() and now - self.unsettled_at >= p.trim_hold:
+        saturated = (counted & self.estimator.saturated).any()
+        if not (settling.any() or saturated) and now - self.unsettled_at >= p.trim_hold:
             self._update_trim(obs, counted)
         else:
             self.trim *= 1.0 - p.leak
@@ -251,7 +252,7 @@ class RatioPolicy:
         # live_since is -inf for members live from the start: their ramp is 1 at once.
         ramp = np.clip((now - self.live_since) / max(p.slow_start, 1e-9), p.clamp_low, 1.0)
         target = normalise_live(target * ramp, live)
-        target = self._drain(target, obs, live, counted)
+        target = self._drain(now, target, obs, live, counted)
         target = clamp_shares(target, live, p.clamp_low, p.clamp_high)
         idle = self._idle(obs, live, counted)
         self.shares = self._bounded_move(target, live, idle)
@@ -259,7 +260,12 @@ class RatioPolicy:
         return self.shares.copy()
 
     def _drain(
-        self, target: FloatArray, obs: Observations, live: BoolArray, counted: BoolArray
+        self,
+        now: float,
+        target: FloatArray,
+        obs: Observations,
+        live: BoolArray,
+        counted: BoolArray,
     ) -> FloatArray:
         """Withhold arrivals from saturated members until their backlog is gone.
 
@@ -269,7 +275,9 @@ class RatioPolicy:
         law: utilisation x capacity x connection lifetime); withholding backlog / drain_time
         arrivals per second drains it in about drain_time. The cut is feed-forward from the
         reported backlog, which shrinks as it drains, so it ends by itself; it applies only
-        while the member reports saturation.
+        while the member reports saturation. A count within three Poisson deviations (3 x the
+        root of the connections held) of the held connections is no backlog: a server holding
+        five connections reads 100 % CPU now and then without any queue.
         """
         p = self.params
         if p.drain_time <= 0:
@@ -282,8 +290,11 @@ class RatioPolicy:
         calm = counted & ~saturated
         level = min(float(cpu[calm].mean()) if calm.any() else p.saturation, p.saturation)
         held = level * self.estimate * self.estimator.pool_lifetime()
-        backlog = np.where(saturated, np.nan_to_num(obs.conns, nan=0.0) - held, 0.0)
+        excess = np.nan_to_num(obs.conns, nan=0.0) - held - SIGMAS * np.sqrt(held)
+        backlog = np.where(saturated, np.nan_to_num(excess, nan=0.0), 0.0)
         cut = np.maximum(backlog, 0.0) / p.drain_time / arrivals
+        if (cut > 0).any():
+            self.unsettled_at = now
         floor = p.clamp_low / max(int(np.count_nonzero(live)), 1)
         # At most half the share is withheld: the backlog reading is a report old.
         kept = np.maximum(target - cut, np.maximum(0.5 * target, np.minimum(target, floor)))

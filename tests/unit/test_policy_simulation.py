@@ -97,3 +97,26 @@ def test_ratio_evens_out_the_demo_scenario(backlogged: tuple[Trace, Quality]) ->
     assert q.after_max_mean <= 1.1
     final = np.asarray(trace.shares)[-10:].mean(axis=0)
     assert list(np.argsort(final)) == [0, 1, 2, 3]
+
+
+LOW_RATE = SimConfig(
+    capacities=(0.1, 0.2, 0.3, 0.4),
+    conn_cost=0.01,
+    load=0.45,
+    warmup=50.0,
+    duration=150.0,
+    step_time=math.inf,
+)
+"""The demo's pool at its own rate: ~23 connections a second in all, the weakest server holding
+about five connections, so its CPU reads 100 % now and then with no queue behind it."""
+
+
+def test_cpu_blips_of_a_server_with_few_connections_are_not_drained() -> None:
+    halvings = 0
+    for seed in range(5):
+        policy = make_policy("ratio", 4, [1.0] * 4)
+        trace = simulate(policy, LOW_RATE, np.random.default_rng(seed))
+        times, shares = np.asarray(trace.times), np.asarray(trace.shares)
+        late = shares[times > 90.0]
+        halvings += int(np.count_nonzero(late[1:] < 0.7 * late[:-1]))
+    assert halvings <= 1
