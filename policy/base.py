@@ -22,8 +22,9 @@ class Observations:
     """What the controller knows about every member of one pool, in config order.
 
     `cpu` is utilisation 0-1, `conns` active connections, `conn_rate` new connections per second
-    (NaN when unknown), `report_age` seconds since the last report (inf if never) and `live` marks
-    members that may receive new connections (active and up).
+    since the report the previous round saw (`policy.arrivals`; the latest report's own rate
+    where that is unknown, NaN when there is none), `report_age` seconds since the last report
+    (inf if never) and `live` marks members that may receive new connections (active and up).
     """
 
     cpu: FloatArray
