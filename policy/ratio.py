@@ -21,7 +21,7 @@ and the bound is the classic 1/4.) The factor is bounded (correction_limit), lea
 estimate's business (a saturated member's utilisation error says nothing about how far it is
 over), and integrating them would overshoot.
 
-Transients (issue 14). Three changes, each feed-forward or a hold, so none adds a loop:
+Transients (issue 14). Each change is feed-forward, a hold or a filter, so none adds a loop:
 - A capacity drop is followed at the first report that shows it: a member entering saturation
   whose completions per CPU-second fall clearly (more than `jump` and 3x the samples' scatter)
   below the estimate restarts its estimate from that sample (`policy.capacity`). A saturated
@@ -44,7 +44,7 @@ Transients (issue 14). Three changes, each feed-forward or a hold, so none adds 
   hand a member more than it can take; a cut from a member that reports saturation cannot do
   that, and spreading it over rounds only let the backlog grow (the round after the event used
   to be as hot as the event's own).
-- After a saturation or an estimate jump the trim stays held for `trim_hold` seconds (a drained
+- After a drain or an estimate jump the trim stays held for `trim_hold` seconds (a drained
   backlog keeps its member busier than its share for a few connection lifetimes, an error the
   trim used to integrate and then unwind for tens of seconds), and a member whose estimate
   restarts loses its trim (the correction was for the estimate it replaces).
@@ -61,11 +61,11 @@ new parts only act on the estimate (open loop), hold the trim, or let a cut thro
 
 Safety rails: clamp to [clamp_low, clamp_high] x the mean share; each round a share moves at most
 max_step x the mean share (the whole move is scaled, so shares still sum to 1; a saturated
-member's cut is not); no move is made
-unless some share would change by more than hold_band of itself (no churn from noise); a new
-reporter counts only after `blackout` seconds of reports (until then: its configured weight,
-scaled to the others' estimates); a member that (re)joins ramps up over `slow_start` seconds; a
-member silent for more than `expiry` seconds gets the mean estimate.
+member's cut is not); no move is made unless some share would change by more than hold_band of
+itself (no churn from noise); a new reporter counts only after `blackout` seconds of reports
+(until then: its configured weight, scaled to the others' estimates); a member that (re)joins
+ramps up over `slow_start` seconds; a member silent for more than `expiry` seconds gets the mean
+estimate.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ class RatioParams:
     """Seconds over which a saturated member's backlog is drained by withholding arrivals
     (default 2.0; 0 disables the drain)."""
     trim_hold: float = 8.0
-    """Seconds the trim stays held after the last round in which a member was saturated or its
-    estimate jumped (default 8.0): a drain's tail leaves utilisation errors of its own."""
+    """Seconds the trim stays held after the last round in which a drain cut a member's share or
+    an estimate jumped (default 8.0): a drain's tail leaves utilisation errors of its own."""
     evidence: float = 20.0
     """Connections a member must be seen finishing before its estimate weighs as much as its
     prior (the configured or current weight); the two are blended by c = seen / (seen +
@@ -212,7 +212,7 @@ class RatioPolicy:
         self.first_report = np.full(n_members, np.nan)
         self.live_since = np.full(n_members, -math.inf)
         self.unsettled_at = -math.inf
-        """The last round in which a counted member was saturated or its estimate jumped."""
+        """The last round in which a drain cut a member's share or an estimate jumped."""
         self.was_live: BoolArray | None = None
         self.shares = np.zeros(n_members)
         self.live_before: BoolArray | None = None
