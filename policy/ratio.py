@@ -30,8 +30,10 @@ Transients (issue 14). Each change is feed-forward, a hold or a filter, so none 
   backlog from before, reads wrong while its share moves).
 - Drain: while a member reports saturation, arrivals equal to its backlog / drain_time are
   withheld (backlog = connections beyond utilisation x capacity x lifetime, Little's law), at
-  most half its share. The backlog reading shrinks as it drains and the cut stops with the
-  saturation, so the cut is a bounded pulse, not a gain in a loop.
+  most half its share, and only beyond the count's Poisson noise (3 sqrt(held)); the others
+  take what is withheld in proportion to share x headroom below saturation. The backlog
+  reading shrinks as it drains and the cut stops with the saturation, so the cut is a bounded
+  pulse, not a gain in a loop.
 - The trim integrates nothing while a member is saturated or within two slow-start periods of
   joining: those utilisation errors are the transient's (drain, slow start), and integrating
   them used to over-allocate a returning member for tens of seconds. A member that leaves
@@ -51,11 +53,12 @@ Transients (issue 14). Each change is feed-forward, a hold or a filter, so none 
 - Completions are arrivals minus growth over the span between the two reports a round sees; the
   arrivals come from the same span (`policy.arrivals`), not from the last report's half-second,
   which misread a member whose share was moving by the move.
-- An estimate is trusted as far as the connections behind it: c = seen / (seen + evidence), and
+- An estimate is trusted as far as the connections behind it: c = min(1, seen / evidence), and
   the capacity used is estimate^c x prior^(1-c) (prior: the weight the policy started from,
-  scaled to the estimates). At hundreds of connections a second c is near 1 after one round;
-  at a few a second (the demo) the first rounds' estimates are mostly counting noise, and
-  following them swung a server's share to 0.5 right after a live switch to `ratio`.
+  scaled to the estimates). At hundreds of connections a second c is 1 after one round; at a
+  few a second (the demo) the first rounds' estimates are mostly counting noise, and following
+  them swung a server's share to 0.5 right after a live switch to `ratio`. c reaches 1 (a
+  blend that only tended to 1 left the prior's pull in the shares for minutes).
 The stability argument above is unchanged: the trim loop and its bound are as before, and the
 new parts only act on the estimate (open loop), hold the trim, or let a cut through at once.
 
@@ -135,11 +138,11 @@ class RatioParams:
     trim_hold: float = 8.0
     """Seconds the trim stays held after the last round in which a drain cut a member's share or
     an estimate jumped (default 8.0): a drain's tail leaves utilisation errors of its own."""
-    evidence: float = 20.0
-    """Connections a member must be seen finishing before its estimate weighs as much as its
-    prior (the configured or current weight); the two are blended by c = seen / (seen +
-    evidence) (default 20: at a few connections a second the first rounds' estimates are noise,
-    at hundreds a second one round is enough)."""
+    evidence: float = 60.0
+    """Connections a member must be seen finishing before its estimate is taken alone; until
+    then it is blended with its prior (the configured or current weight) by c = seen / evidence
+    (default 60: at a few connections a second the first rounds' estimates are noise, at
+    hundreds a second one round is enough)."""
     idle_load: float = 0.3
     """While every counted member's CPU is below this, shares stay put unless membership
     changes: nobody is near saturation, so moving would only churn (default 0.3)."""
@@ -299,6 +302,13 @@ class RatioPolicy:
         # At most half the share is withheld: the backlog reading is a report old.
         kept = np.maximum(target - cut, np.maximum(0.5 * target, np.minimum(target, floor)))
         out = np.where(saturated, kept, target)
+        # What is withheld goes where there is room: to the other members in proportion to
+        # their share times their headroom below saturation, not to their shares alone (early
+        # on, while estimates still lean on an equal prior, that gave a busy member as much as
+        # an idle one).
+        room = np.where(live & ~saturated, target * np.maximum(p.saturation - cpu, 0.0), 0.0)
+        if room.sum() > 0:
+            out = out + float((target - out).sum()) * room / room.sum()
         return normalise_live(out, live)
 
     def _idle(self, obs: Observations, live: BoolArray, counted: BoolArray) -> bool:
@@ -337,7 +347,7 @@ class RatioPolicy:
         # An estimate from few finished connections is blended with the prior (geometrically:
         # shares are ratios), so that noise in the first rounds does not swing the shares.
         seen = self.estimator.evidence
-        trust = seen / np.maximum(seen + self.params.evidence, 1e-12)
+        trust = np.minimum(1.0, seen / max(self.params.evidence, 1e-12))
         with np.errstate(divide="ignore", invalid="ignore"):
             blended = np.exp(trust * np.log(self.estimate) + (1 - trust) * np.log(scaled_prior))
         blended = np.where(np.isfinite(blended) & (blended > 0), blended, self.estimate)

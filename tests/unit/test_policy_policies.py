@@ -273,9 +273,9 @@ def test_ratio_with_rates_converges_to_capacity_proportions() -> None:
     assert shares == pytest.approx(CAPACITY / CAPACITY.sum(), abs=0.01)
 
 
-@pytest.mark.parametrize(("per_second", "most"), [(2.0, 0.65), (200.0, 0.76)])
+@pytest.mark.parametrize(("per_second", "least", "most"), [(2.0, 0.5, 0.65), (200.0, 0.74, 0.76)])
 def test_ratio_trusts_an_estimate_as_far_as_the_connections_behind_it(
-    per_second: float, most: float
+    per_second: float, least: float, most: float
 ) -> None:
     # Member 0 finishes three times what member 1 does at the same CPU. Seen over a handful of
     # connections that may be noise, and the shares stay nearer the prior; over hundreds it is
@@ -288,4 +288,24 @@ def test_ratio_trusts_an_estimate_as_far_as_the_connections_behind_it(
             conn_rate=np.array([3 * per_second, per_second]),
         )
         shares = policy.update(float(k), o)
-    assert 0.55 < shares[0] < most
+    assert least < shares[0] < most
+
+
+def test_ratio_gives_a_drained_members_arrivals_to_the_members_with_room() -> None:
+    policy = make_policy("ratio", 3, [1, 1, 1], {"blackout": 0.0, "max_step": 10.0})
+    steady = np.full(3, 50.0)
+    for k in range(10):
+        policy.update(float(k), Observations.fresh(np.full(3, 0.5), steady, conn_rate=steady))
+    # Member 0 loses half its capacity and queues; member 1 is busy, member 2 nearly idle.
+    shares = policy.update(
+        10.0,
+        Observations.fresh(
+            np.array([0.95, 0.8, 0.2]),
+            np.array([60.0, 50.0, 50.0]),
+            conn_rate=np.array([60.0, 50.0, 50.0]),
+        ),
+    )
+    # Estimates alone (94 and 106 per CPU-second) put member 2 0.05 above member 1; what
+    # member 0's drain withholds goes to member 2 seven times as much as to member 1.
+    assert shares[0] < 0.2
+    assert shares[2] - shares[1] > 0.07

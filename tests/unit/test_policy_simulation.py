@@ -119,4 +119,6 @@ def test_cpu_blips_of_a_server_with_few_connections_are_not_drained() -> None:
         times, shares = np.asarray(trace.times), np.asarray(trace.shares)
         late = shares[times > 90.0]
         halvings += int(np.count_nonzero(late[1:] < 0.7 * late[:-1]))
-    assert halvings <= 1
+    # A real burst (demand 1.3x capacity for a second) is still drained now and then; CPU noise
+    # over five connections used to be, several times a run.
+    assert halvings <= 2
