@@ -11,6 +11,7 @@ from collections.abc import Callable
 from operator import itemgetter
 
 from p4model.hashes import HashAlgorithm, compute_hash
+from p4model.keys import format_ipv4
 from p4model.packet import (
     ETH_LEN,
     IPV4_LEN,
@@ -25,7 +26,7 @@ from p4model.packet import (
 from p4model.registers import Register
 from p4model.tables import ActionSpec, Entry, KeyField, MatchKind, Table
 from p4model.versions import SLOTS, version_select_entries
-from p4src.contract import AFFINITY_VERSION, EPOCH_BITS, Settings
+from p4src.contract import AFFINITY_VERSION, EPOCH_BITS, KIND_CODES, Digest, Settings
 
 PREFIX = "LbIngress."
 DROP_PORT = 511
@@ -38,8 +39,9 @@ VERSION_SELECT_SIZE = SLOTS << SLOTS
 """Entries of the const `version_select` table: every (active slot, Bloom match mask)."""
 
 EXACT, LPM = MatchKind.EXACT, MatchKind.LPM
-# {src, dst, sport, dport, protocol}: byte-aligned widths, so BMv2's bit-packing is plain bytes.
-_TUPLE = struct.Struct("!IIHHB")
+# {src, dst, sport, dport, protocol} (the Bloom and flow hashes' field lists, in either order):
+# byte-aligned widths, so BMv2's bit-packing is plain bytes.
+HASH_TUPLE = struct.Struct("!IIHHB")
 _IPV4_TTL = ETH_LEN + 8
 
 _REWRITE = (("ip", 32), ("port", 16))
@@ -227,7 +229,7 @@ class LbIngress:
         """A VIP packet that missed conn_table (and affinity_table): version selection, flow
         hash, dip_table."""
         self._apply(self.version_config, (), p)
-        key = _TUPLE.pack(
+        key = HASH_TUPLE.pack(
             p.ipv4_src_addr, p.ipv4_dst_addr, p.hash_sport, p.l4_dport, p.ipv4_protocol
         )
         indices, match = self.bloom_lookup(key, p)
@@ -260,7 +262,7 @@ class LbIngress:
         cell equals epoch_i.
         """
         bits = self.settings.bloom_bits
-        swapped = _TUPLE.pack(
+        swapped = HASH_TUPLE.pack(
             p.ipv4_dst_addr, p.ipv4_src_addr, p.l4_dport, p.hash_sport, p.ipv4_protocol
         )
         indices = [
@@ -333,6 +335,25 @@ def raise_digest(p: Packet, kind: int, version: int) -> None:
     p.dg_version = version
     p.dg_dip_addr = p.ipv4_dst_addr
     p.dg_dip_port = p.l4_dport
+
+
+def digest_sample(
+    kind: int, flow: tuple[int, ...], version: int, dip_addr: int, dip_port: int
+) -> Digest:
+    """What the digest() call sends for these `digest_t` values (`flow`: the 5-tuple as
+    received, as `dg_tuple` holds it), as the switch delivers it."""
+    src, dst, sport, dport, protocol = flow
+    return Digest(  # positional, in the field order of digest_t (faster than keywords)
+        KIND_CODES[kind],
+        format_ipv4(src),
+        format_ipv4(dst),
+        sport,
+        dport,
+        protocol,
+        version,
+        format_ipv4(dip_addr),
+        dip_port,
+    )
 
 
 def lb_compute_checksum(p: Packet) -> None:

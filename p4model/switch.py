@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from p4model.conn_hit import ConnHitPath
 from p4model.errors import ErrorCode, SwitchError
-from p4model.keys import NameIndex, format_ipv4
+from p4model.fast_path import FastPath
+from p4model.keys import NameIndex
 from p4model.packet import lb_deparser, lb_parser
-from p4model.program import DROP_PORT, LbIngress, lb_compute_checksum
+from p4model.program import DROP_PORT, LbIngress, digest_sample, lb_compute_checksum
 from p4model.registers import Register
 from p4model.tables import Table
-from p4src.contract import KIND_CODES, Digest, Settings, load_settings
+from p4src.contract import Digest, Settings, load_settings
 
 MAX_PORT = 511
 
@@ -31,7 +31,7 @@ class Switch:
         self.settings = settings if settings is not None else load_settings()
         self._clock = clock
         self._ingress = LbIngress(self.settings)
-        self._conn_hits = ConnHitPath(self._ingress)
+        self._fast_path = FastPath(self._ingress)
         self._tables = {t.name: t for t in self._ingress.tables}
         self._registers = {r.name: r for r in self._ingress.registers}
         self._table_names = NameIndex("table", self._tables)
@@ -173,35 +173,27 @@ class Switch:
     def process(self, ingress_port: int, frame: bytes) -> list[tuple[int, bytes]]:
         """Run one frame through parser, ingress, checksums and deparser; the frames that leave.
 
-        A conn_table hit takes the specialised path (p4model.conn_hit), everything else and
-        whatever that path declines the general pipeline.
+        A conn_table hit or a new connection takes the specialised path (p4model.fast_path),
+        everything else and whatever that path declines the general pipeline.
         """
         if not isinstance(ingress_port, int) or not 0 <= ingress_port <= MAX_PORT:
             raise SwitchError(f"ingress port must be in 0..{MAX_PORT}, got {ingress_port!r}")
         frame = bytes(frame)
-        hit = self._conn_hits.run(frame)
-        if hit is not None:
-            port, out, handle = hit
-            self._last_hit[handle] = self._clock()
+        fast = self._fast_path.run(frame)
+        if fast is not None:
+            port, out, handle, digest = fast
+            if digest is None:  # a hit (a new connection always raises its digest)
+                self._last_hit[handle] = self._clock()
+            else:
+                self._emit(digest)
             return [(port, out)]
         p = lb_parser(frame, ingress_port)
         self._ingress.apply(p)
         if p.conn_handle >= 0:
             self._last_hit[p.conn_handle] = self._clock()
         if p.dg_kind:
-            src, dst, sport, dport, protocol = p.dg_tuple
             self._emit(
-                Digest(  # positional, in the field order of digest_t (faster than keywords)
-                    KIND_CODES[p.dg_kind],
-                    format_ipv4(src),
-                    format_ipv4(dst),
-                    sport,
-                    dport,
-                    protocol,
-                    p.dg_version,
-                    format_ipv4(p.dg_dip_addr),
-                    p.dg_dip_port,
-                )
+                digest_sample(p.dg_kind, p.dg_tuple, p.dg_version, p.dg_dip_addr, p.dg_dip_port)
             )
         if p.egress_spec == DROP_PORT:
             return []

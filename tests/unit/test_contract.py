@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
 from p4src import contract
-from p4src.contract import ContractError, load_settings, parse_settings
+from p4src.contract import ContractError, Digest, load_settings, parse_settings
 
 _ALL = """
 #define CONN_TABLE_SIZE 1024
@@ -117,3 +118,28 @@ def test_bad_settings_raise(edit: tuple[str, str], message: str) -> None:
     """Missing, malformed or unsupported values raise with the bad value shown."""
     with pytest.raises(ContractError, match=message):
         parse_settings(_ALL.replace(*edit))
+
+
+def test_digest_is_a_frozen_dataclass_with_its_own_init() -> None:
+    """Digest's hand-written __init__ (faster) builds the same value the generated one would:
+    positional or keyword, equal and hashed by value, immutable, and dataclass tools work."""
+    digest = Digest("new_conn", "10.0.1.2", "10.0.0.100", 40000, 80, 6, 1, "10.0.2.2", 8080)
+    by_name = Digest(
+        kind="new_conn",
+        src_ip="10.0.1.2",
+        dst_ip="10.0.0.100",
+        src_port=40000,
+        dst_port=80,
+        protocol=6,
+        version=1,
+        dip_ip="10.0.2.2",
+        dip_port=8080,
+    )
+    assert digest == by_name
+    assert hash(digest) == hash(by_name)
+    values = ("new_conn", "10.0.1.2", "10.0.0.100", 40000, 80, 6, 1, "10.0.2.2", 8080)
+    assert dataclasses.astuple(digest) == values
+    assert dataclasses.replace(digest, version=2).version == 2
+    assert repr(digest).startswith("Digest(kind='new_conn', src_ip='10.0.1.2'")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        digest.version = 3  # type: ignore[misc]
