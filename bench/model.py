@@ -62,10 +62,17 @@ def _base_switch() -> Switch:
         "ipv4_lpm", "forward", ["10.0.0.0/24"], ["3", "00:01:0a:00:00:01", "00:00:0a:00:00:02"]
     )
     switch.table_add("vip_table", "set_pool", ["10.0.0.100", "80", "6"], ["0", "0"])
-    for i in range(16):  # 16 equal buckets of 4096 hash values
-        switch.table_add(
-            "dip_table", "rewrite_dst", ["0", "0", f"{i << 12}/4"], [f"10.0.2.{i + 2}", "8080"]
-        )
+    # As between two rollouts: version 1 active, version 0 still remembered by its Bloom filter,
+    # so a new connection reads both filters' cells and tags version 1's.
+    switch.table_set_default("version_config", "set_versions", ["1", "5", "6", "0", "0"])
+    for version in range(2):
+        for i in range(16):  # 16 equal buckets of 4096 hash values
+            switch.table_add(
+                "dip_table",
+                "rewrite_dst",
+                [str(version), "0", f"{i << 12}/4"],
+                [f"10.0.2.{i + 2}", "8080"],
+            )
     return switch
 
 
