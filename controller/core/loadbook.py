@@ -62,9 +62,12 @@ MIN_AGENT_INTERVAL: Final = 0.01
 SEQ_SLACK: Final = 1000
 """Seq advance always allowed (agents restarted under a new interval, clock granularity)."""
 RESYNC_REPORTS: Final = 2
+"""Consecutive plausible rejected reports after which the book follows them (a restart)."""
 MAX_RUNS: Final = 4
 """Runs of rejected reports followed at once per DIP."""
-"""Consecutive plausible rejected reports after which the book follows them (a restart)."""
+EXACT_COUNT: Final = 2.0**53
+"""Largest arrival count kept: past it a float stops counting single connections, and a count
+an absurd conn_rate pushed there would read as no arrivals for the rest of the agent's run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +243,14 @@ class LoadBook:
         rate = report.conn_rate
         if rate is None:
             record.arrived = record.arrived_since = None
-        elif restarted or silent or record.arrived is None or not report.ts > record.ts:
-            record.arrived, record.arrived_since = 0.0, now
         else:
-            record.arrived += rate * (report.ts - record.ts)
+            total = math.nan
+            if not (restarted or silent) and record.arrived is not None and report.ts > record.ts:
+                total = record.arrived + rate * (report.ts - record.ts)
+            if total < EXACT_COUNT:
+                record.arrived = total
+            else:  # a new run, or a count no longer exact (an absurd rate): count afresh
+                record.arrived, record.arrived_since = 0.0, now
         record.seq = report.seq
         record.ts = report.ts
         record.cpu = report.cpu

@@ -200,6 +200,17 @@ def test_arrivals_are_counted_per_agent_run() -> None:
     assert (b.snapshot(2.0)[DIP].arrived, b.snapshot(2.0)[DIP].arrived_since) == (None, None)
 
 
+def test_an_absurd_rate_starts_a_new_count_instead_of_swamping_the_old_one() -> None:
+    b = book()
+    b.ingest(0.0, report(1, ts=1000.0, conn_rate=40.0))
+    b.ingest(0.5, report(2, ts=1000.5, conn_rate=1e300))
+    # A count that large no longer counts single connections: the book starts again ...
+    assert (b.snapshot(0.5)[DIP].arrived, b.snapshot(0.5)[DIP].arrived_since) == (0.0, 0.5)
+    b.ingest(1.0, report(3, ts=1001.0, conn_rate=30.0))
+    # ... and counts the next report's arrivals as before.
+    assert b.snapshot(1.0)[DIP].arrived == 15.0
+
+
 def test_every_rejection_kind_is_counted() -> None:
     b = book()
     b.ingest(0.0, report(3))
