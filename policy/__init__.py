@@ -3,19 +3,19 @@ weights), prefix-compressed buckets (weights -> LPM entries) and autoscaling. Pu
 no clock (time is an argument), and nothing else of ours is imported.
 """
 
-from policy.arrivals import ArrivalSpans
 from policy.base import Observations, Policy, PolicyError
 from policy.quantize import quantize
 from policy.registry import DEFAULT_POLICY, PARAMS, POLICIES, make_policy, policy_params
+from policy.spans import ReportSpans
 
 __all__ = [
     "DEFAULT_POLICY",
     "PARAMS",
     "POLICIES",
-    "ArrivalSpans",
     "Observations",
     "Policy",
     "PolicyError",
+    "ReportSpans",
     "make_policy",
     "policy_params",
     "quantize",

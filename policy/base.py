@@ -21,10 +21,13 @@ class PolicyError(ValueError):
 class Observations:
     """What the controller knows about every member of one pool, in config order.
 
-    `cpu` is utilisation 0-1, `conns` active connections, `conn_rate` new connections per second
-    since the report the previous round saw (`policy.arrivals`; the latest report's own rate
-    where that is unknown, NaN when there is none), `report_age` seconds since the last report
-    (inf if never) and `live` marks members that may receive new connections (active and up).
+    `cpu` is the latest report's utilisation 0-1, `conns` active connections, `conn_rate` new
+    connections per second since the report the previous round saw (`policy.spans`; the latest
+    report's own rate where that is unknown, NaN when there is none), `report_age` seconds since
+    the last report (inf if never) and `live` marks members that may receive new connections
+    (active and up). `cpu_mean` is the mean utilisation over the same span as `conn_rate`
+    (None: not known, `cpu` stands in), so that work done and the CPU it took are read over the
+    same seconds.
     """
 
     cpu: FloatArray
@@ -32,12 +35,13 @@ class Observations:
     conn_rate: FloatArray
     report_age: FloatArray
     live: BoolArray
+    cpu_mean: FloatArray | None = None
 
     def __post_init__(self) -> None:
         """Check every array has the same length."""
         n = len(self.live)
-        for name in ("cpu", "conns", "conn_rate", "report_age"):
-            if len(getattr(self, name)) != n:
+        for name in ("cpu", "conns", "conn_rate", "report_age", "cpu_mean"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise PolicyError(
                     f"observation {name!r} has {len(getattr(self, name))} members, live has {n}"
                 )

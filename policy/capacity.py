@@ -3,7 +3,9 @@
 A member's capacity is the rate at which it can finish connections at full CPU. Each round gives
 a sample of its throughput: the connections it finished per second, arrivals (conn_rate) minus
 the growth of its active connections since its previous report, together with the CPU that
-work took (the report's utilisation). The estimate is the ratio of the two EWMAs,
+work took (the mean utilisation over the same span, `Observations.cpu_mean`: a member whose CPU
+falls within the span, as when a backlog drains, looked 5-8 % stronger by its latest report's
+CPU alone). The estimate is the ratio of the two EWMAs,
 EWMA(finished) / max(EWMA(cpu), cpu_floor): completions per CPU-second. The EWMAs start as
 running means (weight 1/k for the k-th round until that falls to ewma_alpha), so early rounds
 are not over-weighted and a restart settles as fast as the data allow. Averaging numerator and
@@ -138,7 +140,9 @@ class CapacityEstimator:
         lifetime = self._pool_lifetime()
         finished = np.where(calm, conns / lifetime, finished)
         folded = measured | calm
-        self._fold(folded, finished, cpu)
+        # The work and the CPU it took, over the same span (`policy.spans`).
+        spent = cpu if obs.cpu_mean is None else np.nan_to_num(obs.cpu_mean, nan=0.0)
+        self._fold(folded, finished, spent, cpu)
         # A saturated member without rates is read by its cut below: that reading counts too.
         read = np.where(folded, np.maximum(finished, 0.0), 0.0)
         read = np.where(blind & self.saturated, conns / lifetime, read)
@@ -174,8 +178,14 @@ class CapacityEstimator:
         known = self.lifetime[np.isfinite(self.lifetime) & (self.lifetime > 0)]
         return float(np.median(known)) if len(known) else 1.0
 
-    def _fold(self, where: BoolArray, finished: FloatArray, cpu: FloatArray) -> None:
-        """Add one (completions, cpu) round to the EWMAs of `where`; jump on a clear change."""
+    def _fold(
+        self, where: BoolArray, finished: FloatArray, cpu: FloatArray, latest_cpu: FloatArray
+    ) -> None:
+        """Add one (completions, cpu) round to the EWMAs of `where`; jump on a clear change.
+
+        `cpu` is the CPU over the completions' span, `latest_cpu` the latest report's (read
+        for a capacity drop, below).
+        """
         s = self.s
         self.count[where] += 1.0
         a = np.maximum(s.ewma_alpha, 1.0 / self.count[where])
@@ -196,8 +206,11 @@ class CapacityEstimator:
         # A saturated member finishing clearly less per CPU-second than estimated has lost
         # capacity: its sample measures the new capacity directly (CPU pinned, completions at
         # capacity), so one sample is enough, and waiting two more rounds is what lets its
-        # backlog pile up. Only downward: a saturated sample never shows more capacity.
-        latest = finished / np.maximum(cpu, s.cpu_floor)
+        # backlog pile up. Only downward: a saturated sample never shows more capacity. It is
+        # read with the latest report's CPU, pinned by the drop: the span's mean CPU includes
+        # the seconds before it, when a CPU-second finished more, and read 1.4x the new capacity
+        # after the bench's capacity step (1.15x this way; the next rounds outweigh it).
+        latest = finished / np.maximum(latest_cpu, s.cpu_floor)
         with np.errstate(divide="ignore", invalid="ignore"):
             drop = (self.estimate - latest) / self.estimate
         # Only on entering saturation: in a member saturated all along (a backlog from before
@@ -207,11 +220,11 @@ class CapacityEstimator:
         sudden &= drop > SIGMAS * noise
         if sudden.any():
             self.work[sudden] = finished[sudden]
-            self.busy[sudden] = cpu[sudden]
+            self.busy[sudden] = latest_cpu[sudden]
             # Counted as half a round: the next, calmer rounds outweigh this one-off reading.
             self.count[sudden] = 0.5
             self.recent[sudden] = np.nan
-            self.recent[sudden, -1] = np.stack((finished[sudden], cpu[sudden]), axis=-1)
+            self.recent[sudden, -1] = np.stack((finished[sudden], latest_cpu[sudden]), axis=-1)
             self.moved |= sudden
         jumped &= ~sudden
         if jumped.any():

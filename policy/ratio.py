@@ -51,8 +51,9 @@ Transients (issue 14). Each change is feed-forward, a hold or a filter, so none 
   trim used to integrate and then unwind for tens of seconds), and a member whose estimate
   restarts loses its trim (the correction was for the estimate it replaces).
 - Completions are arrivals minus growth over the span between the two reports a round sees; the
-  arrivals come from the same span (`policy.arrivals`), not from the last report's half-second,
-  which misread a member whose share was moving by the move.
+  arrivals and the CPU they are divided by come from the same span (`policy.spans`), not from
+  the last report's half-second, which misread a member whose share was moving by the move, and
+  one whose CPU fell within the span (a backlog draining) by the fall.
 - An estimate is trusted as far as the connections behind it: c = min(1, seen / evidence), and
   the capacity used is estimate^c x prior^(1-c) (prior: the weight the policy started from,
   scaled to the estimates). At hundreds of connections a second c is 1 after one round; at a

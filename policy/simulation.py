@@ -25,10 +25,10 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from policy.arrivals import ArrivalSpans
 from policy.base import BoolArray, FloatArray, IntArray, Observations, Policy
 from policy.buckets import PrefixEntry, moved_values, popcount_bound, prefix_entries
 from policy.quantize import quantize
+from policy.spans import ReportSpans
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,15 @@ class Trace:
 
 class _Report(NamedTuple):
     """One report of every agent: CPU, active connections, new-connection rate over the report
-    period and the connections counted since the agent (re)started, as the load book keeps."""
+    period, and the connections and busy CPU-seconds counted since the agent (re)started, as the
+    load book keeps."""
 
     at: float
     cpu: FloatArray
     conns: FloatArray
     rate: FloatArray
     arrived: FloatArray
+    busy: FloatArray
 
 
 class _Agents:
@@ -128,9 +130,10 @@ class _Agents:
         self.ticks = 0
         self.arrivals = np.zeros(n)
         self.arrived = np.zeros(n)
+        self.busy = np.zeros(n)
         self.pending: list[_Report] = []
         self.delivered: _Report | None = None
-        self.spans = ArrivalSpans(n)
+        self.spans = ReportSpans(n, 2)
 
     def tick(self, cpu: FloatArray, arrivals: IntArray) -> None:
         self.cpu_sum += cpu
@@ -140,8 +143,11 @@ class _Agents:
     def report(self, now: float, conns: IntArray, interval: float, noise: FloatArray) -> None:
         cpu = np.clip(self.cpu_sum / max(self.ticks, 1) + noise, 0.0, 1.0)
         self.arrived += self.arrivals
+        self.busy += cpu * interval
         rate = self.arrivals / interval
-        self.pending.append(_Report(now, cpu, conns.astype(np.float64), rate, self.arrived.copy()))
+        self.pending.append(
+            _Report(now, cpu, conns.astype(np.float64), rate, self.arrived.copy(), self.busy.copy())
+        )
         self.cpu_sum[:] = 0.0
         self.arrivals[:] = 0.0
         self.ticks = 0
@@ -149,6 +155,7 @@ class _Agents:
     def restart(self, member: int) -> None:
         """A fresh agent on `member`: its count starts again."""
         self.arrived[member] = 0.0
+        self.busy[member] = 0.0
 
     def deliver(self, now: float, delay: float) -> None:
         while self.pending and self.pending[0].at + delay <= now + 1e-9:
@@ -168,10 +175,15 @@ class _Agents:
         if report.at < silent_since:
             age[live & returned] = np.inf
         origin = np.where(returned & (report.at >= silent_since), silent_since, 0.0)
-        rate = self.spans.rates(now - age, report.arrived, origin, report.rate)
-        if not self.report_rate:
-            rate = np.full(n, np.nan)
-        return Observations(report.cpu, report.conns, rate, age, live.copy())
+        rate, cpu = self.spans.means(
+            now - age,
+            origin,
+            np.column_stack((report.arrived, report.busy)),
+            np.column_stack((report.rate, report.cpu)),
+        ).T
+        if not self.report_rate:  # as the load book: no rates, no counts
+            rate, cpu = np.full(n, np.nan), report.cpu
+        return Observations(report.cpu, report.conns, rate, age, live.copy(), cpu_mean=cpu)
 
 
 def simulate(policy: Policy | Dispatcher, config: SimConfig, rng: np.random.Generator) -> Trace:

@@ -107,9 +107,13 @@ class DipLoad:
     """New connections the agent's current run has reported since `arrived_since` (each
     report's conn_rate times the agent's time since the run's previous report); None without
     rates. A policy that looks less often than agents report takes its rate between two looks
-    from this count (`policy.ArrivalSpans`), not from the latest report's period alone."""
+    from this count (`policy.ReportSpans`), not from the latest report's period alone."""
     arrived_since: float | None = None
-    """Controller time of the report `arrived` counts from (a new run starts a new count)."""
+    """Controller time of the report `arrived` and `busy` count from (a new run starts anew)."""
+    busy: float | None = None
+    """Busy CPU-seconds the same reports add up to (each report's cpu times the agent's time
+    since the run's previous report); None with `arrived`. The mean CPU between two looks comes
+    from this count, so that the work a member did and the CPU it took cover the same span."""
 
     @property
     def live(self) -> bool:
@@ -141,6 +145,7 @@ class _DipRecord:
     conn_rate: float | None = None
     arrived: float | None = None
     arrived_since: float | None = None
+    busy: float | None = None
     expected: bool = False
     """Known (from the journal) to have reported to a previous controller."""
     reported_state: str | None = None
@@ -242,15 +247,21 @@ class LoadBook:
             record.recovering_since = now
         rate = report.conn_rate
         if rate is None:
-            record.arrived = record.arrived_since = None
+            record.arrived = record.arrived_since = record.busy = None
         else:
-            total = math.nan
-            if not (restarted or silent) and record.arrived is not None and report.ts > record.ts:
+            total = busy = math.nan
+            if (
+                not (restarted or silent)
+                and record.arrived is not None
+                and record.busy is not None
+                and report.ts > record.ts
+            ):
                 total = record.arrived + rate * (report.ts - record.ts)
+                busy = record.busy + report.cpu * (report.ts - record.ts)
             if total < EXACT_COUNT:
-                record.arrived = total
+                record.arrived, record.busy = total, busy
             else:  # a new run, or a count no longer exact (an absurd rate): count afresh
-                record.arrived, record.arrived_since = 0.0, now
+                record.arrived, record.busy, record.arrived_since = 0.0, 0.0, now
         record.seq = report.seq
         record.ts = report.ts
         record.cpu = report.cpu
@@ -334,5 +345,6 @@ class LoadBook:
                 reported_state=record.reported_state,
                 arrived=record.arrived,
                 arrived_since=record.arrived_since,
+                busy=record.busy,
             )
         return result

@@ -46,7 +46,7 @@ class PoolWeighting:
         self.desired: tuple[int, ...] = ()
         self.no_live_member = False
         self._policy: policy.Policy | None = None
-        self._arrivals = policy.ArrivalSpans(0)
+        self._spans = policy.ReportSpans(0, 2)
         self._member_names = [m.dip for m in pool]
         self._configured = [m.weight for m in pool]
         self._basis: tuple[float, ...] = ()
@@ -68,7 +68,7 @@ class PoolWeighting:
         """A fresh policy for the current members, seeded from `basis` (member order)."""
         seed = self._seed(basis)
         self._policy = policy.make_policy(self.policy_name, len(self.pool), seed, self.params)
-        self._arrivals = policy.ArrivalSpans(len(self.pool))
+        self._spans = policy.ReportSpans(len(self.pool), 2)
         self._member_names = [m.dip for m in self.pool]
         self._configured = [m.weight for m in self.pool]
         self.generation = self.pool.generation
@@ -148,17 +148,26 @@ class PoolWeighting:
             ],
             dtype=np.bool_,
         )
-        obs = policy.Observations(
-            cpu=np.array([v.cpu if v else 0.0 for v in views], dtype=np.float64),
-            conns=np.array([float(v.conns) if v else 0.0 for v in views], dtype=np.float64),
-            conn_rate=self._arrivals.rates(
-                at=_floats([v.last_seen if v else None for v in views]),
-                count=_floats([v.arrived if v else None for v in views]),
-                origin=_floats([v.arrived_since if v else None for v in views]),
-                rate=_floats([v.conn_rate if v else None for v in views]),
+        cpu = np.array([v.cpu if v else 0.0 for v in views], dtype=np.float64)
+        rate = _floats([v.conn_rate if v else None for v in views])
+        span_rate, span_cpu = self._spans.means(
+            at=_floats([v.last_seen if v else None for v in views]),
+            origin=_floats([v.arrived_since if v else None for v in views]),
+            counts=np.column_stack(
+                (
+                    _floats([v.arrived if v else None for v in views]),
+                    _floats([v.busy if v else None for v in views]),
+                )
             ),
+            latest=np.column_stack((rate, cpu)),
+        ).T
+        obs = policy.Observations(
+            cpu=cpu,
+            conns=np.array([float(v.conns) if v else 0.0 for v in views], dtype=np.float64),
+            conn_rate=span_rate,
             report_age=np.array([v.report_age if v else math.inf for v in views], dtype=np.float64),
             live=live,
+            cpu_mean=span_cpu,
         )
         assert self._policy is not None
         shares = np.asarray(self._policy.update(now, obs), dtype=np.float64)

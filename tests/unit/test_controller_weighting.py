@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import policy
 from controller.config import DipConfig, VipConfig
 from controller.core.layout import entry_budget, held_entries, pool_buckets
 from controller.core.loadbook import DipLoad, DipState
 from controller.core.pools import BackendPool
 from controller.core.shadow import DipTarget
 from controller.core.weighting import PoolWeighting
+from policy.base import FloatArray, Observations
 from policy.buckets import bucket_owner, prefix_entries
 
 VIP = VipConfig(
@@ -43,6 +45,50 @@ def load(cpu: float, state: DipState = "up", dip: str = "10.1.0.1:80") -> DipLoa
 )
 def test_only_up_and_agentless_members_are_live(view: DipLoad, up: bool) -> None:
     assert view.live is up
+
+
+class Recorder:
+    """A policy that keeps what it is shown and asks for equal shares."""
+
+    def __init__(self) -> None:
+        self.seen: list[Observations] = []
+
+    def update(self, now: float, obs: Observations) -> FloatArray:
+        self.seen.append(obs)
+        return np.where(obs.live, 1.0, 0.0) / max(1, int(obs.live.sum()))
+
+
+def counted(
+    dip: str, at: float, latest: tuple[float, float], counts: tuple[float, float]
+) -> DipLoad:
+    """A report of (cpu, rate) `latest` from an agent run that started at controller time 0 and
+    has counted `counts` (arrived, busy) since."""
+    cpu, rate = latest
+    arrived, busy = counts
+    return DipLoad(dip, "up", cpu, 10, rate, at, 0.0, 1, "up", arrived, 0.0, busy)
+
+
+def test_the_policy_sees_rate_and_cpu_as_means_since_its_previous_look(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr(policy, "make_policy", lambda *args: recorder)
+    weighting = PoolWeighting(BackendPool(0, VIP), "ratio", {}, 8)
+    a, b = "10.1.0.1:80", "10.1.0.2:80"
+    weighting.update(
+        1.0, {a: counted(a, 1.0, (0.9, 40), (100, 2.0)), b: counted(b, 1.0, (0.5, 5), (10, 1.0))}
+    )
+    # Two reports later: a finished the second at 10/s and 0.5 CPU, its first half at 30/s and
+    # 0.7 CPU; b's counts went back, so its latest report's figures stand.
+    weighting.update(
+        2.0, {a: counted(a, 2.0, (0.5, 10), (120, 2.6)), b: counted(b, 2.0, (0.4, 6), (4, 0.1))}
+    )
+    first, second = recorder.seen
+    assert first.conn_rate[:2].tolist() == [40.0, 5.0]
+    assert first.cpu_mean is not None and first.cpu_mean[:2].tolist() == [0.9, 0.5]
+    assert second.conn_rate[:2].tolist() == [20.0, 6.0]
+    assert second.cpu_mean is not None and second.cpu_mean[:2] == pytest.approx([0.6, 0.4])
+    assert second.cpu[:2].tolist() == [0.5, 0.4]
 
 
 def test_initial_weights_follow_the_config_and_skip_standby() -> None:

@@ -186,18 +186,21 @@ def test_a_restart_is_counted_and_its_report_taken() -> None:
     assert b.counters["restarts"] == 1
 
 
-def test_arrivals_are_counted_per_agent_run() -> None:
+def test_arrivals_and_busy_time_are_counted_per_agent_run() -> None:
     b = book()
-    b.ingest(0.0, report(1, ts=1000.0, conn_rate=40.0))
-    b.ingest(0.5, report(2, ts=1000.5, conn_rate=10.0))
-    b.ingest(1.0, report(3, ts=1001.0, conn_rate=30.0))
+    b.ingest(0.0, report(1, ts=1000.0, conn_rate=40.0, cpu=0.9))
+    b.ingest(0.5, report(2, ts=1000.5, conn_rate=10.0, cpu=0.8))
+    b.ingest(1.0, report(3, ts=1001.0, conn_rate=30.0, cpu=0.4))
     load = b.snapshot(1.0)[DIP]
-    # The first report starts the count; each later one adds its rate over its period.
+    # The first report starts the counts; each later one adds its rate and CPU over its period.
     assert (load.arrived, load.arrived_since) == (20.0, 0.0)
-    b.ingest(1.5, report(0, ts=1001.5, conn_rate=8.0))  # a restarted agent: a new count
-    assert (b.snapshot(1.5)[DIP].arrived, b.snapshot(1.5)[DIP].arrived_since) == (0.0, 1.5)
+    assert load.busy == pytest.approx(0.6)
+    b.ingest(1.5, report(0, ts=1001.5, conn_rate=8.0))  # a restarted agent: new counts
+    load = b.snapshot(1.5)[DIP]
+    assert (load.arrived, load.busy, load.arrived_since) == (0.0, 0.0, 1.5)
     b.ingest(2.0, report(1, ts=1002.0))  # no rate: nothing to count
-    assert (b.snapshot(2.0)[DIP].arrived, b.snapshot(2.0)[DIP].arrived_since) == (None, None)
+    load = b.snapshot(2.0)[DIP]
+    assert (load.arrived, load.busy, load.arrived_since) == (None, None, None)
 
 
 def test_an_absurd_rate_starts_a_new_count_instead_of_swamping_the_old_one() -> None:
@@ -205,10 +208,11 @@ def test_an_absurd_rate_starts_a_new_count_instead_of_swamping_the_old_one() -> 
     b.ingest(0.0, report(1, ts=1000.0, conn_rate=40.0))
     b.ingest(0.5, report(2, ts=1000.5, conn_rate=1e300))
     # A count that large no longer counts single connections: the book starts again ...
-    assert (b.snapshot(0.5)[DIP].arrived, b.snapshot(0.5)[DIP].arrived_since) == (0.0, 0.5)
-    b.ingest(1.0, report(3, ts=1001.0, conn_rate=30.0))
-    # ... and counts the next report's arrivals as before.
-    assert b.snapshot(1.0)[DIP].arrived == 15.0
+    load = b.snapshot(0.5)[DIP]
+    assert (load.arrived, load.busy, load.arrived_since) == (0.0, 0.0, 0.5)
+    b.ingest(1.0, report(3, ts=1001.0, conn_rate=30.0, cpu=0.5))
+    # ... and counts the next report's arrivals and CPU as before.
+    assert (b.snapshot(1.0)[DIP].arrived, b.snapshot(1.0)[DIP].busy) == (15.0, 0.25)
 
 
 def test_every_rejection_kind_is_counted() -> None:

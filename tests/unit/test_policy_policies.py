@@ -232,6 +232,25 @@ def test_estimate_is_completions_per_cpu_second_whatever_the_queue(
     assert estimator.estimate[0] == pytest.approx(expected)
 
 
+def test_the_estimate_divides_by_the_cpu_of_the_completions_span() -> None:
+    """A member draining a backlog: its CPU fell within each span, its latest report the lowest."""
+    estimator = CapacityEstimator(1, SETTINGS)
+    everyone = np.ones(1, dtype=np.bool_)
+    for k in range(6):
+        # 100 finished a second at a span mean of 0.8 CPU: capacity 125 per CPU-second, whatever
+        # the latest half-second's 0.7 says (it would read 143).
+        o = Observations(
+            cpu=np.array([0.7]),
+            conns=np.array([200.0 - 20 * k]),
+            conn_rate=np.array([80.0]),
+            report_age=np.zeros(1),
+            live=everyone,
+            cpu_mean=np.array([0.8]),
+        )
+        estimator.update(float(k), o, everyone)
+    assert estimator.estimate[0] == pytest.approx(125.0)
+
+
 def test_a_backlog_does_not_raise_the_estimate() -> None:
     """Two members of equal capacity; one is saturated from its first sample, its queue growing."""
     estimator = CapacityEstimator(2, SETTINGS)
