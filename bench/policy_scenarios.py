@@ -1,7 +1,8 @@
 """Policy scenarios of `python -m bench policy`: every policy and peer, same scenarios and seeds.
 
 Each row is one policy on one scenario; each figure is the median over the seeds with the
-range (min-max) in brackets. Definitions are in `policy.scoring.score`. The peers are gRPC's
+range (min-max) in brackets. Definitions are in `policy.scoring.score`. A first row gives the
+rounding floor (`policy.quantize.rounding_floor`). The peers are gRPC's
 weighted_round_robin (gRFC A58) and LVS wlc (configured with the true capacities), from
 `policy.peers`; `static` is also configured with the true capacities.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from policy import make_policy
 from policy.base import Policy
 from policy.peers import GrpcWrrParams, GrpcWrrPolicy, WeightedLeastConnection
+from policy.quantize import rounding_floor
 from policy.scoring import EventQuality, score
 from policy.simulation import Dispatcher, SimConfig, simulate
 
@@ -116,8 +118,15 @@ def _spread(values: Sequence[float], digits: int) -> str:
 
 
 def scenario_rows(config: SimConfig, seeds: int) -> list[dict[str, Any]]:
-    """One row per policy: its figures on `config` over `seeds` seeds."""
-    rows = []
+    """One row per policy: its figures on `config` over `seeds` seeds; first, the steady
+    max/mean of the best integer weights for the true capacities, without noise (no fixed
+    weights summing to 2^weight_bits do better)."""
+    floor = rounding_floor(config.capacities, 1 << config.weight_bits)
+    rows: list[dict[str, Any]] = [
+        {"policy": "best fixed integer weights, no noise"}
+        | {title: "-" for title, _, _ in COLUMNS}
+        | {"steady max/mean": f"{floor:.3f}"}
+    ]
     for label, make in POLICIES:
         runs: list[EventQuality] = [
             score(simulate(make(config), config, np.random.default_rng(seed)), config)

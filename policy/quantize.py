@@ -1,6 +1,9 @@
-"""Integer weights from real shares: largest remainder, exact total, live members keep >= 1."""
+"""Integer weights from real shares (largest remainder, exact total, live members keep >= 1),
+and the best steady balance any integer weights can reach."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -60,3 +63,40 @@ def quantize(shares: ArrayLike, total: int, current: ArrayLike | None = None) ->
         out[order[:take]] -= 1
         left += take
     return out
+
+
+def rounding_floor(shares: ArrayLike, total: int) -> float:
+    """The lowest max/mean of weight / exact weight that integer weights summing to `total` reach.
+
+    With each member's load proportional to its weight and its capacity to its share, this is
+    the steady max/mean utilisation the best integer weights give without any noise: what no
+    fixed weights summing to `total` can beat (weights that move average between roundings,
+    at the cost of a rollout each time). Members with share 0 are left out, live
+    ones get at least 1. Exact: for each candidate maximum M (some k / exact weight), the
+    weights floor(M x exact) minus the units over `total`, taken from the largest members (a
+    unit costs the mean 1 / exact there), have the highest mean any weights under M can have.
+    """
+    s = np.asarray(shares, dtype=np.float64)
+    s = s[s > 0]
+    if len(s) == 0 or len(s) > total:
+        raise PolicyError(f"{len(s)!r} live members cannot share {total!r} units")
+    exact = s / s.sum() * total
+    largest_first = np.argsort(-exact, kind="stable")
+    best = math.inf
+    candidates = np.unique(
+        np.concatenate([np.arange(1, math.ceil(e) + 3) / e for e in exact]).round(12)
+    )
+    for level in candidates:
+        weights = np.floor(level * exact + 1e-9)
+        if weights.min() < 1 or weights.sum() < total:
+            continue
+        over = int(weights.sum()) - total
+        for i in largest_first:
+            take = min(over, int(weights[i]) - 1)
+            weights[i] -= take
+            over -= take
+            if over == 0:
+                break
+        ratio = weights / exact
+        best = min(best, float(ratio.max() / ratio.mean()))
+    return best

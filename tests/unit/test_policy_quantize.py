@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy import PolicyError, quantize
+from policy.quantize import rounding_floor
 
 shares_lists = st.lists(
     st.one_of(st.just(0.0), st.floats(1e-6, 1e3, allow_nan=False)), min_size=1, max_size=40
@@ -80,3 +83,31 @@ def test_largest_remainder_examples(shares: list[float], total: int, expected: l
 def test_impossible_requests_are_rejected(shares: list[float], total: int, match: str) -> None:
     with pytest.raises(PolicyError, match=match):
         quantize(shares, total)
+
+
+def exhaustive_floor(shares: list[float], total: int) -> float:
+    """The lowest max/mean of weight / exact weight over every composition of `total`."""
+    exact = np.asarray(shares) / sum(shares) * total
+    best = np.inf
+    for cuts in itertools.combinations(range(1, total), len(shares) - 1):
+        weights = np.diff((0, *cuts, total))
+        ratio = weights / exact
+        best = min(best, float(ratio.max() / ratio.mean()))
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0.05, 5.0), min_size=2, max_size=4),
+    st.integers(4, 14),
+)
+def test_rounding_floor_is_the_exhaustive_optimum(shares: list[float], total: int) -> None:
+    if len(shares) > total:
+        return
+    assert rounding_floor(shares, total) == pytest.approx(exhaustive_floor(shares, total))
+
+
+def test_rounding_floor_of_a_pool_that_divides_evenly_is_one() -> None:
+    assert rounding_floor([1.0, 2.0, 1.0], 8) == pytest.approx(1.0)
+    # 1:2:3:4 at 2^8: 25.6 : 51.2 : 76.8 : 102.4, best (26, 52, 78, 100).
+    assert rounding_floor([1.0, 2.0, 3.0, 4.0], 256) == pytest.approx(1.0097, abs=1e-4)
