@@ -134,7 +134,9 @@ def test_ratio_moves_each_share_at_most_max_step_per_round() -> None:
 
 
 def test_ratio_takes_a_saturated_members_cut_in_one_round() -> None:
-    policy = make_policy("ratio", 4, [1, 1, 1, 1], {"blackout": 0.0, "max_step": 0.2})
+    policy = make_policy(
+        "ratio", 4, [1, 1, 1, 1], {"blackout": 0.0, "max_step": 0.2, "evidence": 1.0}
+    )
     before = policy.update(0.0, obs([0.5] * 4, [50] * 4))
     after = policy.update(1.0, obs([0.95, 0.1, 0.1, 0.1], [50, 50, 50, 50]))
     # Its estimate says it can take a tenth of the others' share: no rail holds that back.
