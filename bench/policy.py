@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.policy_scenarios import SCENARIOS, scenario_rows
+from bench.policy_scenarios import SCENARIOS, STEP_SCENARIO, estimate_rows, scenario_rows
 from bench.report import emit
 from policy import Observations, make_policy, quantize
 from policy.buckets import (
@@ -289,6 +289,11 @@ def main(argv: list[str]) -> int:
     rng = np.random.default_rng(2024)
     for number, (title, config) in enumerate(SCENARIOS, start=1):
         emit(f"Scenario {number}: {title}", scenario_rows(config, args.seeds), path(f"-{number}"))
+    emit(
+        f"ratio's capacity estimate after the step (scenario {STEP_SCENARIO + 1}, 40 seeds)",
+        estimate_rows(SCENARIOS[STEP_SCENARIO][1], 40),
+        path("-estimate"),
+    )
     emit(
         "LPM entries for one pool's weights (10 random pools each)",
         entry_rows(rng),

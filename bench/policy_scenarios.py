@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from policy import make_policy
-from policy.base import Policy
+from policy.base import FloatArray, Observations, Policy
 from policy.peers import GrpcWrrParams, GrpcWrrPolicy, WeightedLeastConnection
 from policy.quantize import rounding_floor
+from policy.ratio import RatioParams, RatioPolicy
 from policy.scoring import EventQuality, score
 from policy.simulation import Dispatcher, SimConfig, simulate
 
@@ -55,6 +56,9 @@ SCENARIOS: list[tuple[str, SimConfig]] = [
         SimConfig(capacities=(1.0,) * 4, load=0.05, step_time=math.inf, duration=70.0),
     ),
 ]
+
+STEP_SCENARIO = 3
+"""Index in SCENARIOS of the capacity step."""
 
 Maker = Callable[[SimConfig], Policy | Dispatcher]
 
@@ -137,3 +141,54 @@ def scenario_rows(config: SimConfig, seeds: int) -> list[dict[str, Any]]:
             row[title] = _spread([float(getattr(q, attr)) for q in runs], digits)
         rows.append(row)
     return rows
+
+
+ESTIMATE_ROUNDS = (3, 5, 8, 10, 15, 20, 40)
+"""Rounds after the capacity step at which `estimate_rows` reads ratio's estimate."""
+
+
+class _EstimateProbe:
+    """ratio, with its capacity estimate copied at each round of ESTIMATE_ROUNDS."""
+
+    def __init__(self, config: SimConfig) -> None:
+        n = len(config.capacities)
+        self.ratio = RatioPolicy(n, [1.0] * n, RatioParams())
+        self.step_time = config.step_time
+        self.seen: dict[int, FloatArray] = {}
+
+    def update(self, now: float, obs: Observations) -> FloatArray:
+        shares = self.ratio.update(now, obs)
+        k = round(now - self.step_time)
+        if k in ESTIMATE_ROUNDS:
+            self.seen[k] = self.ratio.estimate.copy()
+        return shares
+
+
+def _rms(values: Sequence[float]) -> float:
+    return math.sqrt(statistics.fmean(v * v for v in values))
+
+
+def estimate_rows(config: SimConfig, seeds: int) -> list[dict[str, Any]]:
+    """How close ratio's capacity estimate is k rounds after the step, over `seeds` seeds.
+
+    The error is that of the stepped server's share of the estimated capacity against its true
+    share. Settling counts rounds until the share stays within 2 % of its final value; a share
+    that follows an estimate this far off cannot settle sooner on every seed.
+    """
+    true = np.asarray(config.capacities, dtype=np.float64)
+    true[config.step_server] *= config.step_factor
+    truth = true[config.step_server] / true.sum()
+    errors: dict[int, list[float]] = {k: [] for k in ESTIMATE_ROUNDS}
+    for seed in range(seeds):
+        probe = _EstimateProbe(config)
+        simulate(probe, config, np.random.default_rng(seed))
+        for k, estimate in probe.seen.items():
+            errors[k].append(estimate[config.step_server] / estimate.sum() / truth - 1)
+    return [
+        {
+            "rounds after the step": k,
+            "rms error of the share %": f"{100 * _rms(errs):.1f}",
+            "seeds more than 2 % off": f"{sum(abs(e) > 0.02 for e in errs)} of {len(errs)}",
+        }
+        for k, errs in errors.items()
+    ]
