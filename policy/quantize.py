@@ -71,10 +71,11 @@ def rounding_floor(shares: ArrayLike, total: int) -> float:
     With each member's load proportional to its weight and its capacity to its share, this is
     the steady max/mean utilisation the best integer weights give without any noise: what no
     fixed weights summing to `total` can beat (weights that move average between roundings,
-    at the cost of a rollout each time). Members with share 0 are left out, live
-    ones get at least 1. Exact: for each candidate maximum M (some k / exact weight), the
-    weights floor(M x exact) minus the units over `total`, taken from the largest members (a
-    unit costs the mean 1 / exact there), have the highest mean any weights under M can have.
+    at the cost of a rollout each time). Members with share 0 are left out, live ones get at
+    least 1; PolicyError if there are more live members than units. Exact: for each candidate
+    maximum M (some k / exact weight), the weights floor(M x exact) minus the units over
+    `total`, taken from the largest members (a unit costs the mean 1 / exact there), have the
+    highest mean any weights under M can have.
     """
     s = np.asarray(shares, dtype=np.float64)
     s = s[s > 0]

@@ -31,10 +31,9 @@ Transients (issue 14). Each change is feed-forward, a hold or a filter, so none 
 - Drain: while a member reports saturation, arrivals equal to its backlog / drain_time are
   withheld (backlog = connections beyond utilisation x capacity x lifetime, Little's law, with
   the capacity the shares follow), at most half its share, and only beyond the count's Poisson
-  noise (3 sqrt(held)); the others
-  take what is withheld in proportion to share x headroom below saturation. The backlog
-  reading shrinks as it drains and the cut stops with the saturation, so the cut is a bounded
-  pulse, not a gain in a loop.
+  noise (3 sqrt(held)); the others take what is withheld in proportion to share x headroom
+  below saturation. The backlog reading shrinks as it drains and the cut stops with the
+  saturation, so the cut is a bounded pulse, not a gain in a loop.
 - The trim integrates nothing while a member is saturated or within two slow-start periods of
   joining: those utilisation errors are the transient's (drain, slow start), and integrating
   them used to over-allocate a returning member for tens of seconds. A member that leaves

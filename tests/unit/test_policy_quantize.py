@@ -111,3 +111,8 @@ def test_rounding_floor_of_a_pool_that_divides_evenly_is_one() -> None:
     assert rounding_floor([1.0, 2.0, 1.0], 8) == pytest.approx(1.0)
     # 1:2:3:4 at 2^8: 25.6 : 51.2 : 76.8 : 102.4, best (26, 52, 78, 100).
     assert rounding_floor([1.0, 2.0, 3.0, 4.0], 256) == pytest.approx(1.0097, abs=1e-4)
+
+
+def test_rounding_floor_refuses_more_members_than_units() -> None:
+    with pytest.raises(PolicyError, match="cannot share"):
+        rounding_floor([1.0, 1.0, 1.0], 2)
