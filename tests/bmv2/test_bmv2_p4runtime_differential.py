@@ -103,12 +103,7 @@ def conversation(address: str, info: p4i.P4Info, device_config: bytes) -> dict[s
     seen["arbitration b"] = (advisory.status.code, advisory.election_id.low)
     vip = n.entry("vip_table", [VIP, b"\x00\x50", b"\x06"], "set_pool", [b"\x00\x07", b"\x01"])
     seen["write before set"] = _code(lambda: write(stub, 10, update(INSERT, vip)))
-    request = p4r.SetForwardingPipelineConfigRequest(device_id=1)
-    request.action = p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT
-    request.election_id.low = 10
-    request.config.p4info.CopyFrom(info)
-    request.config.p4_device_config = device_config
-    stub.SetForwardingPipelineConfig(request)
+    set_pipeline(stub, info, 10, device_config=device_config)
     seen["set from backup"] = _code(lambda: set_pipeline(stub, info, 5))
     too_wide = n.entry("vip_table", [VIP, b"\x01\x00\x50", b"\x06"], "set_pool", [b"\x01", b"\x00"])
     missing = n.entry("vip_table", [VIP, b"\x51", b"\x06"])

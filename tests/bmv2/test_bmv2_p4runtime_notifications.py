@@ -22,7 +22,7 @@ from p4model.server import SwitchServer
 from topo.frames import SYN, TCP, FlowKey, build_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from p4rt_harness import Names, StreamClient, update, write
+from p4rt_harness import Names, StreamClient, set_pipeline, update, write
 from socketpair_port import CLIENT, DIP, GW1, GW2, H1, H2, VIP, SocketPairPort
 
 MISSING = tools_missing()
@@ -74,12 +74,7 @@ def conversation(
     stub = p4r_grpc.P4RuntimeStub(channel)
     client = StreamClient(stub)
     client.arbitrate(10)
-    request = p4r.SetForwardingPipelineConfigRequest(device_id=1)
-    request.action = p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT
-    request.election_id.low = 10
-    request.config.p4info.CopyFrom(info)
-    request.config.p4_device_config = device_config
-    stub.SetForwardingPipelineConfig(request)
+    set_pipeline(stub, info, 10, device_config=device_config)
     gw2, h2 = (bytes.fromhex(mac.replace(":", "")) for mac in (GW2, H2))
     route = n.entry("ipv4_lpm", [], "forward", [b"\x02", gw2, h2])
     route.match.add(field_id=1).lpm.value = _ip(DIP)

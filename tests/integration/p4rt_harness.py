@@ -82,12 +82,14 @@ def set_pipeline(
     action: p4r.SetForwardingPipelineConfigRequest.Action.ValueType = (
         p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT
     ),
+    device_config: bytes = b"{}",
 ) -> None:
-    """SetForwardingPipelineConfig (VERIFY_AND_COMMIT by default)."""
+    """SetForwardingPipelineConfig (VERIFY_AND_COMMIT by default; `device_config`: the target's
+    program, which the model ignores and BMv2 needs)."""
     request = p4r.SetForwardingPipelineConfigRequest(device_id=DEVICE_ID, action=action)
     request.election_id.low = election_id
     request.config.p4info.CopyFrom(info)
-    request.config.p4_device_config = b"{}"
+    request.config.p4_device_config = device_config
     request.config.cookie.cookie = 7
     stub.SetForwardingPipelineConfig(request)
 
