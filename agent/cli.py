@@ -71,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR/NAME",
         help="write a CURVE key pair DIR/NAME.key and DIR/NAME.key_secret, then exit",
     )
-    parser.add_argument("--count", type=int, default=0, help="stop after N reports (0: never)")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        help="stop once every controller took N reports (0: never)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -134,13 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for pusher in pushers:
             log.info(
-                "stopping: %d reports made for %s, %d sent over a live connection, %d "
-                "superseded while unreachable (only the newest of those is kept), %d refused "
-                "by ZeroMQ",
+                "stopping: %d reports made for %s, %d sent over a live connection, %d dropped "
+                "(no connection up, or the previous report not yet out)",
                 pusher.sent + pusher.dropped,
                 pusher.endpoint,
-                pusher.sent - pusher.superseded,
-                pusher.superseded,
+                pusher.sent,
                 pusher.dropped,
             )
             # A bounded flush: the last reports go out if the controller is there, and an
@@ -177,8 +180,8 @@ def make_keys(base: Path) -> int:
 def run(
     builder: ReportBuilder, pushers: list[ReportPusher], interval: float, count: int = 0
 ) -> None:
-    """Report every `interval` seconds to every controller until SIGTERM/SIGINT (or `count`
-    reports if > 0)."""
+    """Report every `interval` seconds to every controller until SIGTERM/SIGINT (or, if `count`
+    > 0, until every controller took `count` reports over a live connection)."""
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     stopping = False
@@ -199,7 +202,6 @@ def run(
         builder.prime(started)
         next_tick = started + interval
         next_warning = started + NEVER_REACHED_AFTER * interval
-        sent = 0
         while not stopping:
             timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
             poller.poll(int(timeout_ms) + 1)
@@ -213,18 +215,17 @@ def run(
             report = encode_report(builder.build(now, time.time()))
             for pusher in pushers:
                 pusher.send(report)
-            sent += 1
             unreached = [p.endpoint for p in pushers if p.reachable is None]
             if unreached and now >= next_warning:
                 # Connecting never finished (wrong address, firewall, CURVE keys): say so, and
                 # keep saying so, rather than sending into the void in silence.
                 log.warning(
-                    "controller %s not reached in %.0f s (reports are superseded meanwhile)",
+                    "controller %s not reached in %.0f s (reports are dropped meanwhile)",
                     " and ".join(unreached),
                     now - started,
                 )
                 next_warning = now + NEVER_REACHED_REPEAT
-            if count and sent >= count:
+            if count and min(p.sent for p in pushers) >= count:
                 break
     finally:
         for sig, handler in previous.items():
