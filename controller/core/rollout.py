@@ -54,6 +54,8 @@ class RolloutCounters:
     """Rounds that freed idle slots of a full dip_table (controller.core.reclaim)."""
     entries_reclaimed: int = 0
     reclaim_failures: int = 0
+    retires: int = 0
+    """Idle slots given a fresh epoch once free to reuse (`SlotTable.retirable`)."""
     table_too_small: int = 0
     """Rollouts not tried: the version cannot fit next to the active one."""
     resyncs: int = 0

@@ -225,6 +225,28 @@ class Rollouts:
             return ops
         if now - self._last_rollout < self.settings.min_rollout_interval:
             return ops
+        ops += self._decide(now, desired, learner, slot, force=force, ramping=ramping)
+        if self.commit is None and self.room.reclaim is None:
+            # Nothing else to write this step: retire idle slots (one version_config write).
+            retirable = self.table.retirable(now, learner)
+            if retirable:
+                ops += self.room.retire(now, retirable, ledger)
+        return ops
+
+    def _decide(
+        self,
+        now: float,
+        desired: Mapping[int, Sequence[int]],
+        learner: ConnectionLearner,
+        slot: int,
+        *,
+        force: bool,
+        ramping: bool,
+    ) -> list[Op]:
+        """Roll out to `slot` if the weights moved enough and the slot and the table allow it;
+        else note why not (backpressure) and maybe start a reclaim for room."""
+        ledger = self.table.ledger
+        assert ledger is not None
         held = self.table.held_weights(
             {pool.pool_id: [m.dip for m in pool] for pool in self._pools}
         )
@@ -233,27 +255,27 @@ class Rollouts:
             band = 0.0 if ramping else self.settings.min_weight_change
             if skip_reason(held, desired, total, band):
                 self.backpressure = None
-                return ops
+                return []
         block = self.table.blocker(now, slot, learner)
         if block is None and learner.full:
             block = f"conn_table full ({learner.waiting} connections waiting)"
         if block is not None:
             self._hold(now, block)
-            return ops
+            return []
         prepared = self._content(desired)
         check = self.room.check(ledger.active, slot, len(prepared[0]))
         if check.too_small:
             self._too_small(now, check)
-            return ops
+            return []
         wait, reclaiming = self.room.make_room(
             now, check, self.table.reclaimable(now, slot, learner), ledger
         )
         if wait is not None:
             if self.room.reclaim is None:
                 self._hold(now, wait)
-            return ops + reclaiming
+            return reclaiming
         self.backpressure = None
-        return ops + self._start(now, slot, prepared)
+        return self._start(now, slot, prepared)
 
     def configure(self, settings: ControllerSettings) -> None:
         """Take a reload's settings (weight_bits never changes live): from the next step on."""
@@ -490,6 +512,8 @@ class Rollouts:
             return ops
         for slot in finished.plan.slots:
             self.table.weights[slot] = None  # holds no version any more
+        if self.table.ledger is not None:
+            self.table.ledger.freshened(finished.freshened)
         if not finished.complete:
             self._last_rollout = finished.finished_at  # retry after the interval, not at once
         if self.journaling:

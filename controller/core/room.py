@@ -88,6 +88,15 @@ class DipRoom:
         wait = "the reclaim rate limit" if chosen else "idle slots (quiet period, pending installs)"
         return f"dip_table full: {check.describe()}; waiting for {wait}", []
 
+    def retire(self, now: float, slots: Sequence[int], ledger: SlotLedger) -> list[Op]:
+        """Give idle `slots` fresh epochs and keep their entries (nothing can reach them then;
+        a later rollout writes its diff over them): a reclaim that deletes nothing, not rate
+        limited (a slot is retired once per time out of service)."""
+        plan = ReclaimPlan(ledger.epochs.fresh(slots), {s: () for s in slots}, now)
+        self._check = None
+        self.reclaim = Reclaim(plan)
+        return self._issue(self.reclaim.begin(now))
+
     def too_small(self, now: float, check: RoomCheck, already_noted: bool) -> str:
         """The version can never fit: count, record with the numbers (once per episode)."""
         self._counters.table_too_small += 1
@@ -153,6 +162,14 @@ class DipRoom:
     def _finish(self, outcome: ReclaimOutcome) -> None:
         now = outcome.finished_at
         self.reclaim = None
+        self._finished = outcome
+        if outcome.plan.entries == 0:  # a retire: routine, counted, recorded only if it failed
+            self._counters.retires += len(outcome.freshened)
+            if not outcome.complete:
+                event = self._throttle.note(now, "slot_retire", "; ".join(outcome.failures))
+                if event is not None:
+                    self._records.extend([event])
+            return
         self._counters.reclaims += 1
         self._counters.entries_reclaimed += outcome.deleted
         before = "" if self._check is None else f" (before: {self._check.describe()})"
@@ -167,4 +184,3 @@ class DipRoom:
         event = self._throttle.note(now, "dip_table_reclaim", detail)
         if event is not None:
             self._records.extend([event])
-        self._finished = outcome

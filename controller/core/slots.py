@@ -37,6 +37,11 @@ class SlotLedger:
         # None = never active since this controller took over (its Bloom filter needs no grace).
         self.deactivated_at: list[float | None] = [None] * slots
         self.hold_until = hold_until
+        # Slots out of service whose Bloom filter may still hold keys: of connections that
+        # started under them and ended (or were installed) since. A new connection that reuses
+        # such a 5-tuple (a client port freed by a reset has no TIME_WAIT) would follow the
+        # slot's old version, so each gets a fresh epoch once it may be reused (`retirable`).
+        self.stale = [s != config.active and config.epochs[s] != 0 for s in range(slots)]
 
     @property
     def active(self) -> int:
@@ -66,7 +71,14 @@ class SlotLedger:
         """The switch now holds `config`; the previous active slot starts its quiet period."""
         if config.active != self.active:
             self.deactivated_at[self.active] = now
+            self.stale[self.active] = True
+        self.stale[config.active] = False
         self.epochs.confirm(config)
+
+    def freshened(self, slots: Sequence[int]) -> None:
+        """`slots` got fresh epochs (acknowledged): their Bloom filters hold nothing."""
+        for slot in slots:
+            self.stale[slot] = False
 
 
 def skip_reason(
@@ -151,6 +163,18 @@ class SlotTable:
             if weights is not None and in_use:
                 dips.update(d for pool in weights.values() for d, w in pool.items() if w > 0)
         return dips
+
+    def retirable(self, now: float, learner: ConnectionLearner) -> list[int]:
+        """Inactive slots whose Bloom filters may still hold keys and that are free to reuse
+        (nothing pending, quiet period over): a fresh epoch now serves no live connection and
+        stops a reused 5-tuple from following their old versions."""
+        ledger = self.ledger
+        assert ledger is not None
+        return [
+            s
+            for s in range(self.slots)
+            if ledger.stale[s] and s != ledger.active and self.blocker(now, s, learner) is None
+        ]
 
     def reclaimable(self, now: float, target: int, learner: ConnectionLearner) -> list[int]:
         """Slots whose entries nobody can reach once they have a fresh epoch, oldest first:

@@ -515,6 +515,7 @@ class ControllerService:
             rollout_reclaims_total=rollouts.reclaims,
             dip_entries_reclaimed_total=rollouts.entries_reclaimed,
             rollout_reclaim_failures_total=rollouts.reclaim_failures,
+            slots_retired_total=rollouts.retires,
             dip_table_too_small_total=rollouts.table_too_small,
             dip_table_resyncs_total=rollouts.resyncs,
             members_removed_total=view.members_removed,

@@ -41,6 +41,7 @@ HELP: Mapping[str, str] = {
     "rollout_reclaims_total": "Rounds that freed idle version slots of a full dip_table.",
     "dip_entries_reclaimed_total": "dip_table entries deleted by reclaims.",
     "rollout_reclaim_failures_total": "Reclaims that did not complete.",
+    "slots_retired_total": "Idle version slots given a fresh epoch once free to reuse.",
     "dip_table_too_small_total": "Rollouts not tried: the version cannot fit next to the "
     "active one.",
     "dip_table_resyncs_total": "dip_table read back because a write contradicted the shadow.",

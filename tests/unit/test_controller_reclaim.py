@@ -28,7 +28,7 @@ from controller.core.ops import (
 from controller.core.reclaim import Reclaim, ReclaimPlan, RoomCheck, choose_slots
 from controller.core.shadow import BucketKey, DipTarget, DipWrite, WriteKind
 from controller.routing import Route
-from topo.frames import PSH, SYN, TCP, FlowKey, build_frame, read_flow
+from topo.frames import ACK, FIN, PSH, SYN, TCP, FlowKey, build_frame, read_flow
 
 VIP = "10.0.0.100"
 DIPS = ("10.0.2.2", "10.0.3.2", "10.0.4.2")
@@ -280,6 +280,31 @@ def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
     run_phases(checked, 6, start=20.0)
     assert checked.send(40001, PSH) == dip
     assert checked.core.rollouts.counters.reclaims > 0
+
+
+def test_an_idle_slot_is_retired_so_a_reused_five_tuple_follows_the_active_version() -> None:
+    # A client port freed by a reset has no TIME_WAIT, so the next connection may reuse the
+    # 5-tuple of one that ended. While the slot it started under keeps its epoch, its Bloom
+    # filter still holds the key and the new connection follows that slot's old version (in
+    # the Mininet failure test: the weights from before a server died, so the killed server).
+    checked = Checked(1024, teardown_linger=0.5)
+    checked.tick(2.0, LOADS[0])
+    old = checked.core.rollouts.table.ledger
+    assert old is not None and old.active == 1
+    checked.send(41001)
+    checked.tick(2.1, LOADS[0])  # installed under slot 1
+    checked.send(41001, FIN | ACK)  # ends: its conn_table entry goes after the linger
+    checked.tick(3.5, LOADS[1])  # rolls out to slot 2: slot 1 is idle from now on
+    for t in (4.0, 4.5, 5.0, 5.5):
+        checked.tick(t, LOADS[1])
+    ledger = checked.core.rollouts.table.ledger
+    assert ledger is not None and ledger.active == 2
+    assert checked.core.rollouts.counters.retires == 2  # slots 0 and 1, past their quiet periods
+    assert not checked.core.learner.pending_count(1)
+    checked.send(41001)  # the same 5-tuple again: a new connection
+    (digest,) = checked.switch.pop_digests()
+    assert digest.version == 2
+    assert checked.send(41001, PSH | ACK) == f"{digest.dip_ip}:{digest.dip_port}"
 
 
 def test_slot_within_its_quiet_period_is_never_reclaimed() -> None:
