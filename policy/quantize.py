@@ -75,7 +75,11 @@ def rounding_floor(shares: ArrayLike, total: int) -> float:
     least 1; PolicyError if there are more live members than units. Exact: for each candidate
     maximum M (some k / exact weight), the weights floor(M x exact) minus the units over
     `total`, taken from the largest members (a unit costs the mean 1 / exact there), have the
-    highest mean any weights under M can have.
+    highest mean any weights under M can have. The candidates run up to a bound on the best
+    maximum: the best max/mean is at most that of largest-remainder weights, and no weights
+    have a higher mean than those giving every spare unit to the smallest member. (Forced
+    minimums can put the best maximum well above ceil(exact) / exact: with exact weights
+    5.15, 1.53 and 0.32 over 7 units, the 0.32 member's 1 unit lets the 1.53 member take 5.)
     """
     s = np.asarray(shares, dtype=np.float64)
     s = s[s > 0]
@@ -83,9 +87,12 @@ def rounding_floor(shares: ArrayLike, total: int) -> float:
         raise PolicyError(f"{len(s)!r} live members cannot share {total!r} units")
     exact = s / s.sum() * total
     largest_first = np.argsort(-exact, kind="stable")
+    start = quantize(s, total) / exact
+    highest_mean = (float((1 / exact).sum()) + (total - len(s)) / float(exact.min())) / len(s)
+    bound = float(start.max() / start.mean()) * highest_mean
     best = math.inf
     candidates = np.unique(
-        np.concatenate([np.arange(1, math.ceil(e) + 3) / e for e in exact]).round(12)
+        np.concatenate([np.arange(1, math.floor(bound * e) + 2) / e for e in exact]).round(12)
     )
     for level in candidates:
         weights = np.floor(level * exact + 1e-9)

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from policy import PolicyError, quantize
@@ -101,6 +101,7 @@ def exhaustive_floor(shares: list[float], total: int) -> float:
     st.lists(st.floats(0.05, 5.0), min_size=2, max_size=4),
     st.integers(4, 14),
 )
+@example([2.0, 0.59375, 0.125], 7)  # the best maximum is far above ceil(exact) / exact
 def test_rounding_floor_is_the_exhaustive_optimum(shares: list[float], total: int) -> None:
     if len(shares) > total:
         return
