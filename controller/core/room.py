@@ -1,4 +1,5 @@
-"""Room in dip_table for the next rollout, pure: the check, reclaiming idle slots, TABLE_FULL.
+"""Room in dip_table for the next rollout, pure: the check, reclaiming idle slots, TABLE_FULL,
+and retiring idle slots (a fresh epoch and no deletes, see `SlotTable.retirable`).
 
 `DipRoom` is the stateful side of `controller.core.reclaim` (which has the plan, the protocol and
 the argument why a reclaimed slot serves no live connection): it decides whether a rollout must
@@ -33,7 +34,8 @@ RECLAIM_RECORD_INTERVAL = 10.0
 
 
 class DipRoom:
-    """Keeps room in dip_table for rollouts, reclaiming idle slots under pressure only."""
+    """Keeps room in dip_table for rollouts, reclaiming idle slots under pressure only; retires
+    idle slots when asked."""
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ within its quiet period, rollouts resuming, a table too small failing fast)."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -282,29 +283,65 @@ def test_slot_with_a_pending_connection_is_never_reclaimed() -> None:
     assert checked.core.rollouts.counters.reclaims > 0
 
 
+def _ended_under_slot_1_then_idle(
+    checked: Checked, until: float, failing: Callable[[Op], bool] | None = None
+) -> None:
+    """Connection 41001 starts and ends under slot 1; slot 2 is active from 3.5 s on (from then
+    on the writes `failing` picks fail), and the loads stay put (no further rollout) until
+    `until`."""
+    checked.tick(2.0, LOADS[0])
+    ledger = checked.core.rollouts.table.ledger
+    assert ledger is not None and ledger.active == 1
+    checked.send(41001)
+    checked.tick(2.1, LOADS[0])  # installed under slot 1
+    checked.send(41001, FIN | ACK)  # ends: its conn_table entry goes after the linger
+    checked.tick(3.5, LOADS[1])  # rolls out to slot 2: slot 1 is idle from now on
+    if failing is not None:
+        checked.fail = failing
+    t = 4.0
+    while t <= until:
+        checked.tick(t, LOADS[1])
+        t += 0.5
+    assert ledger.active == 2 and not checked.core.learner.pending_count(1)
+
+
+def _reused_version(checked: Checked) -> int:
+    """The version a new connection reusing 41001's 5-tuple starts under (it stays there)."""
+    checked.send(41001)
+    (digest,) = checked.switch.pop_digests()
+    assert checked.send(41001, PSH | ACK) == f"{digest.dip_ip}:{digest.dip_port}"
+    checked.queue.extend(checked.core.on_digest(checked.now, digest))
+    checked.run()
+    checked.send(41001, FIN | ACK)
+    return digest.version
+
+
 def test_an_idle_slot_is_retired_so_a_reused_five_tuple_follows_the_active_version() -> None:
     # A client port freed by a reset has no TIME_WAIT, so the next connection may reuse the
     # 5-tuple of one that ended. While the slot it started under keeps its epoch, its Bloom
     # filter still holds the key and the new connection follows that slot's old version (in
     # the Mininet failure test: the weights from before a server died, so the killed server).
     checked = Checked(1024, teardown_linger=0.5)
-    checked.tick(2.0, LOADS[0])
-    old = checked.core.rollouts.table.ledger
-    assert old is not None and old.active == 1
-    checked.send(41001)
-    checked.tick(2.1, LOADS[0])  # installed under slot 1
-    checked.send(41001, FIN | ACK)  # ends: its conn_table entry goes after the linger
-    checked.tick(3.5, LOADS[1])  # rolls out to slot 2: slot 1 is idle from now on
-    for t in (4.0, 4.5, 5.0, 5.5):
-        checked.tick(t, LOADS[1])
-    ledger = checked.core.rollouts.table.ledger
-    assert ledger is not None and ledger.active == 2
+    _ended_under_slot_1_then_idle(checked, 5.5)
     assert checked.core.rollouts.counters.retires == 2  # slots 0 and 1, past their quiet periods
-    assert not checked.core.learner.pending_count(1)
-    checked.send(41001)  # the same 5-tuple again: a new connection
-    (digest,) = checked.switch.pop_digests()
-    assert digest.version == 2
-    assert checked.send(41001, PSH | ACK) == f"{digest.dip_ip}:{digest.dip_port}"
+    assert _reused_version(checked) == 2
+
+
+def test_a_failed_retire_is_recorded_and_tried_again() -> None:
+    checked = Checked(1024, teardown_linger=0.5)
+    _ended_under_slot_1_then_idle(
+        checked,
+        5.5,
+        failing=lambda op: isinstance(op, DefaultActionSet) and isinstance(op.tag, FreshEpochs),
+    )
+    assert checked.core.rollouts.counters.retires == 0
+    assert checked.faults("slot_retire")
+    assert _reused_version(checked) == 1  # slot 1 still holds the key
+    checked.fail = lambda op: False
+    for t in (7.0, 8.0):
+        checked.tick(t, LOADS[1])
+    assert checked.core.rollouts.counters.retires == 2
+    assert _reused_version(checked) == 2
 
 
 def test_slot_within_its_quiet_period_is_never_reclaimed() -> None:
