@@ -95,7 +95,6 @@ class DipRoom:
         a later rollout writes its diff over them): a reclaim that deletes nothing, not rate
         limited (a slot is retired once per time out of service)."""
         plan = ReclaimPlan(ledger.epochs.fresh(slots), {s: () for s in slots}, now)
-        self._check = None
         self.reclaim = Reclaim(plan)
         return self._issue(self.reclaim.begin(now))
 

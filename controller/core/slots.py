@@ -72,7 +72,6 @@ class SlotLedger:
         if config.active != self.active:
             self.deactivated_at[self.active] = now
             self.stale[self.active] = True
-        self.stale[config.active] = False
         self.epochs.confirm(config)
 
     def freshened(self, slots: Sequence[int]) -> None:

@@ -62,9 +62,7 @@ def _measure_against_truth(
     as a utilisation is (a quota's period edges let a loop a few % over). On a busy machine both
     fall below 1 together, so the comparison holds however loaded it is."""
     started, start = time.monotonic(), _cpu_seconds(pid)
-    first = scope.sample()
-    _wait_until(lambda: _cpu_seconds(pid) > start + cpu_seconds)
-    reading = utilisation(first, scope.sample())
+    reading = _measure(scope, lambda: _cpu_seconds(pid) > start + cpu_seconds)
     truth = (_cpu_seconds(pid) - start) / ((time.monotonic() - started) * cpus)
     return reading, min(1.0, truth)
 
